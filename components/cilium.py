@@ -1,0 +1,192 @@
+"""Cilium in ENI IPAM mode with Hubble: the operator's IAM role (IRSA) and the Helm release.
+
+The Helm values are all in `helm_values()`, each explained where it is set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.config import CiliumConfig
+
+CHART_REPOSITORY = "https://helm.cilium.io"
+NAMESPACE = "kube-system"
+OPERATOR_SERVICE_ACCOUNT = "cilium-operator"
+
+# What cilium-operator calls to manage ENIs and their IPs: the action list of Cilium's
+# docs, "IPAM: AWS ENI" > "Required Privileges". No wildcard actions. The resources are
+# "*" as in those docs: the Describe calls accept nothing narrower, and the ENIs to
+# create, attach and tag do not exist (so have no ARN) when the policy is written.
+ENI_IAM_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:AttachNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:ModifyNetworkInterfaceAttribute",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+    "ec2:CreateTags",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeTags",
+)
+
+# cilium-operator's pods are anti-affine (one per node): more replicas than nodes leaves
+# one Pending forever. Two give a standby when there are two nodes or more.
+MAX_OPERATOR_REPLICAS = 2
+
+
+def operator_replicas(min_nodes: int) -> int:
+    return min(MAX_OPERATOR_REPLICAS, min_nodes)
+
+
+def helm_values(
+    *,
+    cluster_name: str,
+    config: CiliumConfig,
+    operator_role_arn: pulumi.Input[str],
+    pod_subnet_ids: Sequence[pulumi.Input[str]],
+    operator_replicas: int,
+) -> dict[str, Any]:
+    """The chart values (checked against the chart's values.schema.json in tests)."""
+    return {
+        # ENI garbage collection tags and Hubble's flows carry this name; it is the EKS
+        # cluster's, so ENIs are traceable to it in the EC2 console.
+        "cluster": {"name": cluster_name},
+        "eni": {
+            # IPs for pods come from ENIs that cilium-operator attaches to the nodes.
+            "enabled": True,
+            # The operator's AWS identity: the chart annotates its service account with
+            # this role (IRSA), so no node-wide credentials are needed.
+            "iamRole": operator_role_arn,
+            # Pod ENIs only in the private subnets. Without a filter the operator takes
+            # the subnet of the AZ with most free IPs, public ones included, and a pod
+            # there has no route out (public subnets have no NAT for private addresses).
+            "subnetIDsFilter": list(pod_subnet_ids),
+        },
+        # Implied by eni.enabled from 1.19; set for 1.16-1.18 and for readers.
+        "ipam": {"mode": "eni"},
+        # Pods use VPC addresses and VPC routing: no overlay (`tunnel` was removed in 1.15).
+        "routingMode": "native",
+        # Masquerading is left at the chart's ENI default (off since 1.18): nodes are in
+        # private subnets, and the NAT gateway translates pod traffic leaving the VPC.
+        "operator": {"replicas": operator_replicas},
+        "hubble": {
+            "enabled": True,
+            "relay": {"enabled": config.hubble.relay},
+            "ui": {"enabled": config.hubble.ui},
+            # Certificates made in the cluster by a CronJob, not by Helm at render time:
+            # Helm-made certificates change on every render, a diff on every `pulumi up`.
+            "tls": {"auto": {"method": "cronJob"}},
+        },
+    }
+
+
+@dataclass
+class CiliumArgs:
+    cluster_name: str
+    config: CiliumConfig
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]  # issuer URL without https://
+    pod_subnet_ids: Sequence[pulumi.Input[str]]
+    operator_replicas: int
+    provider: k8s.Provider
+    aws_node_patch: pulumi.Resource  # aws-node must be off before Cilium is applied
+
+
+class Cilium(pulumi.ComponentResource):
+    """The operator's IRSA role and the `cilium` Helm release.
+
+    Ordering: the release waits for aws-node to be off, and does not wait for its own
+    pods (`skip_await`): they cannot be Ready before nodes exist, and the node group
+    waits for this release, so awaiting them would deadlock `pulumi up`.
+    """
+
+    release: k8s.helm.v3.Release
+    operator_role: aws.iam.Role
+
+    def __init__(
+        self, name: str, args: CiliumArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("cilium-eks:index:Cilium", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.operator_role = aws.iam.Role(
+            "operator",
+            description=f"cilium-operator ENI IPAM in EKS cluster {args.cluster_name} (IRSA)",
+            assume_role_policy=pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
+                lambda a: irsa_trust_policy(a[0], a[1])
+            ),
+            opts=child,
+        )
+        eni_policy = aws.iam.RolePolicy(
+            "operator-eni",
+            role=self.operator_role.id,
+            policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Action": list(ENI_IAM_ACTIONS), "Resource": "*"}
+                    ],
+                }
+            ),
+            opts=child,
+        )
+
+        self.release = k8s.helm.v3.Release(
+            "cilium",
+            name="cilium",
+            chart="cilium",
+            version=args.config.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPOSITORY),
+            namespace=NAMESPACE,
+            values=helm_values(
+                cluster_name=args.cluster_name,
+                config=args.config,
+                operator_role_arn=self.operator_role.arn,
+                pod_subnet_ids=args.pod_subnet_ids,
+                operator_replicas=args.operator_replicas,
+            ),
+            skip_await=True,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=args.provider,
+                # The role's permissions must exist before the operator first calls EC2.
+                depends_on=[args.aws_node_patch, eni_policy],
+            ),
+        )
+        self.register_outputs({"version": args.config.version})
+
+
+def irsa_trust_policy(oidc_provider_arn: str, oidc_issuer: str) -> str:
+    """Trust for the cluster's OIDC provider, for kube-system/cilium-operator only."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": oidc_provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {
+                            f"{oidc_issuer}:sub": (
+                                f"system:serviceaccount:{NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
+                            ),
+                            f"{oidc_issuer}:aud": "sts.amazonaws.com",
+                        }
+                    },
+                }
+            ],
+        }
+    )

@@ -1,0 +1,125 @@
+"""The EKS control plane, with no nodes, and the Kubernetes provider built from it.
+
+Nodes come later (components/nodes.py), once the AWS VPC CNI is switched off and Cilium
+is applied: a node that boots before that would get its pod IPs from aws-node.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_eks as eks
+import pulumi_kubernetes as k8s
+
+# Control plane logs sent to CloudWatch: who called the API, what they did, and how
+# they authenticated. controllerManager and scheduler are left off (noisy, rarely read).
+CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator")
+
+# EKS access policy giving full cluster admin (EKS docs, "Review access policy permissions").
+CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+def access_entry_key(arn: str) -> str:
+    """A stable key for an admin principal's access entry, derived from its ARN.
+
+    Keys name resources inside pulumi-eks, so they must not shift when the list is
+    reordered: `arn:aws:iam::123456789012:role/ci/deployer` -> `role-ci-deployer`.
+    """
+    kind_and_path = arn.split(":", 5)[5]
+    return re.sub(r"[^A-Za-z0-9-]+", "-", kind_and_path).strip("-")
+
+
+@dataclass
+class ClusterArgs:
+    name: str  # the EKS cluster's name, also Cilium's cluster.name
+    kubernetes_version: str
+    vpc_id: pulumi.Input[str]
+    public_subnet_ids: Sequence[pulumi.Input[str]]
+    private_subnet_ids: Sequence[pulumi.Input[str]]
+    admin_principal_arns: Sequence[str]
+    partition: str
+
+
+class Cluster(pulumi.ComponentResource):
+    """EKS (pulumi-eks) with API authentication, IRSA, KMS-encrypted Secrets and logs.
+
+    - `skip_default_node_group`: nodes are a separate, later step.
+    - `use_default_vpc_cni=True`: pulumi-eks must not install or manage the vpc-cni
+      add-on; it would fight Cilium. The self-managed aws-node DaemonSet that EKS
+      bootstraps is switched off by components/aws_node.py instead.
+    - CoreDNS is not made an EKS add-on: with no nodes at creation it would sit in
+      DEGRADED until the add-on create times out. The self-managed CoreDNS from EKS's
+      bootstrap schedules once Cilium makes the nodes Ready.
+    - Only subnets (and the KMS key) feed the cluster, so it does not wait for NAT.
+    """
+
+    eks_cluster: eks.Cluster
+    provider: k8s.Provider
+    kubeconfig: pulumi.Output[str]
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("cilium-eks:index:Cluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        secrets_key = aws.kms.Key(
+            "secrets",
+            description=f"Envelope encryption of Kubernetes Secrets in EKS cluster {args.name}",
+            enable_key_rotation=True,
+            # `pulumi destroy` schedules the key's deletion; 7 days is the shortest wait.
+            deletion_window_in_days=7,
+            opts=child,
+        )
+
+        self.eks_cluster = eks.Cluster(
+            "eks",
+            name=args.name,
+            version=args.kubernetes_version,
+            vpc_id=args.vpc_id,
+            public_subnet_ids=args.public_subnet_ids,
+            private_subnet_ids=args.private_subnet_ids,
+            endpoint_private_access=True,  # nodes reach the API without leaving the VPC
+            endpoint_public_access=True,  # `pulumi up` and kubectl from outside the VPC
+            authentication_mode=eks.AuthenticationMode.API,
+            access_entries={
+                access_entry_key(arn): eks.AccessEntryArgs(
+                    principal_arn=arn,
+                    access_policies={
+                        "cluster-admin": eks.AccessPolicyAssociationArgs(
+                            policy_arn=CLUSTER_ADMIN_POLICY.format(partition=args.partition),
+                            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(
+                                type="cluster"
+                            ),
+                        )
+                    },
+                )
+                for arn in args.admin_principal_arns
+            },
+            create_oidc_provider=True,  # IRSA for cilium-operator
+            encryption_config_key_arn=secrets_key.arn,
+            enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
+            skip_default_node_group=True,
+            use_default_vpc_cni=True,
+            coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
+            opts=child,
+        )
+
+        # Every Kubernetes resource in this program uses this provider, never the ambient
+        # kubeconfig: its credentials come from `aws eks get-token` for this cluster.
+        self.provider = k8s.Provider(
+            "k8s",
+            kubeconfig=self.eks_cluster.kubeconfig_json,
+            enable_server_side_apply=True,  # required by DaemonSetPatch
+            opts=child,
+        )
+        self.kubeconfig = pulumi.Output.secret(self.eks_cluster.kubeconfig_json)
+        self.oidc_provider_arn = self.eks_cluster.oidc_provider_arn
+        self.oidc_issuer = self.eks_cluster.oidc_issuer
+        self.register_outputs({"name": args.name, "kubeconfig": self.kubeconfig})

@@ -1,0 +1,329 @@
+"""Stack configuration, read and validated once, before any resource is declared.
+
+A bad value found 15 minutes into `pulumi up` leaves a half-built VPC behind; found
+here it costs nothing. Every error names the key (as typed in `Pulumi.<stack>.yaml`)
+and what would have been accepted, and all sections are checked before the one
+`ConfigError` is raised, so a user fixes every mistake in one round.
+
+`parse()` is pure (tests call it directly); `load()` feeds it the stack's config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pulumi
+
+# EKS versions in standard support through late 2026 (EKS Kubernetes release calendar:
+# 1.33 left standard support in July 2026). The pinned Cilium minors (1.19, 1.20) are
+# e2e-tested on these; see README "Versions".
+KUBERNETES_VERSIONS = ("1.34", "1.35", "1.36")
+DEFAULT_KUBERNETES_VERSION = "1.35"
+
+DEFAULT_CILIUM_VERSION = "1.19.6"
+# ENI mode without `tunnel` (removed in 1.15) and with `routingMode`: 1.16 is the oldest
+# chart the values in components/cilium.py are written for.
+MIN_CILIUM_VERSION = (1, 16, 0)
+
+NAT_GATEWAY_MODES = ("single", "perAz")
+DEMO_POLICIES = ("none", "l3l4", "l7")
+AZ_COUNT_RANGE = (2, 6)
+# AWS allows a VPC of /16 at the largest; the private subnets (pod IPs in ENI mode) must
+# be /20 or larger, one per AZ (up to 6) plus room for the public ones: /17 at the smallest.
+VPC_PREFIX_RANGE = (16, 17)
+
+# Cilium's own rule for `cluster.name` (chart values.yaml, `cluster.name`): at most 32
+# characters, lowercase alphanumerics and '-', starting and ending alphanumeric. It is
+# stricter than EKS's, and the cluster's name is used for both.
+CLUSTER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+IAM_PRINCIPAL_ARN_RE = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+SEMVER_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+
+
+class ConfigError(ValueError):
+    """Raised for invalid stack configuration, before any resource is declared."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    cidr: str = "10.0.0.0/16"
+    az_count: int = 3
+    nat_gateways: str = "single"
+
+
+@dataclass(frozen=True)
+class NodesConfig:
+    instance_types: tuple[str, ...] = ("t3.medium",)
+    desired_size: int = 2
+    min_size: int = 2
+    max_size: int = 4
+
+
+@dataclass(frozen=True)
+class HubbleConfig:
+    relay: bool = True
+    ui: bool = True
+
+
+@dataclass(frozen=True)
+class CiliumConfig:
+    version: str = DEFAULT_CILIUM_VERSION
+    hubble: HubbleConfig = HubbleConfig()
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    admin_principal_arns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    enabled: bool = True
+    policy: str = "l7"
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    region: str
+    cluster_name: str
+    kubernetes_version: str
+    network: NetworkConfig
+    nodes: NodesConfig
+    cilium: CiliumConfig
+    access: AccessConfig
+    demo: DemoConfig
+
+    @property
+    def partition(self) -> str:
+        """The AWS partition of the region, for ARNs of AWS-managed policies."""
+        if self.region.startswith("cn-"):
+            return "aws-cn"
+        if self.region.startswith("us-gov-"):
+            return "aws-us-gov"
+        return "aws"
+
+
+# Project keys and the kind of value each holds (strings are read raw, objects as JSON).
+STRING_KEYS = ("clusterName", "kubernetesVersion")
+OBJECT_KEYS = ("network", "nodes", "cilium", "access", "demo")
+
+
+def load() -> StackConfig:
+    """Read this stack's configuration (`pulumi config`) and validate it."""
+    project = pulumi.Config()
+    raw: dict[str, Any] = {key: project.get(key) for key in STRING_KEYS}
+    for key in OBJECT_KEYS:
+        try:
+            raw[key] = project.get_object(key)
+        except pulumi.ConfigTypeError:  # not JSON: a plain string, which parse() rejects
+            raw[key] = project.get(key)
+    raw["aws:region"] = pulumi.Config("aws").get("region")
+    return parse(raw, stack=pulumi.get_stack())
+
+
+def parse(raw: Mapping[str, Any], stack: str) -> StackConfig:
+    """Validate raw config values (None = unset) into a StackConfig, or raise ConfigError."""
+    errors: list[str] = []
+    T = TypeVar("T")
+
+    def section(parser: Callable[[], T], default: T) -> T:
+        try:
+            return parser()
+        except ConfigError as err:
+            errors.append(str(err))
+            return default
+
+    region = section(lambda: _region(raw.get("aws:region")), "")
+    cluster_name = section(lambda: _cluster_name(raw.get("clusterName"), stack), "")
+    kubernetes_version = section(
+        lambda: _kubernetes_version(raw.get("kubernetesVersion")), DEFAULT_KUBERNETES_VERSION
+    )
+    network = section(lambda: _network(raw.get("network")), NetworkConfig())
+    nodes = section(lambda: _nodes(raw.get("nodes")), NodesConfig())
+    cilium = section(lambda: _cilium(raw.get("cilium")), CiliumConfig())
+    access = section(lambda: _access(raw.get("access")), AccessConfig())
+    demo = section(lambda: _demo(raw.get("demo")), DemoConfig())
+    if errors:
+        raise ConfigError("invalid stack configuration:\n  - " + "\n  - ".join(errors))
+    return StackConfig(
+        region, cluster_name, kubernetes_version, network, nodes, cilium, access, demo
+    )
+
+
+def _region(value: Any) -> str:
+    if not value:
+        raise ConfigError(
+            "aws:region: not set; set it with `pulumi config set aws:region ap-northeast-2`"
+        )
+    return str(value)
+
+
+def _cluster_name(value: Any, stack: str) -> str:
+    if value is None:
+        name = f"cilium-eks-{stack}".lower()
+        if not CLUSTER_NAME_RE.match(name):
+            raise ConfigError(
+                f"clusterName: not set, and the default derived from the stack name, '{name}', "
+                "is not a valid Cilium cluster name (at most 32 characters of a-z, 0-9 and '-', "
+                "starting and ending with a letter or digit); set clusterName explicitly"
+            )
+        return name
+    if not isinstance(value, str) or not CLUSTER_NAME_RE.match(value):
+        raise ConfigError(
+            f"clusterName: {value!r} is not allowed; use at most 32 characters of a-z, 0-9 "
+            "and '-', starting and ending with a letter or digit (Cilium's cluster.name rule)"
+        )
+    return value
+
+
+def _kubernetes_version(value: Any) -> str:
+    if value is None:
+        return DEFAULT_KUBERNETES_VERSION
+    if value not in KUBERNETES_VERSIONS:
+        raise ConfigError(
+            f"kubernetesVersion: {value!r} is not supported; allowed: {', '.join(KUBERNETES_VERSIONS)}"
+        )
+    return str(value)
+
+
+def _object(key: str, value: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """An optional config object with no keys but the allowed ones (a typo is an error)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: must be an object with keys {', '.join(allowed)}")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{key}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+        )
+    return value
+
+
+def _int(key: str, value: Any, low: int, high: int | None = None) -> int:
+    # bool is an int in Python; `azCount: true` is still a mistake.
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+        high is not None and value > high
+    ):
+        bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise ConfigError(f"{key}: {value!r} is not allowed; use a whole number {bounds}")
+    return value
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: {value!r} is not allowed; use true or false")
+    return value
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
+    return str(value)
+
+
+def _network(value: Any) -> NetworkConfig:
+    obj = _object("network", value, ("cidr", "azCount", "natGateways"))
+    default = NetworkConfig()
+    cidr = obj.get("cidr", default.cidr)
+    low, high = VPC_PREFIX_RANGE
+    try:
+        net = ipaddress.ip_network(cidr, strict=True)
+    except (TypeError, ValueError):
+        net = None
+    if not isinstance(net, ipaddress.IPv4Network) or not net.is_private:
+        raise ConfigError(
+            f"network.cidr: {cidr!r} is not a private IPv4 network in CIDR notation "
+            "(e.g. 10.0.0.0/16)"
+        )
+    if not low <= net.prefixlen <= high:
+        raise ConfigError(
+            f"network.cidr: {cidr!r} has prefix /{net.prefixlen}; allowed: /{low} or /{high} "
+            "(each AZ's private subnet holds the pod IPs and must be /20 or larger)"
+        )
+    return NetworkConfig(
+        cidr=str(net),
+        az_count=_int("network.azCount", obj.get("azCount", default.az_count), *AZ_COUNT_RANGE),
+        nat_gateways=_choice(
+            "network.natGateways", obj.get("natGateways", default.nat_gateways), NAT_GATEWAY_MODES
+        ),
+    )
+
+
+def _nodes(value: Any) -> NodesConfig:
+    obj = _object("nodes", value, ("instanceTypes", "desiredSize", "minSize", "maxSize"))
+    default = NodesConfig()
+    types = obj.get("instanceTypes", list(default.instance_types))
+    if (
+        not isinstance(types, list)
+        or not types
+        or not all(isinstance(t, str) and re.match(r"^[a-z0-9-]+\.[a-z0-9]+$", t) for t in types)
+    ):
+        raise ConfigError(
+            f"nodes.instanceTypes: {types!r} is not allowed; use a non-empty list of EC2 "
+            'instance types, e.g. ["t3.medium"]'
+        )
+    desired = _int("nodes.desiredSize", obj.get("desiredSize", default.desired_size), 1)
+    minimum = _int("nodes.minSize", obj.get("minSize", default.min_size), 1)
+    maximum = _int("nodes.maxSize", obj.get("maxSize", default.max_size), 1)
+    if not minimum <= desired <= maximum:
+        raise ConfigError(
+            f"nodes: minSize ({minimum}) <= desiredSize ({desired}) <= maxSize ({maximum}) "
+            "does not hold"
+        )
+    return NodesConfig(tuple(types), desired, minimum, maximum)
+
+
+def _cilium(value: Any) -> CiliumConfig:
+    obj = _object("cilium", value, ("version", "hubble"))
+    version = obj.get("version", DEFAULT_CILIUM_VERSION)
+    match = SEMVER_RE.match(version) if isinstance(version, str) else None
+    if not match:
+        raise ConfigError(
+            f"cilium.version: {version!r} is not an exact chart version; use X.Y.Z "
+            f"(e.g. {DEFAULT_CILIUM_VERSION}) so every `pulumi up` installs the same chart"
+        )
+    if tuple(int(part) for part in match.groups()) < MIN_CILIUM_VERSION:
+        raise ConfigError(
+            f"cilium.version: {version!r} is too old; allowed: "
+            f"{'.'.join(map(str, MIN_CILIUM_VERSION))} or newer"
+        )
+    hubble = _object("cilium.hubble", obj.get("hubble"), ("relay", "ui"))
+    relay = _bool("cilium.hubble.relay", hubble.get("relay", True))
+    ui = _bool("cilium.hubble.ui", hubble.get("ui", True))
+    if ui and not relay:
+        raise ConfigError(
+            "cilium.hubble.ui: true requires cilium.hubble.relay: true (the UI reads flows "
+            "from the relay)"
+        )
+    return CiliumConfig(version=version, hubble=HubbleConfig(relay=relay, ui=ui))
+
+
+def _access(value: Any) -> AccessConfig:
+    obj = _object("access", value, ("adminPrincipalArns",))
+    arns = obj.get("adminPrincipalArns", [])
+    if not isinstance(arns, list):
+        raise ConfigError("access.adminPrincipalArns: must be a list of IAM role or user ARNs")
+    for arn in arns:
+        if not isinstance(arn, str) or not IAM_PRINCIPAL_ARN_RE.match(arn):
+            raise ConfigError(
+                f"access.adminPrincipalArns: {arn!r} is not an IAM role or user ARN "
+                "(arn:aws:iam::123456789012:role/NAME or ...:user/NAME)"
+            )
+    if len(set(arns)) != len(arns):
+        raise ConfigError("access.adminPrincipalArns: lists the same ARN twice")
+    return AccessConfig(admin_principal_arns=tuple(arns))
+
+
+def _demo(value: Any) -> DemoConfig:
+    obj = _object("demo", value, ("enabled", "policy", "verify"))
+    return DemoConfig(
+        enabled=_bool("demo.enabled", obj.get("enabled", True)),
+        policy=_choice("demo.policy", obj.get("policy", "l7"), DEMO_POLICIES),
+        verify=_bool("demo.verify", obj.get("verify", True)),
+    )

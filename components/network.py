@@ -1,0 +1,165 @@
+"""The VPC: per AZ one public and one private subnet, an internet gateway and NAT egress.
+
+In ENI IPAM mode every pod takes a VPC address from the private subnet of its node's AZ,
+so the private subnets are large (/19 in a /16 VPC, /20 in a /17) and the public ones,
+which hold only NAT gateways and load balancers, are small.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.config import ConfigError, NetworkConfig
+
+# Subnet role tags read by the AWS Load Balancer Controller and the in-tree service
+# controller (EKS docs, "Subnet requirements and considerations").
+PUBLIC_SUBNET_TAGS = {"kubernetes.io/role/elb": "1"}
+PRIVATE_SUBNET_TAGS = {"kubernetes.io/role/internal-elb": "1"}
+
+
+def subnet_plan(cidr: str, az_count: int) -> list[tuple[str, str]]:
+    """(public, private) CIDR pairs, one per AZ.
+
+    The VPC is cut in eight: blocks 0-5 are the private subnets (one per AZ, up to six),
+    block 7 is cut again into /(prefix+8) public subnets. Fixed positions keep a subnet's
+    CIDR unchanged when azCount grows, so adding an AZ never replaces an existing subnet.
+    """
+    vpc = ipaddress.ip_network(cidr)
+    eighths = list(vpc.subnets(prefixlen_diff=3))
+    public_blocks = list(eighths[7].subnets(prefixlen_diff=5))
+    return [(str(public_blocks[i]), str(eighths[i])) for i in range(az_count)]
+
+
+@dataclass
+class NetworkArgs:
+    config: NetworkConfig
+    name_prefix: str  # prefix of the Name tags, e.g. the cluster name
+
+
+class Network(pulumi.ComponentResource):
+    """VPC, subnets, internet gateway, NAT gateway(s) and routes.
+
+    Outputs for the rest of the graph:
+    - `vpc_id`, `public_subnet_ids`, `private_subnet_ids`: what the cluster needs. The
+      cluster depends on these only, so the NAT gateways (a few minutes each) are built
+      while the EKS control plane (about ten minutes) is.
+    - `egress`: the route table associations that make the private subnets reach the
+      internet. Nodes need them to pull images and join; nothing before the nodes does.
+    """
+
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: list[pulumi.Output[str]]
+    private_subnet_ids: list[pulumi.Output[str]]
+    egress: list[pulumi.Resource]
+
+    def __init__(
+        self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("cilium-eks:index:Network", name, None, opts)
+        cfg = args.config
+        child = pulumi.ResourceOptions(parent=self)
+
+        zones = aws.get_availability_zones(
+            state="available",
+            # Local and Wavelength zones are opt-in; EKS control planes do not use them.
+            filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
+            opts=pulumi.InvokeOptions(parent=self),
+        )
+        az_names = sorted(zones.names)
+        if len(az_names) < cfg.az_count:
+            raise ConfigError(
+                f"network.azCount: {cfg.az_count} but the region has only {len(az_names)} "
+                f"available zones ({', '.join(az_names)}); allowed: 2 to {len(az_names)}"
+            )
+
+        def tags(name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+            return {"Name": f"{args.name_prefix}-{name}", **(extra or {})}
+
+        vpc = aws.ec2.Vpc(
+            "vpc",
+            cidr_block=cfg.cidr,
+            enable_dns_support=True,
+            enable_dns_hostnames=True,  # EKS private endpoint resolution needs both
+            tags=tags("vpc"),
+            opts=child,
+        )
+        igw = aws.ec2.InternetGateway("igw", vpc_id=vpc.id, tags=tags("igw"), opts=child)
+        public_rt = aws.ec2.RouteTable(
+            "public",
+            vpc_id=vpc.id,
+            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
+            tags=tags("public"),
+            opts=child,
+        )
+
+        public: list[aws.ec2.Subnet] = []
+        private: list[aws.ec2.Subnet] = []
+        egress: list[pulumi.Resource] = []
+        nat_ids: list[pulumi.Output[str]] = []
+        for i, (az, (public_cidr, private_cidr)) in enumerate(
+            zip(az_names, subnet_plan(cfg.cidr, cfg.az_count))
+        ):
+            pub = aws.ec2.Subnet(
+                f"public-{i}",
+                vpc_id=vpc.id,
+                cidr_block=public_cidr,
+                availability_zone=az,
+                map_public_ip_on_launch=False,  # only NAT gateways and load balancers live here
+                tags=tags(f"public-{az}", PUBLIC_SUBNET_TAGS),
+                opts=child,
+            )
+            priv = aws.ec2.Subnet(
+                f"private-{i}",
+                vpc_id=vpc.id,
+                cidr_block=private_cidr,
+                availability_zone=az,
+                map_public_ip_on_launch=False,
+                tags=tags(f"private-{az}", PRIVATE_SUBNET_TAGS),
+                opts=child,
+            )
+            public.append(pub)
+            private.append(priv)
+            egress.append(
+                aws.ec2.RouteTableAssociation(
+                    f"public-{i}", subnet_id=pub.id, route_table_id=public_rt.id, opts=child
+                )
+            )
+            if i == 0 or cfg.nat_gateways == "perAz":
+                eip = aws.ec2.Eip(f"nat-{i}", domain="vpc", tags=tags(f"nat-{az}"), opts=child)
+                nat = aws.ec2.NatGateway(
+                    f"nat-{i}",
+                    subnet_id=pub.id,
+                    allocation_id=eip.id,
+                    tags=tags(f"nat-{az}"),
+                    # A NAT gateway needs the VPC's internet gateway to reach anything.
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+                )
+                nat_ids.append(nat.id)
+            private_rt = aws.ec2.RouteTable(
+                f"private-{i}",
+                vpc_id=vpc.id,
+                routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat_ids[-1]}],
+                tags=tags(f"private-{az}"),
+                opts=child,
+            )
+            egress.append(
+                aws.ec2.RouteTableAssociation(
+                    f"private-{i}", subnet_id=priv.id, route_table_id=private_rt.id, opts=child
+                )
+            )
+
+        self.vpc_id = vpc.id
+        self.public_subnet_ids = [s.id for s in public]
+        self.private_subnet_ids = [s.id for s in private]
+        self.egress = egress
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "publicSubnetIds": self.public_subnet_ids,
+                "privateSubnetIds": self.private_subnet_ids,
+            }
+        )

@@ -1,0 +1,159 @@
+"""Test-side API over tests/mock_run.py: run the program with a config, query its graph."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "cilium-eks"
+
+
+def dev_config() -> dict[str, Any]:
+    """Pulumi.dev.yaml's config, as {key: value} with project keys unprefixed."""
+    raw = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    return {k.removeprefix(f"{PROJECT}:"): v for k, v in raw.items()}
+
+
+def with_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`pulumi config set --path` semantics: "demo.policy": "none" sets one nested key;
+    a value of None removes the key."""
+    result = copy.deepcopy(config)
+    for path, value in overrides.items():
+        *parents, leaf = path.split(".")
+        node = result
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is None:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return result
+
+
+def pulumi_config_env(config: dict[str, Any]) -> str:
+    """The PULUMI_CONFIG variable the CLI hands the program: strings raw, objects as JSON."""
+    env = {}
+    for key, value in config.items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        env[full] = value if isinstance(value, str) else json.dumps(value)
+    return json.dumps(env)
+
+
+@dataclass
+class Resource:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    remote: bool
+    parent: str | None
+    provider: str | None
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    inputs: dict[str, Any]
+    secrets: list[str]
+
+
+class Graph:
+    """The resources one run declared, with transitive dependency queries.
+
+    An edge A -> B means A cannot be created before B: B is in A's explicit or property
+    dependencies, or B is A's provider.
+    """
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.error: dict[str, str] | None = data["error"]
+        self.outputs: dict[str, Any] = data["outputs"]
+        self.seconds: float = data["seconds"]
+        self.resources = [
+            Resource(
+                urn=r["urn"], type=r["type"], name=r["name"], custom=r["custom"],
+                remote=r["remote"], parent=r["parent"], provider=r["provider"],
+                dependencies=r["dependencies"], property_dependencies=r["propertyDependencies"],
+                inputs=r["inputs"], secrets=r["secrets"],
+            )
+            for r in data["resources"]
+        ]
+        self.by_urn = {r.urn: r for r in self.resources}
+
+    def of_type(self, type_: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str | None = None) -> Resource:
+        found = [r for r in self.of_type(type_) if name is None or r.name == name]
+        assert len(found) == 1, f"expected one {type_} {name or ''}, found {len(found)}"
+        return found[0]
+
+    def direct(self, res: Resource) -> set[str]:
+        deps = set(res.dependencies)
+        for urns in res.property_dependencies.values():
+            deps.update(urns)
+        if res.provider:
+            deps.add(res.provider)
+        return deps
+
+    def upstream(self, res: Resource) -> set[str]:
+        """Every URN `res` waits for, transitively."""
+        seen: set[str] = set()
+        stack = list(self.direct(res))
+        while stack:
+            urn = stack.pop()
+            if urn in seen:
+                continue
+            seen.add(urn)
+            if urn in self.by_urn:
+                stack.extend(self.direct(self.by_urn[urn]))
+        return seen
+
+    def waits_for(self, res: Resource, other: Resource) -> bool:
+        return other.urn in self.upstream(res)
+
+    def children(self, parent: Resource) -> Iterator[Resource]:
+        return (r for r in self.resources if r.parent == parent.urn)
+
+    def output(self, key: str) -> Any:
+        return self.outputs[key]["value"]
+
+
+@functools.lru_cache(maxsize=None)
+def _run(config_json: str, stack: str, azs: str | None) -> str:
+    env = dict(os.environ, PULUMI_CONFIG=config_json, MOCK_STACK=stack)
+    env.pop("PULUMI_CONFIG_SECRET_KEYS", None)
+    if azs is not None:
+        env["MOCK_AZS"] = azs
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "mock_run.py")],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"mock run crashed:\n{proc.stderr}")
+    return proc.stdout
+
+
+def run_program(
+    overrides: dict[str, Any] | None = None,
+    *,
+    config: dict[str, Any] | None = None,
+    stack: str = "dev",
+    azs: str | None = None,
+) -> Graph:
+    """Run __main__.py under mocks with the dev config (plus overrides); cached per input."""
+    cfg = with_overrides(dev_config() if config is None else config, overrides or {})
+    return Graph(json.loads(_run(pulumi_config_env(cfg), stack, azs)))
+
+
+def run_ok(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Graph:
+    graph = run_program(overrides, **kwargs)
+    assert graph.error is None, graph.error["traceback"]
+    return graph

@@ -1,0 +1,151 @@
+"""Run the real __main__.py under Pulumi mocks and print the declared graph as JSON.
+
+Run as a subprocess by tests/harness.py, one process per configuration, as `pulumi up`
+runs one process per deployment: the Pulumi runtime's global state starts clean and the
+stack config arrives the way the CLI sends it (the PULUMI_CONFIG environment variable).
+
+The recording monitor keeps, for every registered resource: type, name, URN, whether it
+is custom or a remote component, parent, provider, explicit and property dependencies,
+and its inputs as sent to the engine (resource references become {"$ref": urn}; secret
+values are unwrapped, and their paths listed in "secrets").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+import pulumi
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.stack import wait_for_rpcs
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT = "123456789012"
+# Zones the mock region offers; MOCK_AZS overrides (to test a region with too few).
+DEFAULT_AZS = "ap-northeast-2a,ap-northeast-2b,ap-northeast-2c,ap-northeast-2d"
+
+
+def plain(value: Any, path: str, secrets: list[str]) -> Any:
+    """A wire-format property value as plain JSON."""
+    if isinstance(value, dict):
+        sig = value.get(rpc._special_sig_key)
+        if sig == rpc._special_secret_sig:
+            secrets.append(path)
+            return plain(value.get("value"), path, secrets)
+        if sig == rpc._special_resource_sig:
+            return {"$ref": value["urn"]}
+        return {k: plain(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # protobuf Struct numbers are doubles
+    return value
+
+
+class Mocks(pulumi.runtime.Mocks):
+    """Plausible outputs: ids and ARNs derived from names, so runs are deterministic."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        state = dict(args.inputs)
+        rid = f"{args.name}-id"
+        if args.typ.startswith("aws:"):
+            service = args.typ.split(":")[1].split("/")[0]
+            state.setdefault("arn", f"arn:aws:{service}:ap-northeast-2:{ACCOUNT}:{args.name}")
+        if args.typ == "aws:iam/role:Role":
+            state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{args.name}"
+            state["name"] = args.name
+            rid = args.name
+        if args.typ == "eks:index:Cluster":
+            name = args.inputs.get("name", args.name)
+            issuer = f"oidc.eks.ap-northeast-2.amazonaws.com/id/{name.upper()}"
+            state.update(
+                kubeconfigJson=json.dumps({"apiVersion": "v1", "clusters": [{"name": name}]}),
+                oidcProviderArn=f"arn:aws:iam::{ACCOUNT}:oidc-provider/{issuer}",
+                oidcIssuer=issuer,
+            )
+        return rid, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            names = os.environ.get("MOCK_AZS", DEFAULT_AZS).split(",")
+            return {"names": names, "zoneIds": [f"apne2-az{i + 1}" for i in range(len(names))]}
+        raise NotImplementedError(f"no mock for invoke {args.token}")
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, m: Mocks) -> None:
+        super().__init__(m)
+        self.records: list[dict[str, Any]] = []
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        secrets: list[str] = []
+        inputs = plain(json_format.MessageToDict(request.object), "", secrets)
+        self.records.append(
+            {
+                "urn": response.urn,
+                "type": request.type,
+                "name": request.name,
+                "custom": request.custom,
+                "remote": request.remote,
+                "parent": request.parent or None,
+                "provider": request.provider.rsplit("::", 1)[0] if request.provider else None,
+                "dependencies": list(request.dependencies),
+                "propertyDependencies": {
+                    k: list(v.urns) for k, v in request.propertyDependencies.items()
+                },
+                "inputs": inputs,
+                "secrets": secrets,
+            }
+        )
+        return response
+
+
+def resolve_outputs() -> dict[str, Any]:
+    root = settings.get_root_resource()
+    result: dict[str, Any] = {}
+    for key, value in getattr(root, "outputs", {}).items():
+        out = pulumi.Output.from_input(value)
+        result[key] = {
+            "value": _sync_await(out.future()),
+            "secret": _sync_await(out.is_secret()),
+        }
+    return result
+
+
+def main() -> None:
+    mock = Mocks()
+    monitor = RecordingMonitor(mock)
+    stack = os.environ.get("MOCK_STACK", "dev")
+    pulumi.runtime.set_mocks(mock, "cilium-eks", stack, preview=False, monitor=monitor)
+    os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))
+    error = None
+    started = time.perf_counter()
+    try:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        _sync_await(wait_for_rpcs())
+        outputs = resolve_outputs()
+    except Exception as exc:  # the test decides whether an error was expected
+        error = {"type": type(exc).__name__, "message": str(exc),
+                 "traceback": traceback.format_exc()}
+        outputs = {}
+    seconds = time.perf_counter() - started
+    json.dump(
+        {"resources": monitor.records, "outputs": outputs, "error": error, "seconds": seconds},
+        sys.stdout,
+        default=str,
+    )
+
+
+if __name__ == "__main__":
+    main()
