@@ -126,8 +126,7 @@ class Graph:
         return self.outputs[key]["value"]
 
 
-@functools.lru_cache(maxsize=None)
-def _run(config_json: str, stack: str, azs: str | None) -> str:
+def _run_uncached(config_json: str, stack: str, azs: str | None) -> str:
     env = dict(os.environ, PULUMI_CONFIG=config_json, MOCK_STACK=stack)
     env.pop("PULUMI_CONFIG_SECRET_KEYS", None)
     if azs is not None:
@@ -141,16 +140,22 @@ def _run(config_json: str, stack: str, azs: str | None) -> str:
     return proc.stdout
 
 
+_run = functools.lru_cache(maxsize=None)(_run_uncached)
+
+
 def run_program(
     overrides: dict[str, Any] | None = None,
     *,
     config: dict[str, Any] | None = None,
     stack: str = "dev",
     azs: str | None = None,
+    cached: bool = True,
 ) -> Graph:
-    """Run __main__.py under mocks with the dev config (plus overrides); cached per input."""
+    """Run __main__.py under mocks with the dev config (plus overrides); cached per input
+    unless `cached=False`."""
     cfg = with_overrides(dev_config() if config is None else config, overrides or {})
-    return Graph(json.loads(_run(pulumi_config_env(cfg), stack, azs)))
+    run = _run if cached else _run_uncached
+    return Graph(json.loads(run(pulumi_config_env(cfg), stack, azs)))
 
 
 def run_ok(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Graph:

@@ -1,0 +1,111 @@
+"""components/cilium.py and components/aws_node.py: IRSA, the ENI policy, the release."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.harness import run_ok
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+PATCH = "kubernetes:apps/v1:DaemonSetPatch"
+
+# Cilium docs, "IPAM: AWS ENI" > "Required Privileges" (as listed in issue 2).
+DOCUMENTED_ENI_ACTIONS = {
+    "ec2:CreateNetworkInterface", "ec2:AttachNetworkInterface", "ec2:DeleteNetworkInterface",
+    "ec2:ModifyNetworkInterfaceAttribute", "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses", "ec2:CreateTags", "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeSecurityGroups",
+    "ec2:DescribeInstanceTypes", "ec2:DescribeRouteTables", "ec2:DescribeTags",
+}
+
+
+def test_aws_node_is_patched_onto_a_label_no_node_has(dev):
+    patch = dev.one(PATCH)
+    assert patch.inputs["metadata"]["name"] == "aws-node"
+    assert patch.inputs["metadata"]["namespace"] == "kube-system"
+    assert patch.inputs["spec"]["template"]["spec"]["nodeSelector"] == {
+        "io.cilium/aws-node-enabled": "true"
+    }
+
+
+def test_operator_role_trusts_only_the_cilium_operator_service_account(dev):
+    role = dev.one("aws:iam/role:Role", "operator")
+    (stmt,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    issuer = "oidc.eks.ap-northeast-2.amazonaws.com/id/CILIUM-EKS-DEV"  # the mock's issuer
+    assert stmt["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert stmt["Principal"] == {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{issuer}"}
+    assert stmt["Condition"] == {
+        "StringEquals": {
+            f"{issuer}:sub": "system:serviceaccount:kube-system:cilium-operator",
+            f"{issuer}:aud": "sts.amazonaws.com",
+        }
+    }
+    assert dev.waits_for(role, dev.one("eks:index:Cluster"))
+
+
+def test_operator_policy_grants_exactly_the_documented_eni_actions(dev):
+    policy = dev.one("aws:iam/rolePolicy:RolePolicy", "operator-eni")
+    assert policy.inputs["role"] == "operator"
+    statements = json.loads(policy.inputs["policy"])["Statement"]
+    actions = {a for s in statements for a in s["Action"]}
+    assert actions == DOCUMENTED_ENI_ACTIONS
+    assert all(s["Effect"] == "Allow" for s in statements)
+    assert not [a for a in actions if "*" in a]
+
+
+def test_release_is_the_pinned_cilium_chart_without_awaiting_pods(dev):
+    release = dev.one(RELEASE)
+    assert release.inputs["chart"] == "cilium"
+    assert release.inputs["version"] == "1.19.6"
+    assert release.inputs["repositoryOpts"] == {"repo": "https://helm.cilium.io"}
+    assert release.inputs["namespace"] == "kube-system"
+    assert release.inputs["name"] == "cilium"  # no random suffix: `helm -n kube-system ls`
+    # The node group waits for this release; awaiting pods that need nodes would deadlock.
+    assert release.inputs["skipAwait"] is True
+
+
+def test_release_values_for_eni_ipam_native_routing_and_hubble(dev):
+    values = dev.one(RELEASE).inputs["values"]
+    assert values["eni"]["enabled"] is True
+    assert values["ipam"]["mode"] == "eni"
+    assert values["routingMode"] == "native"
+    assert values["cluster"]["name"] == dev.one("eks:index:Cluster").inputs["name"]
+    assert values["hubble"]["relay"]["enabled"] is True
+    assert values["hubble"]["ui"]["enabled"] is True
+    # The seed's egressMasqueradeInterfaces=eth0 is wrong on AL2023 (ens*); not set.
+    assert "egressMasqueradeInterfaces" not in values
+    assert "tunnel" not in values  # removed from the chart in 1.15
+
+
+def test_operator_uses_its_irsa_role(dev):
+    release = dev.one(RELEASE)
+    role = dev.one("aws:iam/role:Role", "operator")
+    assert release.inputs["values"]["eni"]["iamRole"] == "arn:aws:iam::123456789012:role/operator"
+    assert role.urn in release.property_dependencies["values"]
+
+
+def test_pod_enis_are_kept_in_the_private_subnets(dev):
+    values = dev.one(RELEASE).inputs["values"]
+    private = sorted(
+        f"{s.name}-id" for s in dev.of_type("aws:ec2/subnet:Subnet") if s.name.startswith("private")
+    )
+    assert sorted(values["eni"]["subnetIDsFilter"]) == private
+
+
+@pytest.mark.parametrize("nodes", [1, 2, 3])
+def test_operator_replicas_never_exceed_the_node_count_but_keep_a_standby(nodes):
+    graph = run_ok({"nodes.minSize": nodes, "nodes.desiredSize": nodes, "nodes.maxSize": 4})
+    replicas = graph.one(RELEASE).inputs["values"]["operator"]["replicas"]
+    assert 1 <= replicas <= nodes  # operator pods are anti-affine: one per node
+    assert replicas >= 2 or nodes == 1
+
+
+def test_hubble_ui_and_relay_follow_config():
+    values = run_ok({"cilium.hubble.ui": False}).one(RELEASE).inputs["values"]["hubble"]
+    assert values["ui"]["enabled"] is False and values["relay"]["enabled"] is True
+
+
+def test_chart_version_follows_config():
+    assert run_ok({"cilium.version": "1.20.0"}).one(RELEASE).inputs["version"] == "1.20.0"

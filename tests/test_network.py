@@ -1,0 +1,79 @@
+"""components/network.py: the VPC layout and what depends on NAT."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+
+import pytest
+
+from components.network import subnet_plan
+from tests.harness import run_ok
+
+SUBNET = "aws:ec2/subnet:Subnet"
+NAT = "aws:ec2/natGateway:NatGateway"
+
+
+@pytest.mark.parametrize(("cidr", "az_count"), [("10.0.0.0/16", 6), ("10.0.0.0/17", 6), ("172.16.0.0/16", 2)])
+def test_subnet_plan_fits_the_vpc_without_overlap_and_private_subnets_are_large(cidr, az_count):
+    vpc = ipaddress.ip_network(cidr)
+    plan = subnet_plan(cidr, az_count)
+    assert len(plan) == az_count
+    nets = [ipaddress.ip_network(c) for pair in plan for c in pair]
+    assert all(n.subnet_of(vpc) for n in nets)
+    assert not any(a.overlaps(b) for a, b in itertools.combinations(nets, 2))
+    for public, private in plan:
+        assert ipaddress.ip_network(private).prefixlen <= 20  # pod IPs live here
+        assert ipaddress.ip_network(public).prefixlen <= 25  # NAT + load balancers
+
+
+def test_subnet_plan_keeps_existing_subnets_when_azs_are_added():
+    assert subnet_plan("10.0.0.0/16", 6)[:3] == subnet_plan("10.0.0.0/16", 3)
+
+
+def test_vpc_has_dns_support_and_hostnames(dev):
+    vpc = dev.one("aws:ec2/vpc:Vpc")
+    assert vpc.inputs["cidrBlock"] == "10.0.0.0/16"
+    assert vpc.inputs["enableDnsSupport"] is True and vpc.inputs["enableDnsHostnames"] is True
+
+
+def test_one_public_and_one_private_subnet_per_az(dev):
+    subnets = dev.of_type(SUBNET)
+    public = [s for s in subnets if s.inputs["tags"].get("kubernetes.io/role/elb") == "1"]
+    private = [s for s in subnets if s.inputs["tags"].get("kubernetes.io/role/internal-elb") == "1"]
+    assert len(public) == len(private) == 3 and len(subnets) == 6
+    azs = ["ap-northeast-2a", "ap-northeast-2b", "ap-northeast-2c"]
+    assert sorted(s.inputs["availabilityZone"] for s in public) == azs
+    assert sorted(s.inputs["availabilityZone"] for s in private) == azs
+    for s in private:
+        assert s.inputs["mapPublicIpOnLaunch"] is False
+        assert ipaddress.ip_network(s.inputs["cidrBlock"]).prefixlen <= 20
+
+
+def test_private_subnets_route_to_nat_and_public_to_the_internet_gateway(dev):
+    igw = dev.one("aws:ec2/internetGateway:InternetGateway")
+    nat = dev.one(NAT)  # natGateways: single
+    for rt in dev.of_type("aws:ec2/routeTable:RouteTable"):
+        (route,) = rt.inputs["routes"]
+        assert route["cidrBlock"] == "0.0.0.0/0"
+        target = "gatewayId" if rt.name == "public" else "natGatewayId"
+        assert route[target] == (igw if rt.name == "public" else nat).name + "-id"
+    assert dev.waits_for(nat, igw)
+    public_subnet_ids = {f"{s.name}-id" for s in dev.of_type(SUBNET) if s.name.startswith("public")}
+    assert nat.inputs["subnetId"] in public_subnet_ids
+
+
+def test_nat_per_az_gives_each_private_subnet_its_own_nat():
+    graph = run_ok({"network.natGateways": "perAz"})
+    nats = graph.of_type(NAT)
+    assert len(nats) == 3 and len(graph.of_type("aws:ec2/eip:Eip")) == 3
+    private_routes = {
+        rt.inputs["routes"][0]["natGatewayId"]
+        for rt in graph.of_type("aws:ec2/routeTable:RouteTable")
+        if rt.name.startswith("private")
+    }
+    assert private_routes == {f"{n.name}-id" for n in nats}
+
+
+def test_az_count_sets_the_number_of_subnets():
+    assert len(run_ok({"network.azCount": 2}).of_type(SUBNET)) == 4
