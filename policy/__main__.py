@@ -1,0 +1,19 @@
+"""CrossGuard policy pack run by every CI preview (`pulumi preview --policy-pack policy`).
+
+The policies live in policies.py, where tests import them without starting the analyzer.
+"""
+
+import sys
+from pathlib import Path
+
+from pulumi_policy import EnforcementLevel, PolicyPack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the analyzer's cwd may differ
+
+from policies import POLICIES
+
+PolicyPack(
+    name="cilium-eks",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    policies=POLICIES,
+)
