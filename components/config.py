@@ -186,7 +186,8 @@ def _kubernetes_version(value: Any) -> str:
         return DEFAULT_KUBERNETES_VERSION
     if value not in KUBERNETES_VERSIONS:
         raise ConfigError(
-            f"kubernetesVersion: {value!r} is not supported; allowed: {', '.join(KUBERNETES_VERSIONS)}"
+            f"kubernetesVersion: {value!r} is not supported; "
+            f"allowed: {', '.join(KUBERNETES_VERSIONS)}"
         )
     return str(value)
 
@@ -207,8 +208,11 @@ def _object(key: str, value: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
 
 def _int(key: str, value: Any, low: int, high: int | None = None) -> int:
     # bool is an int in Python; `azCount: true` is still a mistake.
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
-        high is not None and value > high
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
     ):
         bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
         raise ConfigError(f"{key}: {value!r} is not allowed; use a whole number {bounds}")

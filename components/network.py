@@ -101,7 +101,7 @@ class Network(pulumi.ComponentResource):
         egress: list[pulumi.Resource] = []
         nat_ids: list[pulumi.Output[str]] = []
         for i, (az, (public_cidr, private_cidr)) in enumerate(
-            zip(az_names, subnet_plan(cfg.cidr, cfg.az_count))
+            zip(az_names[: cfg.az_count], subnet_plan(cfg.cidr, cfg.az_count), strict=True)
         ):
             pub = aws.ec2.Subnet(
                 f"public-{i}",

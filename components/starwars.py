@@ -60,6 +60,7 @@ def policy_spec(mode: str) -> dict[str, Any] | None:
 def manual_checks(mode: str) -> dict[str, Any]:
     """The runbook's `kubectl exec` checks for this mode, with what each must print, and
     the Hubble commands that show the verdicts."""
+
     def curl(ship: str, method: str, path: str) -> str:
         return (
             f"kubectl -n {NAMESPACE} exec {ship} -- "
@@ -127,39 +128,49 @@ class StarWarsDemo(pulumi.ComponentResource):
             )
 
         ns = k8s.core.v1.Namespace(
-            "namespace", metadata={"name": NAMESPACE}, opts=opts_()
+            "namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAMESPACE), opts=opts_()
         )
         namespace = ns.metadata.name
 
-        def meta(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-            return {"name": name, "namespace": namespace, **({"labels": labels} if labels else {})}
+        def meta(name: str, labels: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels)
 
         service = k8s.core.v1.Service(
             "deathstar",
             metadata=meta("deathstar", {"app.kubernetes.io/name": "deathstar"}),
-            spec={"type": "ClusterIP", "ports": [{"port": 80}], "selector": DEATHSTAR_LABELS},
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                ports=[k8s.core.v1.ServicePortArgs(port=80)],
+                selector=DEATHSTAR_LABELS,
+            ),
             opts=opts_(),
         )
         deathstar = k8s.apps.v1.Deployment(
             "deathstar",
             metadata=meta("deathstar", {"app.kubernetes.io/name": "deathstar"}),
-            spec={
-                "replicas": 2,
-                "selector": {"matchLabels": DEATHSTAR_LABELS},
-                "template": {
-                    "metadata": {
-                        "labels": {**DEATHSTAR_LABELS, "app.kubernetes.io/name": "deathstar"}
-                    },
-                    "spec": {"containers": [{"name": "deathstar", "image": DEATHSTAR_IMAGE}]},
-                },
-            },
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=2,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=DEATHSTAR_LABELS),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels={**DEATHSTAR_LABELS, "app.kubernetes.io/name": "deathstar"}
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        containers=[
+                            k8s.core.v1.ContainerArgs(name="deathstar", image=DEATHSTAR_IMAGE)
+                        ]
+                    ),
+                ),
+            ),
             opts=opts_(),
         )
         for ship, labels in SHIPS.items():
             k8s.core.v1.Pod(
                 ship,
                 metadata=meta(ship, {**labels, "app.kubernetes.io/name": ship}),
-                spec={"containers": [{"name": "spaceship", "image": SHIP_IMAGE}]},
+                spec=k8s.core.v1.PodSpecArgs(
+                    containers=[k8s.core.v1.ContainerArgs(name="spaceship", image=SHIP_IMAGE)]
+                ),
                 opts=opts_(),
             )
 
@@ -203,7 +214,7 @@ class StarWarsDemo(pulumi.ComponentResource):
 def verify_job(
     ship: str,
     *,
-    metadata: dict[str, Any],
+    metadata: k8s.meta.v1.ObjectMetaArgs,
     pod_labels: dict[str, str],
     env: dict[str, str],
     script: str,
@@ -219,26 +230,26 @@ def verify_job(
     return k8s.batch.v1.Job(
         f"verify-{ship}",
         metadata=metadata,
-        spec={
+        spec=k8s.batch.v1.JobSpecArgs(
             # The script retries within one pod; a second pod gives a node hiccup a chance.
-            "backoffLimit": 1,
-            "activeDeadlineSeconds": 300,
-            "template": {
-                "metadata": {"labels": pod_labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "verify",
-                            "image": SHIP_IMAGE,  # the ships' image: it has sh and curl
-                            "command": ["sh", "-c", script],
-                            "env": [{"name": k, "value": v} for k, v in env.items()],
+            backoff_limit=1,
+            active_deadline_seconds=300,
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
+                spec=k8s.core.v1.PodSpecArgs(
+                    restart_policy="Never",
+                    containers=[
+                        k8s.core.v1.ContainerArgs(
+                            name="verify",
+                            image=SHIP_IMAGE,  # the ships' image: it has sh and curl
+                            command=["sh", "-c", script],
+                            env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()],
                             # The failed checks become the pod's termination message.
-                            "terminationMessagePolicy": "FallbackToLogsOnError",
-                        }
+                            termination_message_policy="FallbackToLogsOnError",
+                        )
                     ],
-                },
-            },
-        },
+                ),
+            ),
+        ),
         opts=opts,
     )

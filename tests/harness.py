@@ -78,10 +78,17 @@ class Graph:
         self.seconds: float = data["seconds"]
         self.resources = [
             Resource(
-                urn=r["urn"], type=r["type"], name=r["name"], custom=r["custom"],
-                remote=r["remote"], parent=r["parent"], provider=r["provider"],
-                dependencies=r["dependencies"], property_dependencies=r["propertyDependencies"],
-                inputs=r["inputs"], secrets=r["secrets"],
+                urn=r["urn"],
+                type=r["type"],
+                name=r["name"],
+                custom=r["custom"],
+                remote=r["remote"],
+                parent=r["parent"],
+                provider=r["provider"],
+                dependencies=r["dependencies"],
+                property_dependencies=r["propertyDependencies"],
+                inputs=r["inputs"],
+                secrets=r["secrets"],
             )
             for r in data["resources"]
         ]
@@ -133,7 +140,11 @@ def _run_uncached(config_json: str, stack: str, azs: str | None) -> str:
         env["MOCK_AZS"] = azs
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "mock_run.py")],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"mock run crashed:\n{proc.stderr}")

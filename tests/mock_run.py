@@ -21,9 +21,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format
-
 import pulumi
+from google.protobuf import json_format
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
@@ -136,8 +135,11 @@ def main() -> None:
         _sync_await(wait_for_rpcs())
         outputs = resolve_outputs()
     except Exception as exc:  # the test decides whether an error was expected
-        error = {"type": type(exc).__name__, "message": str(exc),
-                 "traceback": traceback.format_exc()}
+        error = {
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "traceback": traceback.format_exc(),
+        }
         outputs = {}
     seconds = time.perf_counter() - started
     json.dump(

@@ -13,11 +13,20 @@ PATCH = "kubernetes:apps/v1:DaemonSetPatch"
 
 # Cilium docs, "IPAM: AWS ENI" > "Required Privileges" (as listed in issue 2).
 DOCUMENTED_ENI_ACTIONS = {
-    "ec2:CreateNetworkInterface", "ec2:AttachNetworkInterface", "ec2:DeleteNetworkInterface",
-    "ec2:ModifyNetworkInterfaceAttribute", "ec2:AssignPrivateIpAddresses",
-    "ec2:UnassignPrivateIpAddresses", "ec2:CreateTags", "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeSecurityGroups",
-    "ec2:DescribeInstanceTypes", "ec2:DescribeRouteTables", "ec2:DescribeTags",
+    "ec2:CreateNetworkInterface",
+    "ec2:AttachNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:ModifyNetworkInterfaceAttribute",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+    "ec2:CreateTags",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeTags",
 }
 
 

@@ -33,7 +33,9 @@ def test_dev_config_parses_to_the_documented_values():
     assert cfg.cluster_name == "cilium-eks-dev"
     assert cfg.kubernetes_version == "1.35"
     assert (cfg.network.cidr, cfg.network.az_count, cfg.network.nat_gateways) == (
-        "10.0.0.0/16", 3, "single",
+        "10.0.0.0/16",
+        3,
+        "single",
     )
     assert cfg.nodes.instance_types == ("t3.medium",)
     assert (cfg.nodes.min_size, cfg.nodes.desired_size, cfg.nodes.max_size) == (2, 2, 4)
@@ -80,7 +82,10 @@ BAD_INPUTS = [
     ({"network.azCount": 7}, ["network.azCount", "from 2 to 6"]),
     ({"network.azCount": "3"}, ["network.azCount", "'3'", "whole number"]),
     ({"network.natGateways": "many"}, ["network.natGateways", "'many'", "single, perAz"]),
-    ({"network.natGateway": "single"}, ["network", "natGateway", "allowed: cidr, azCount, natGateways"]),
+    (
+        {"network.natGateway": "single"},
+        ["network", "natGateway", "allowed: cidr, azCount, natGateways"],
+    ),
     ({"nodes.instanceTypes": []}, ["nodes.instanceTypes", "non-empty list"]),
     ({"nodes.instanceTypes": "t3.medium"}, ["nodes.instanceTypes", "non-empty list"]),
     ({"nodes.minSize": 3, "nodes.desiredSize": 2}, ["minSize (3) <= desiredSize (2)"]),
@@ -115,7 +120,7 @@ def test_every_section_is_checked_before_raising():
     assert "cilium.version" in message
 
 
-def test_a_stack_name_that_makes_a_bad_default_cluster_name_asks_for_clusterName():
+def test_a_stack_name_that_makes_a_bad_default_cluster_name_asks_for_a_cluster_name():
     message = error_of({"clusterName": None}, stack="a-very-long-stack-name-for-testing")
     assert "clusterName" in message and "set clusterName explicitly" in message
 
@@ -179,7 +184,9 @@ def test_a_config_object_that_is_not_an_object_is_refused_by_the_program():
 
 
 def test_more_azs_than_the_region_has_fails_before_any_network_resource():
-    graph = run_program({"network.azCount": 4}, azs="ap-northeast-2a,ap-northeast-2b,ap-northeast-2c")
+    graph = run_program(
+        {"network.azCount": 4}, azs="ap-northeast-2a,ap-northeast-2b,ap-northeast-2c"
+    )
     assert graph.error is not None and graph.error["type"] == "ConfigError"
     assert "network.azCount: 4" in graph.error["message"]
     assert "only 3 available zones" in graph.error["message"]

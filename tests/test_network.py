@@ -14,7 +14,9 @@ SUBNET = "aws:ec2/subnet:Subnet"
 NAT = "aws:ec2/natGateway:NatGateway"
 
 
-@pytest.mark.parametrize(("cidr", "az_count"), [("10.0.0.0/16", 6), ("10.0.0.0/17", 6), ("172.16.0.0/16", 2)])
+@pytest.mark.parametrize(
+    ("cidr", "az_count"), [("10.0.0.0/16", 6), ("10.0.0.0/17", 6), ("172.16.0.0/16", 2)]
+)
 def test_subnet_plan_fits_the_vpc_without_overlap_and_private_subnets_are_large(cidr, az_count):
     vpc = ipaddress.ip_network(cidr)
     plan = subnet_plan(cidr, az_count)

@@ -25,7 +25,11 @@ def test_nodes_are_al2023_in_private_subnets_with_imdsv2(dev):
 
 def test_nodes_carry_the_cilium_agent_not_ready_taint(dev):
     taints = dev.one(NODE_GROUP).inputs["taints"]
-    assert {"key": "node.cilium.io/agent-not-ready", "value": "true", "effect": "NO_EXECUTE"} in taints
+    assert {
+        "key": "node.cilium.io/agent-not-ready",
+        "value": "true",
+        "effect": "NO_EXECUTE",
+    } in taints
     # nodegroup.ts mapMngTaintEffect accepts only these effects.
     assert all(t["effect"] in {"NO_SCHEDULE", "NO_EXECUTE", "PREFER_NO_SCHEDULE"} for t in taints)
 

@@ -55,8 +55,12 @@ def test_nothing_before_the_nodes_waits_for_nat(dev):
     nat_path = {
         r.urn
         for r in dev.resources
-        if r.type in {"aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip",
-                      "aws:ec2/routeTableAssociation:RouteTableAssociation"}
+        if r.type
+        in {
+            "aws:ec2/natGateway:NatGateway",
+            "aws:ec2/eip:Eip",
+            "aws:ec2/routeTableAssociation:RouteTableAssociation",
+        }
     }
     for res in (dev.one(CLUSTER), dev.one(PATCH), dev.one(RELEASE)):
         assert not dev.upstream(res) & nat_path, res.type

@@ -64,8 +64,11 @@ def test_disabled_demo_declares_nothing_and_leaves_the_platform_intact(dev):
     assert not off.of_type(DEMO)
     assert not [r for r in off.resources if r.type in CORE or r.type in (CNP, JOB)]
     assert "demo" not in off.outputs
-    platform = {r.urn: (r.inputs, sorted(r.dependencies)) for r in dev.resources if r.type != DEMO
-                and not (r.parent and dev.by_urn[r.parent].type == DEMO)}
+    platform = {
+        r.urn: (r.inputs, sorted(r.dependencies))
+        for r in dev.resources
+        if r.type != DEMO and not (r.parent and dev.by_urn[r.parent].type == DEMO)
+    }
     assert {r.urn: (r.inputs, sorted(r.dependencies)) for r in off.resources} == platform
 
 
@@ -123,7 +126,9 @@ def upstream_docs(reference, name: str) -> list[dict[str, Any]]:
 
 
 def test_objects_match_the_upstream_demo(reference, dev):
-    upstream = {(d["kind"], d["metadata"]["name"]): d for d in upstream_docs(reference, "http-sw-app.yaml")}
+    upstream = {
+        (d["kind"], d["metadata"]["name"]): d for d in upstream_docs(reference, "http-sw-app.yaml")
+    }
     ours = {(r.inputs["kind"], r.inputs["metadata"]["name"]): r.inputs for r in demo_resources(dev)}
     for key, theirs in upstream.items():
         mine = ours[key]
@@ -140,7 +145,9 @@ def test_objects_match_the_upstream_demo(reference, dev):
             assert mine["spec"] == theirs["spec"]
 
 
-@pytest.mark.parametrize(("policy", "upstream"), [("l3l4", "sw_l3_l4_policy.yaml"), ("l7", "sw_l3_l4_l7_policy.yaml")])
+@pytest.mark.parametrize(
+    ("policy", "upstream"), [("l3l4", "sw_l3_l4_policy.yaml"), ("l7", "sw_l3_l4_l7_policy.yaml")]
+)
 def test_policy_is_the_upstream_policy_with_description_inside_spec(reference, policy, upstream):
     (theirs,) = upstream_docs(reference, upstream)
     mine = mode(policy).one(CNP).inputs
@@ -148,7 +155,9 @@ def test_policy_is_the_upstream_policy_with_description_inside_spec(reference, p
     assert mine["spec"].pop("description") == description
     assert mine["spec"] == theirs["spec"]
     assert (mine["apiVersion"], mine["kind"], mine["metadata"]["name"]) == (
-        theirs["apiVersion"], theirs["kind"], theirs["metadata"]["name"],
+        theirs["apiVersion"],
+        theirs["kind"],
+        theirs["metadata"]["name"],
     )
     assert "description" not in mine  # top level: not in the CRD's schema
 
@@ -184,9 +193,14 @@ def test_demo_outputs_give_the_manual_checks_and_hubble_commands(dev):
     demo = dev.output("demo")
     assert demo["namespace"] == "starwars" and demo["policy"] == "l7"
     checks = demo["checks"]
-    assert checks["tiefighterLands"]["command"].startswith("kubectl -n starwars exec tiefighter -- curl")
+    assert checks["tiefighterLands"]["command"].startswith(
+        "kubectl -n starwars exec tiefighter -- curl"
+    )
     assert checks["tiefighterLands"]["expect"] == "Ship landed"
-    assert "timed out" in checks["xwingLands"]["expect"] or "times out" in checks["xwingLands"]["expect"]
+    assert (
+        "timed out" in checks["xwingLands"]["expect"]
+        or "times out" in checks["xwingLands"]["expect"]
+    )
     assert checks["tiefighterExhaustPort"]["expect"] == "Access denied"
     assert demo["hubble"]["dropped"] == "hubble observe --namespace starwars --verdict DROPPED"
 

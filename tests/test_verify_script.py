@@ -80,14 +80,23 @@ def run_script(fake_bin: Path, ship: str, policy: str, enforced: str, sequence=N
     env = {
         **os.environ,
         "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}",
-        "SHIP": ship, "POLICY": policy, "DEATHSTAR": "http://deathstar.starwars.svc.cluster.local",
-        "ATTEMPTS": "3", "DELAY": "0", "CURL_TIMEOUT": "5",
-        "FAKE_WORLD": json.dumps(answers), "FAKE_LOG": str(log),
+        "SHIP": ship,
+        "POLICY": policy,
+        "DEATHSTAR": "http://deathstar.starwars.svc.cluster.local",
+        "ATTEMPTS": "3",
+        "DELAY": "0",
+        "CURL_TIMEOUT": "5",
+        "FAKE_WORLD": json.dumps(answers),
+        "FAKE_LOG": str(log),
         "FAKE_SEQUENCE": json.dumps(sequence or []),
         "TERMINATION_LOG": str(termination),
     }
-    proc = subprocess.run(["sh", str(VERIFY_SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
-    calls = [tuple(json.loads(line)) for line in log.read_text().splitlines()] if log.exists() else []
+    proc = subprocess.run(
+        ["sh", str(VERIFY_SCRIPT)], env=env, capture_output=True, text=True, timeout=60
+    )
+    calls = (
+        [tuple(json.loads(line)) for line in log.read_text().splitlines()] if log.exists() else []
+    )
     message = termination.read_text() if termination.exists() else ""
     return proc, calls, message
 
@@ -108,12 +117,22 @@ CASES = [
     ("xwing", "l7", "l7", True, None, None, None),
     ("xwing", "l3l4", "none", False, "xwing-request-landing", "blocked", "landed"),
     ("xwing", "l7", "none", False, "xwing-request-landing", "blocked", "landed"),
-    ("tiefighter", "l7", "l3l4", False, "tiefighter-exhaust-port", "denied", "response 'Panic: deathstar exploded"),
+    (
+        "tiefighter",
+        "l7",
+        "l3l4",
+        False,
+        "tiefighter-exhaust-port",
+        "denied",
+        "response 'Panic: deathstar exploded",
+    ),
     ("xwing", "none", "l3l4", False, "xwing-request-landing", "landed", "blocked"),
 ]
 
 
-@pytest.mark.parametrize(("ship", "declared", "enforced", "passes", "check", "expected", "observed"), CASES)
+@pytest.mark.parametrize(
+    ("ship", "declared", "enforced", "passes", "check", "expected", "observed"), CASES
+)
 def test_verdicts(fake_bin, ship, declared, enforced, passes, check, expected, observed):
     proc, _, message = run_script(fake_bin, ship, declared, enforced)
     assert (proc.returncode == 0) == passes, proc.stdout + proc.stderr
