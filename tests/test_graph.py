@@ -73,3 +73,11 @@ def test_the_program_evaluates_quickly_under_mocks(dev):
     # Measured around 1.5 s on the 2-core CI machine (imports included); a regression to
     # several seconds means something slow (an invoke, a loop of applies) crept in.
     assert dev.seconds < 6
+
+
+def test_components_carry_no_depends_on_their_children_would_not_inherit(dev):
+    # Ordering lives on the resources that need it (see test_order.py); a depends_on on
+    # a component would look like ordering and order nothing inside it.
+    for res in dev.resources:
+        if res.type.startswith("cilium-eks:index:"):
+            assert res.dependencies == [], res.type

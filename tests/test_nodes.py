@@ -70,3 +70,14 @@ def test_node_role_has_worker_and_ecr_policies_but_not_the_vpc_cni_policy(dev):
     ng = dev.one(NODE_GROUP)
     for attachment in dev.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
         assert dev.waits_for(ng, attachment)
+
+
+def test_the_node_role_can_join_the_cluster(dev):
+    # nodegroup.ts: outside API/API_AND_CONFIG_MAP modes a managed node group whose role
+    # is not in the cluster's instanceRoles is refused. In API mode EKS itself creates the
+    # role's EC2_LINUX access entry when the managed node group is created.
+    cluster = dev.one("eks:index:Cluster").inputs
+    role = dev.one(NODE_GROUP).inputs["nodeRole"]
+    assert cluster["authenticationMode"] in ("API", "API_AND_CONFIG_MAP") or role in cluster.get(
+        "instanceRoles", []
+    )
