@@ -122,18 +122,24 @@ class StarWarsDemo(pulumi.ComponentResource):
         mode = args.config.policy
         platform = [args.cni_release, args.node_group]
 
-        def opts_(*extra: pulumi.Resource) -> pulumi.ResourceOptions:
+        def after(*extra: pulumi.Resource) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions(
                 parent=self, provider=args.provider, depends_on=[*platform, *extra]
             )
 
         ns = k8s.core.v1.Namespace(
-            "namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAMESPACE), opts=opts_()
+            "namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAMESPACE), opts=after()
         )
         namespace = ns.metadata.name
 
-        def meta(name: str, labels: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
-            return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels)
+        def meta(
+            name: str,
+            labels: dict[str, str] | None = None,
+            annotations: dict[str, str] | None = None,
+        ) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(
+                name=name, namespace=namespace, labels=labels, annotations=annotations
+            )
 
         service = k8s.core.v1.Service(
             "deathstar",
@@ -143,7 +149,7 @@ class StarWarsDemo(pulumi.ComponentResource):
                 ports=[k8s.core.v1.ServicePortArgs(port=80)],
                 selector=DEATHSTAR_LABELS,
             ),
-            opts=opts_(),
+            opts=after(),
         )
         deathstar = k8s.apps.v1.Deployment(
             "deathstar",
@@ -162,7 +168,7 @@ class StarWarsDemo(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=opts_(),
+            opts=after(),
         )
         for ship, labels in SHIPS.items():
             k8s.core.v1.Pod(
@@ -171,7 +177,7 @@ class StarWarsDemo(pulumi.ComponentResource):
                 spec=k8s.core.v1.PodSpecArgs(
                     containers=[k8s.core.v1.ContainerArgs(name="spaceship", image=SHIP_IMAGE)]
                 ),
-                opts=opts_(),
+                opts=after(),
             )
 
         before_checks: list[pulumi.Resource] = [service, deathstar]
@@ -184,7 +190,7 @@ class StarWarsDemo(pulumi.ComponentResource):
                     kind="CiliumNetworkPolicy",
                     metadata=meta("rule1"),
                     spec=spec,
-                    opts=opts_(),
+                    opts=after(),
                 )
             )
 
@@ -194,7 +200,11 @@ class StarWarsDemo(pulumi.ComponentResource):
                 verify_job(
                     ship,
                     metadata=meta(
-                        f"verify-{ship}-{mode}", {"app.kubernetes.io/name": "starwars-verify"}
+                        f"verify-{ship}-{mode}",
+                        {"app.kubernetes.io/name": "starwars-verify"},
+                        # A failed check is replaced, so run again, by the next `pulumi up`
+                        # (by default Pulumi would only wait on the failed Job again).
+                        {"pulumi.com/replaceUnready": "true"},
                     ),
                     pod_labels={**labels, "app.kubernetes.io/name": "starwars-verify"},
                     env={
@@ -204,7 +214,7 @@ class StarWarsDemo(pulumi.ComponentResource):
                         "CILIUM_VERSION": args.cilium_version,
                     },
                     script=script,
-                    opts=opts_(*before_checks),
+                    opts=after(*before_checks),
                 )
 
         self.namespace = namespace

@@ -107,6 +107,8 @@ def test_a_cilium_upgrade_changes_the_jobs_so_they_run_again(dev):
 
 def test_jobs_run_as_each_ship_with_bounded_time_and_no_ttl(dev):
     for job in dev.of_type(JOB):
+        # after a failed check, the next `pulumi up` runs it again instead of re-awaiting
+        assert job.inputs["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
         spec = job.inputs["spec"]
         assert "ttlSecondsAfterFinished" not in spec  # self-deleting Jobs show as drift
         assert spec["activeDeadlineSeconds"] <= 600
