@@ -106,6 +106,9 @@ class Cluster(pulumi.ComponentResource):
             encryption_config_key_arn=secrets_key.arn,
             enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
             skip_default_node_group=True,
+            # EKS installs aws-node, kube-proxy and CoreDNS as plain workloads: aws-node is
+            # then patched off, CoreDNS waits for Cilium-ready nodes.
+            bootstrap_self_managed_addons=True,
             use_default_vpc_cni=True,
             coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
             opts=child,

@@ -1,4 +1,4 @@
-"""components/cilium.py and components/aws_node.py: IRSA, the ENI policy, the release."""
+"""components/cilium.py: the operator's IRSA role, its ENI policy, the Helm release."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from tests.harness import run_ok
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
-PATCH = "kubernetes:apps/v1:DaemonSetPatch"
 
 # Cilium docs, "IPAM: AWS ENI" > "Required Privileges" (as listed in issue 2).
 DOCUMENTED_ENI_ACTIONS = {
@@ -28,15 +27,6 @@ DOCUMENTED_ENI_ACTIONS = {
     "ec2:DescribeRouteTables",
     "ec2:DescribeTags",
 }
-
-
-def test_aws_node_is_patched_onto_a_label_no_node_has(dev):
-    patch = dev.one(PATCH)
-    assert patch.inputs["metadata"]["name"] == "aws-node"
-    assert patch.inputs["metadata"]["namespace"] == "kube-system"
-    assert patch.inputs["spec"]["template"]["spec"]["nodeSelector"] == {
-        "io.cilium/aws-node-enabled": "true"
-    }
 
 
 def test_operator_role_trusts_only_the_cilium_operator_service_account(dev):
