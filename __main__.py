@@ -20,7 +20,8 @@ network = Network("network", NetworkArgs(config=cfg.network, name_prefix=cfg.clu
 cluster = Cluster("cluster", ClusterArgs(
     name=cfg.cluster_name, kubernetes_version=cfg.kubernetes_version, vpc_id=network.vpc_id,
     public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids,
-    admin_principal_arns=cfg.access.admin_principal_arns, partition=cfg.partition,
+    admin_principal_arns=cfg.access.admin_principal_arns,
+    public_access_cidrs=cfg.access.public_access_cidrs, partition=cfg.partition,
 ))  # fmt: skip
 aws_node = AwsNodeOff("aws-node-off", AwsNodeOffArgs(provider=cluster.provider))
 cilium = Cilium("cilium", CiliumArgs(

@@ -19,6 +19,10 @@ import pulumi_kubernetes as k8s
 # they authenticated. controllerManager and scheduler are left off (noisy, rarely read).
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator")
 
+# How long control-plane logs are kept. EKS would create the log group itself with no
+# expiry, and leave it behind on `pulumi destroy`; created here, it has a bound and goes.
+LOG_RETENTION_DAYS = 30
+
 # EKS access policy giving full cluster admin (EKS docs, "Review access policy permissions").
 CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
@@ -41,6 +45,7 @@ class ClusterArgs:
     public_subnet_ids: Sequence[pulumi.Input[str]]
     private_subnet_ids: Sequence[pulumi.Input[str]]
     admin_principal_arns: Sequence[str]
+    public_access_cidrs: Sequence[str]  # who may reach the public API endpoint
     partition: str
 
 
@@ -54,7 +59,8 @@ class Cluster(pulumi.ComponentResource):
     - CoreDNS is not made an EKS add-on: with no nodes at creation it would sit in
       DEGRADED until the add-on create times out. The self-managed CoreDNS from EKS's
       bootstrap schedules once Cilium makes the nodes Ready.
-    - Only subnets (and the KMS key) feed the cluster, so it does not wait for NAT.
+    - Only subnets, the KMS key and the log group feed the cluster, so it does not wait
+      for NAT.
     """
 
     eks_cluster: eks.Cluster
@@ -78,15 +84,26 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
 
+        logs = aws.cloudwatch.LogGroup(
+            "control-plane-logs",
+            name=f"/aws/eks/{args.name}/cluster",  # the name EKS writes to
+            retention_in_days=LOG_RETENTION_DAYS,
+            opts=child,
+        )
+
         self.eks_cluster = eks.Cluster(
             "eks",
-            name=args.name,
+            # The name flows through the log group, so the group exists before EKS would
+            # create its own (a component's depends_on would not reach pulumi-eks's
+            # children; a property dependency does).
+            name=logs.name.apply(lambda _: args.name),
             version=args.kubernetes_version,
             vpc_id=args.vpc_id,
             public_subnet_ids=args.public_subnet_ids,
             private_subnet_ids=args.private_subnet_ids,
             endpoint_private_access=True,  # nodes reach the API without leaving the VPC
             endpoint_public_access=True,  # `pulumi up` and kubectl from outside the VPC
+            public_access_cidrs=list(args.public_access_cidrs),
             authentication_mode=eks.AuthenticationMode.API,
             access_entries={
                 access_entry_key(arn): eks.AccessEntryArgs(

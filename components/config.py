@@ -78,6 +78,7 @@ class CiliumConfig:
 @dataclass(frozen=True)
 class AccessConfig:
     admin_principal_arns: tuple[str, ...] = ()
+    public_access_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ def _cilium(value: Any) -> CiliumConfig:
 
 
 def _access(value: Any) -> AccessConfig:
-    obj = _object("access", value, ("adminPrincipalArns",))
+    obj = _object("access", value, ("adminPrincipalArns", "publicAccessCidrs"))
     arns = obj.get("adminPrincipalArns", [])
     if not isinstance(arns, list):
         raise ConfigError("access.adminPrincipalArns: must be a list of IAM role or user ARNs")
@@ -321,7 +322,22 @@ def _access(value: Any) -> AccessConfig:
             )
     if len(set(arns)) != len(arns):
         raise ConfigError("access.adminPrincipalArns: lists the same ARN twice")
-    return AccessConfig(admin_principal_arns=tuple(arns))
+    cidrs = obj.get("publicAccessCidrs", list(AccessConfig.public_access_cidrs))
+    if not isinstance(cidrs, list) or not cidrs:
+        raise ConfigError(
+            "access.publicAccessCidrs: must be a non-empty list of IPv4 CIDRs, e.g. "
+            '["203.0.113.0/24"] (the runner of `pulumi up` must be inside)'
+        )
+    for cidr in cidrs:
+        try:
+            if "/" not in cidr:  # EKS wants CIDR notation: 203.0.113.7/32, not a bare IP
+                raise ValueError(cidr)
+            ipaddress.IPv4Network(cidr, strict=True)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"access.publicAccessCidrs: {cidr!r} is not an IPv4 CIDR (e.g. 203.0.113.0/24)"
+            ) from None
+    return AccessConfig(admin_principal_arns=tuple(arns), public_access_cidrs=tuple(cidrs))
 
 
 def _demo(value: Any) -> DemoConfig:

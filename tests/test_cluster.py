@@ -110,3 +110,21 @@ def test_kubernetes_provider_is_built_from_the_clusters_kubeconfig(dev):
 def test_kubeconfig_is_exported_only_as_a_secret(dev):
     assert dev.outputs["kubeconfig"]["secret"] is True
     assert "cilium-eks-dev" in dev.output("kubeconfig")
+
+
+def test_control_plane_logs_go_to_a_log_group_the_stack_owns(dev):
+    logs = dev.one("aws:cloudwatch/logGroup:LogGroup")
+    cluster = dev.one(CLUSTER)
+    # the name EKS writes to, created before the cluster so EKS does not make its own
+    # (unbounded, and left behind by `pulumi destroy`)
+    assert logs.inputs["name"] == f"/aws/eks/{cluster.inputs['name']}/cluster"
+    assert 1 <= logs.inputs["retentionInDays"] <= 365
+    # a property dependency: it reaches inside pulumi-eks, where depends_on would not
+    assert logs.urn in cluster.property_dependencies["name"]
+
+
+def test_public_endpoint_is_limited_to_the_configured_cidrs():
+    cidrs = ["203.0.113.0/24", "198.51.100.7/32"]
+    inputs = run_ok({"access.publicAccessCidrs": cidrs}).one(CLUSTER).inputs
+    assert inputs["endpointPublicAccess"] is True  # pulumi-eks: cidrs need a public endpoint
+    assert inputs["publicAccessCidrs"] == cidrs
