@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import REFERENCE
-from tests.harness import dev_config, run_ok
+from tests.harness import dev_config
 
 # Without the reference folder one placeholder remains, and the `reference` fixture skips
 # it with the reason.
@@ -99,9 +99,3 @@ def test_string_choices_are_among_those_the_chart_documents(reference, values, v
     assert re.search(rf"-\s+{re.escape(chosen)}\b", comment_above(text, path)), (
         f"{'.'.join(path)}={chosen!r} is not a documented choice in chart {version}"
     )
-
-
-@pytest.mark.parametrize("version", CHART_VERSIONS)
-def test_a_config_change_to_each_chart_version_is_declared_as_such(reference, version):
-    release = run_ok({"cilium.version": version}).one("kubernetes:helm.sh/v3:Release")
-    assert release.inputs["version"] == version
