@@ -4,9 +4,10 @@ They state the platform's invariants independently of the program's code (no imp
 from components/), so a change that breaks an invariant is stopped in the PR's preview
 even when the program and its tests were changed together.
 
-Properties are the engine's (camelCase). During a preview some are unknown (absent):
-each check judges only what is known, and the first `pulumi up` is checked again by the
-preview of every later pull request.
+Properties are the engine's (camelCase). During a preview some are unknown; reading one
+raises inside pulumi_policy, which then reports that the check cannot run in this
+preview instead of guessing. The stack-level subnet check reads the node group's
+property dependencies first, which are known even when the subnet ids are not.
 """
 
 from __future__ import annotations
@@ -58,12 +59,10 @@ def is_cilium_release(props: Mapping[str, Any]) -> bool:
 def node_groups_carry_the_cilium_taint(args: ResourceValidationArgs, report: ReportViolation):
     if args.resource_type not in NODE_GROUP_TYPES:
         return
-    taints = args.props.get("taints")
-    if taints is None and "taints" in args.props:
-        return  # unknown during preview
+    taints = args.props.get("taints") or []
     if not any(
         isinstance(t, Mapping) and all(t.get(k) == v for k, v in CILIUM_TAINT.items())
-        for t in taints or []
+        for t in taints
     ):
         report(
             "node groups must carry the taint node.cilium.io/agent-not-ready=true:NoExecute, "
@@ -124,15 +123,18 @@ def no_iam_wildcard_actions(args: ResourceValidationArgs, report: ReportViolatio
             report(f"IAM policies must not allow wildcard actions; found {action!r}")
 
 
-def _node_subnets(group: PolicyResource, subnets: list[PolicyResource]) -> Iterable[PolicyResource]:
-    by_dependency = group.property_dependencies.get("subnetIds", [])
+def _node_subnets(group: PolicyResource, subnets: list[PolicyResource]) -> list[PolicyResource]:
+    """The subnets a node group's nodes land in: from its property dependencies (known in
+    a preview too), else by matching subnet ids (a group given literal ids)."""
+    by_dependency = [
+        s
+        for s in group.property_dependencies.get("subnetIds", [])
+        if s.resource_type == SUBNET_TYPE
+    ]
+    if by_dependency:
+        return by_dependency
     ids = group.props.get("subnetIds") or []
-    by_id = [s for s in subnets if s.props.get("id") in ids or s.urn in ids]
-    seen = set()
-    for subnet in [*by_dependency, *by_id]:
-        if subnet.resource_type == SUBNET_TYPE and subnet.urn not in seen:
-            seen.add(subnet.urn)
-            yield subnet
+    return [s for s in subnets if s.props.get("id") in ids]
 
 
 def node_subnets_do_not_map_public_ips(args: StackValidationArgs, report: ReportViolation):

@@ -62,7 +62,6 @@ class Resource:
     dependencies: list[str]
     property_dependencies: dict[str, list[str]]
     inputs: dict[str, Any]
-    secrets: list[str]
 
 
 class Graph:
@@ -88,7 +87,6 @@ class Graph:
                 dependencies=r["dependencies"],
                 property_dependencies=r["propertyDependencies"],
                 inputs=r["inputs"],
-                secrets=r["secrets"],
             )
             for r in data["resources"]
         ]
@@ -132,9 +130,24 @@ class Graph:
     def output(self, key: str) -> Any:
         return self.outputs[key]["value"]
 
+    def subnet_ids(self, role: str) -> list[str]:
+        """Sorted ids (as the mocks make them) of the `public` or `private` subnets, told
+        apart by their load-balancer role tag, not by their names."""
+        tag = {"public": "kubernetes.io/role/elb", "private": "kubernetes.io/role/internal-elb"}
+        return sorted(
+            mock_id(s)
+            for s in self.of_type("aws:ec2/subnet:Subnet")
+            if s.inputs["tags"].get(tag[role]) == "1"
+        )
 
-def _run_uncached(config_json: str, stack: str, azs: str | None) -> str:
-    env = dict(os.environ, PULUMI_CONFIG=config_json, MOCK_STACK=stack)
+
+def mock_id(res: Resource) -> str:
+    """The id tests/mock_run.py gives a resource (an IAM role's id is its name, as in AWS)."""
+    return res.name if res.type == "aws:iam/role:Role" else f"{res.name}-id"
+
+
+def _run_uncached(config_json: str, azs: str | None) -> str:
+    env = dict(os.environ, PULUMI_CONFIG=config_json)
     env.pop("PULUMI_CONFIG_SECRET_KEYS", None)
     if azs is not None:
         env["MOCK_AZS"] = azs
@@ -157,16 +170,14 @@ _run = functools.lru_cache(maxsize=None)(_run_uncached)
 def run_program(
     overrides: dict[str, Any] | None = None,
     *,
-    config: dict[str, Any] | None = None,
-    stack: str = "dev",
     azs: str | None = None,
     cached: bool = True,
 ) -> Graph:
     """Run __main__.py under mocks with the dev config (plus overrides); cached per input
     unless `cached=False`."""
-    cfg = with_overrides(dev_config() if config is None else config, overrides or {})
+    cfg = with_overrides(dev_config(), overrides or {})
     run = _run if cached else _run_uncached
-    return Graph(json.loads(run(pulumi_config_env(cfg), stack, azs)))
+    return Graph(json.loads(run(pulumi_config_env(cfg), azs)))
 
 
 def run_ok(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Graph:

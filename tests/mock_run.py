@@ -7,7 +7,7 @@ stack config arrives the way the CLI sends it (the PULUMI_CONFIG environment var
 The recording monitor keeps, for every registered resource: type, name, URN, whether it
 is custom or a remote component, parent, provider, explicit and property dependencies,
 and its inputs as sent to the engine (resource references become {"$ref": urn}; secret
-values are unwrapped, and their paths listed in "secrets").
+values are unwrapped).
 """
 
 from __future__ import annotations
@@ -33,18 +33,17 @@ ACCOUNT = "123456789012"
 DEFAULT_AZS = "ap-northeast-2a,ap-northeast-2b,ap-northeast-2c,ap-northeast-2d"
 
 
-def plain(value: Any, path: str, secrets: list[str]) -> Any:
+def plain(value: Any) -> Any:
     """A wire-format property value as plain JSON."""
     if isinstance(value, dict):
         sig = value.get(rpc._special_sig_key)
         if sig == rpc._special_secret_sig:
-            secrets.append(path)
-            return plain(value.get("value"), path, secrets)
+            return plain(value.get("value"))
         if sig == rpc._special_resource_sig:
             return {"$ref": value["urn"]}
-        return {k: plain(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [plain(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+        return [plain(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)  # protobuf Struct numbers are doubles
     return value
@@ -87,8 +86,7 @@ class RecordingMonitor(mocks.MockMonitor):
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         response = super().RegisterResource(request)
-        secrets: list[str] = []
-        inputs = plain(json_format.MessageToDict(request.object), "", secrets)
+        inputs = plain(json_format.MessageToDict(request.object))
         self.records.append(
             {
                 "urn": response.urn,
@@ -103,7 +101,6 @@ class RecordingMonitor(mocks.MockMonitor):
                     k: list(v.urns) for k, v in request.propertyDependencies.items()
                 },
                 "inputs": inputs,
-                "secrets": secrets,
             }
         )
         return response
@@ -124,8 +121,7 @@ def resolve_outputs() -> dict[str, Any]:
 def main() -> None:
     mock = Mocks()
     monitor = RecordingMonitor(mock)
-    stack = os.environ.get("MOCK_STACK", "dev")
-    pulumi.runtime.set_mocks(mock, "cilium-eks", stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mock, "cilium-eks", "dev", preview=False, monitor=monitor)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
     error = None

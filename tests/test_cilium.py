@@ -87,10 +87,7 @@ def test_operator_uses_its_irsa_role(dev):
 
 def test_pod_enis_are_kept_in_the_private_subnets(dev):
     values = dev.one(RELEASE).inputs["values"]
-    private = sorted(
-        f"{s.name}-id" for s in dev.of_type("aws:ec2/subnet:Subnet") if s.name.startswith("private")
-    )
-    assert sorted(values["eni"]["subnetIDsFilter"]) == private
+    assert sorted(values["eni"]["subnetIDsFilter"]) == dev.subnet_ids("private")
 
 
 @pytest.mark.parametrize("nodes", [1, 2, 3])

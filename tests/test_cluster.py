@@ -52,27 +52,14 @@ def test_api_mode_rules_of_pulumi_eks(dev):
 
 def test_cluster_gets_public_and_private_subnets(dev):
     inputs = dev.one(CLUSTER).inputs
-    subnets = dev.of_type("aws:ec2/subnet:Subnet")
-    assert sorted(inputs["privateSubnetIds"]) == sorted(
-        f"{s.name}-id" for s in subnets if s.name.startswith("private")
-    )
-    assert sorted(inputs["publicSubnetIds"]) == sorted(
-        f"{s.name}-id" for s in subnets if s.name.startswith("public")
-    )
+    assert sorted(inputs["privateSubnetIds"]) == dev.subnet_ids("private")
+    assert sorted(inputs["publicSubnetIds"]) == dev.subnet_ids("public")
     assert inputs["vpcId"] == "vpc-id"
 
 
-def test_cluster_does_not_wait_for_nat_or_routes(dev):
+def test_cluster_waits_for_its_subnets(dev):
+    # (and not for NAT or routes: tests/test_order.py)
     cluster = dev.one(CLUSTER)
-    upstream = dev.upstream(cluster)
-    off_path = {
-        "aws:ec2/natGateway:NatGateway",
-        "aws:ec2/eip:Eip",
-        "aws:ec2/routeTable:RouteTable",
-        "aws:ec2/routeTableAssociation:RouteTableAssociation",
-        "aws:ec2/internetGateway:InternetGateway",
-    }
-    assert not [urn for urn in upstream if dev.by_urn[urn].type in off_path]
     for subnet in dev.of_type("aws:ec2/subnet:Subnet"):
         assert dev.waits_for(cluster, subnet)
 

@@ -67,6 +67,8 @@ def test_stack_outputs(dev):
     assert "port-forward" in commands["hubbleUiPortForward"]
     # Only the kubeconfig is secret, and nothing else carries it.
     assert [k for k, v in dev.outputs.items() if v["secret"]] == ["kubeconfig"]
+    kubeconfig = dev.output("kubeconfig")
+    assert not [k for k, v in dev.outputs.items() if k != "kubeconfig" and kubeconfig in str(v)]
 
 
 def test_the_program_evaluates_quickly_under_mocks(dev):

@@ -8,10 +8,12 @@ import itertools
 import pytest
 
 from components.network import subnet_plan
-from tests.harness import run_ok
+from tests.harness import Graph, mock_id, run_ok
 
 SUBNET = "aws:ec2/subnet:Subnet"
 NAT = "aws:ec2/natGateway:NatGateway"
+ROUTE_TABLE = "aws:ec2/routeTable:RouteTable"
+ASSOCIATION = "aws:ec2/routeTableAssociation:RouteTableAssociation"
 
 
 @pytest.mark.parametrize(
@@ -52,29 +54,36 @@ def test_one_public_and_one_private_subnet_per_az(dev):
         assert ipaddress.ip_network(s.inputs["cidrBlock"]).prefixlen <= 20
 
 
+def default_route(graph: Graph, subnet_id: str) -> dict:
+    """The 0.0.0.0/0 route of the route table associated with a subnet."""
+    (assoc,) = [a for a in graph.of_type(ASSOCIATION) if a.inputs["subnetId"] == subnet_id]
+    (table,) = [t for t in graph.of_type(ROUTE_TABLE) if mock_id(t) == assoc.inputs["routeTableId"]]
+    (route,) = [r for r in table.inputs["routes"] if r["cidrBlock"] == "0.0.0.0/0"]
+    return route
+
+
 def test_private_subnets_route_to_nat_and_public_to_the_internet_gateway(dev):
     igw = dev.one("aws:ec2/internetGateway:InternetGateway")
     nat = dev.one(NAT)  # natGateways: single
-    for rt in dev.of_type("aws:ec2/routeTable:RouteTable"):
-        (route,) = rt.inputs["routes"]
-        assert route["cidrBlock"] == "0.0.0.0/0"
-        target = "gatewayId" if rt.name == "public" else "natGatewayId"
-        assert route[target] == (igw if rt.name == "public" else nat).name + "-id"
+    for subnet_id in dev.subnet_ids("public"):
+        assert default_route(dev, subnet_id).get("gatewayId") == mock_id(igw)
+    for subnet_id in dev.subnet_ids("private"):
+        assert default_route(dev, subnet_id).get("natGatewayId") == mock_id(nat)
     assert dev.waits_for(nat, igw)
-    public_subnet_ids = {f"{s.name}-id" for s in dev.of_type(SUBNET) if s.name.startswith("public")}
-    assert nat.inputs["subnetId"] in public_subnet_ids
+    assert nat.inputs["subnetId"] in dev.subnet_ids("public")
 
 
 def test_nat_per_az_gives_each_private_subnet_its_own_nat():
     graph = run_ok({"network.natGateways": "perAz"})
     nats = graph.of_type(NAT)
     assert len(nats) == 3 and len(graph.of_type("aws:ec2/eip:Eip")) == 3
-    private_routes = {
-        rt.inputs["routes"][0]["natGatewayId"]
-        for rt in graph.of_type("aws:ec2/routeTable:RouteTable")
-        if rt.name.startswith("private")
-    }
-    assert private_routes == {f"{n.name}-id" for n in nats}
+    routes = [default_route(graph, s)["natGatewayId"] for s in graph.subnet_ids("private")]
+    assert sorted(routes) == sorted(mock_id(n) for n in nats)  # one each, none shared
+    # and each NAT sits in the public subnet of its private subnet's AZ
+    az_of = {mock_id(s): s.inputs["availabilityZone"] for s in graph.of_type(SUBNET)}
+    nat_az = {mock_id(n): az_of[n.inputs["subnetId"]] for n in nats}
+    for subnet_id, nat_id in zip(graph.subnet_ids("private"), routes, strict=True):
+        assert nat_az[nat_id] == az_of[subnet_id]
 
 
 def test_az_count_sets_the_number_of_subnets():

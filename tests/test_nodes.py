@@ -16,11 +16,8 @@ def test_nodes_are_al2023_in_private_subnets_with_imdsv2(dev):
     assert inputs["operatingSystem"] == "AL2023"
     assert inputs.get("amiType", "AL2023").startswith("AL2023")
     assert inputs["enableIMDSv2"] is True
-    private = sorted(
-        f"{s.name}-id" for s in dev.of_type("aws:ec2/subnet:Subnet") if s.name.startswith("private")
-    )
     # Without subnetIds pulumi-eks uses every cluster subnet, public ones included.
-    assert sorted(inputs["subnetIds"]) == private
+    assert sorted(inputs["subnetIds"]) == dev.subnet_ids("private")
 
 
 def test_nodes_carry_the_cilium_agent_not_ready_taint(dev):

@@ -51,7 +51,8 @@ def test_the_graph_has_no_cycle(dev):
         assert res.urn not in dev.upstream(res), res.urn
 
 
-def test_nothing_before_the_nodes_waits_for_nat(dev):
+def test_nothing_before_the_nodes_waits_for_nat_or_routes(dev):
+    # NAT gateways take minutes; only nodes (pulling images, joining) need egress.
     nat_path = {
         r.urn
         for r in dev.resources
@@ -59,6 +60,8 @@ def test_nothing_before_the_nodes_waits_for_nat(dev):
         in {
             "aws:ec2/natGateway:NatGateway",
             "aws:ec2/eip:Eip",
+            "aws:ec2/internetGateway:InternetGateway",
+            "aws:ec2/routeTable:RouteTable",
             "aws:ec2/routeTableAssociation:RouteTableAssociation",
         }
     }

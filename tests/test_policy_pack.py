@@ -17,7 +17,7 @@ from pulumi_policy import (
     StackValidationArgs,
 )
 
-from tests.harness import ROOT, Graph
+from tests.harness import ROOT, Graph, mock_id
 
 _spec = importlib.util.spec_from_file_location("policies", ROOT / "policy" / "policies.py")
 assert _spec and _spec.loader
@@ -113,7 +113,7 @@ def doc(*actions: Any, effect: str = "Allow", key: str = "Action") -> str:
         ("aws:iam/policy:Policy", {"policy": doc("*", effect="Deny")}, False),
         ("aws:iam/role:Role", {"inlinePolicies": [{"policy": doc("iam:*")}]}, True),
         ("aws:iam/role:Role", {"assumeRolePolicy": doc("sts:AssumeRole")}, False),
-        ("aws:iam/rolePolicy:RolePolicy", {}, False),  # unknown during preview
+        ("aws:iam/rolePolicy:RolePolicy", {}, False),  # no document: nothing to judge
     ],
 )
 def test_iam_wildcard_policy(rtype, props, violates):
@@ -173,11 +173,13 @@ def test_aws_node_policy():
 
 def as_policy_resources(graph: Graph) -> list[PolicyResource]:
     """The mock graph as the analyzer would see it (ids merged into props)."""
-    made: dict[str, PolicyResource] = {}
-    for res in graph.resources:
-        props = {**res.inputs, "id": f"{res.name}-id"}
-        made[res.urn] = resource(res.type, res.name, props)
-        made[res.urn].urn = res.urn
+    made = {
+        res.urn: PolicyResource(
+            res.type, {**res.inputs, "id": mock_id(res)}, res.urn, res.name, options(), None,
+            None, [], {},
+        )
+        for res in graph.resources
+    }  # fmt: skip
     for res in graph.resources:
         made[res.urn].property_dependencies = {
             k: [made[u] for u in urns if u in made] for k, urns in res.property_dependencies.items()
