@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,25 +147,52 @@ def mock_id(res: Resource) -> str:
     return res.name if res.type == "aws:iam/role:Role" else f"{res.name}-id"
 
 
-def _run_uncached(config_json: str, azs: str | None) -> str:
+MOCK_RUN = ROOT / "tests" / "mock_run.py"
+
+
+def _env(config_json: str) -> dict[str, str]:
     env = dict(os.environ, PULUMI_CONFIG=config_json)
     env.pop("PULUMI_CONFIG_SECRET_KEYS", None)
+    env.pop("MOCK_AZS", None)
+    return env
+
+
+def _run_cold(config_json: str, azs: str | None) -> str:
+    """A run in a fresh interpreter, imports included (what `pulumi up` pays)."""
+    env = _env(config_json)
     if azs is not None:
         env["MOCK_AZS"] = azs
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "mock_run.py")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
+        [sys.executable, str(MOCK_RUN)], capture_output=True, text=True, env=env, cwd=ROOT,
         timeout=120,
-    )
+    )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"mock run crashed:\n{proc.stderr}")
     return proc.stdout
 
 
-_run = functools.lru_cache(maxsize=None)(_run_uncached)
+@functools.lru_cache(maxsize=1)
+def _server() -> subprocess.Popen[str]:
+    """This test process's `mock_run.py --serve`, warmed up on the dev stack's config."""
+    return subprocess.Popen(
+        [sys.executable, str(MOCK_RUN), "--serve"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True, env=_env(pulumi_config_env(dev_config())), cwd=ROOT,
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=None)
+def _run(config_json: str, azs: str | None) -> str:
+    """A run forked from the warm server; the same program, config and mocks."""
+    server = _server()
+    assert server.stdin and server.stdout
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        request = {"config": config_json, "azs": azs, "out": out.name}
+        server.stdin.write(json.dumps(request) + "\n")
+        server.stdin.flush()
+        answer = server.stdout.readline()
+        if not answer or json.loads(answer)["exit"] != 0:
+            raise RuntimeError(f"mock run crashed ({answer.strip() or 'server gone'})")
+        return out.read()
 
 
 def run_program(
@@ -173,10 +201,10 @@ def run_program(
     azs: str | None = None,
     cached: bool = True,
 ) -> Graph:
-    """Run __main__.py under mocks with the dev config (plus overrides); cached per input
-    unless `cached=False`."""
+    """Run __main__.py under mocks with the dev config (plus overrides): forked from a warm
+    server and cached per input, or with `cached=False` in a fresh interpreter."""
     cfg = with_overrides(dev_config(), overrides or {})
-    run = _run if cached else _run_uncached
+    run = _run if cached else _run_cold
     return Graph(json.loads(run(pulumi_config_env(cfg), azs)))
 
 
