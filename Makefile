@@ -1,24 +1,39 @@
 # Two commands do all set-up: `make up` (deploy the dev stack) and `make test` (offline
-# suite). See README.md.
+# suite). See README.md. Every Python package comes from uv.lock (exact versions, hashes);
+# the only thing installed outside it is uv itself, pinned with hashes in requirements-uv.txt.
 SHELL := /bin/bash
 VENV := venv
 PY := $(VENV)/bin/python
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
 STACK ?= dev
 # Extra flags for pulumi, e.g. make up PULUMI_FLAGS=--yes
 PULUMI_FLAGS ?=
+# uv installs into ./venv (the virtualenv Pulumi.yaml names), and `pulumi` finds this uv
+# on PATH when it installs the same lock itself (Pulumi.yaml: toolchain uv).
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 
-.PHONY: venv test lint preview up destroy clean
+.PHONY: venv reference test lint preflight preview up destroy lock upgrade clean
 
-# The venv is (re)built whenever a requirements file changes.
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+# uv itself, into a bootstrap venv of its own: all a machine needs beforehand is python3.
+$(UV): requirements-uv.txt
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-uv.txt
+	touch $@
+
+# The venv is synced whenever the lock changes; --locked fails if pyproject.toml and
+# uv.lock disagree (a hand edit that skipped `make lock`).
+$(VENV)/.installed: uv.lock pyproject.toml $(UV)
+	$(UV) sync --locked --quiet
 	touch $@
 
 venv: $(VENV)/.installed
 
-test: venv
+reference: venv
+	$(PY) -m tests.reference
+
+test: venv reference
 	$(PY) -m pytest
 
 lint: venv
@@ -26,17 +41,29 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pyright
 
-preview: venv
+preflight: venv
 	@STACK=$(STACK) scripts/pulumi-preflight.sh
+
+preview: preflight
 	pulumi preview --stack $(STACK) --policy-pack policy $(PULUMI_FLAGS)
 
-up: venv
-	@STACK=$(STACK) scripts/pulumi-preflight.sh
+up: preflight
 	pulumi up --stack $(STACK) --policy-pack policy $(PULUMI_FLAGS)
 
-destroy: venv
-	@STACK=$(STACK) scripts/pulumi-preflight.sh
+destroy: preflight
 	pulumi destroy --stack $(STACK) $(PULUMI_FLAGS)
 
+# Versions move on purpose, in a pull request whose CI preview shows what they change.
+# `lock`: after editing pyproject.toml, keeping every other pin. `upgrade`: the newest
+# releases the ranges in pyproject.toml allow, uv included.
+lock: $(UV)
+	$(UV) lock
+	$(UV) export --quiet --no-dev --no-emit-project --format requirements-txt -o requirements.txt
+
+upgrade: $(UV)
+	$(UV) lock --upgrade
+	$(UV) export --quiet --no-dev --no-emit-project --format requirements-txt -o requirements.txt
+	echo uv | $(UV) pip compile - --quiet --upgrade --generate-hashes --universal --no-header -o requirements-uv.txt
+
 clean:
-	rm -rf $(VENV) policy/venv .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache

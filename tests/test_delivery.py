@@ -87,22 +87,92 @@ def test_ci_runs_what_the_readme_promises():
     assert {"venv", "test", "lint", "preview", "up", "destroy"} <= targets
 
 
-def test_pulumi_project_file():
+def test_pulumi_installs_the_lock_into_the_venv_make_uses():
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     assert project["name"] == "cilium-eks"
     assert project["runtime"]["name"] == "python"
     options = project["runtime"]["options"]
-    assert options["toolchain"] == "pip" and options["virtualenv"] == "venv"
-    # the type checker it names is installed by requirements.txt, which Pulumi installs
-    assert options["typechecker"] in (ROOT / "requirements.txt").read_text()
+    # Pulumi's uv toolchain runs `uv sync` (uv.lock) into this virtualenv: the versions
+    # `pulumi up` runs are the ones `make venv` installed and the tests ran.
+    assert options["toolchain"] == "uv" and options["virtualenv"] == "venv"
+    assert 'UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)' in (ROOT / "Makefile").read_text()
+    # the type checker it names is a locked dependency of the program itself
+    assert options["typechecker"] in (ROOT / "pyproject.toml").read_text()
+    pack = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
+    assert pack["runtime"]["options"] == {"toolchain": "uv", "virtualenv": "../venv"}
 
 
-def test_requirements_pin_compatible_ranges():
-    for name in ("requirements.txt", "requirements-dev.txt", "policy/requirements.txt"):
-        for line in (ROOT / name).read_text().splitlines():
-            spec = line.split("#")[0].strip()
-            if spec and not spec.startswith("-r"):
-                assert ">=" in spec and "<" in spec.replace("<=", ""), f"{name}: {spec}"
+UV = ROOT / ".tools" / "bin" / "uv"
+needs_uv = pytest.mark.skipif(not UV.exists(), reason="uv is installed by `make venv`")
+
+
+def uv(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(UV), *args, "--offline", "--quiet"], capture_output=True, text=True, cwd=cwd,
+        timeout=60,
+    )  # fmt: skip
+
+
+@needs_uv
+def test_the_lock_agrees_with_the_declared_dependencies():
+    proc = uv("lock", "--check")
+    assert proc.returncode == 0, proc.stderr
+
+
+@needs_uv
+def test_a_requirement_changed_without_relocking_fails_the_lock_check(tmp_path):
+    for name in ("pyproject.toml", "uv.lock"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    pyproject = tmp_path / "pyproject.toml"
+    text = pyproject.read_text()
+    assert '"pulumi-aws>=7.0,<8",' in text
+    pyproject.write_text(text.replace('"pulumi-aws>=7.0,<8",', '"pulumi-aws>=7.0,<7.1",'))
+    proc = uv("lock", "--check", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "pulumi-aws" in proc.stderr or "lockfile" in proc.stderr.lower()
+
+
+@needs_uv
+def test_requirements_txt_is_the_lock_exported_for_plain_pip():
+    proc = uv("export", "--no-dev", "--no-emit-project", "--format", "requirements-txt")
+    assert proc.returncode == 0, proc.stderr
+    exported = proc.stdout.splitlines()
+    committed = (ROOT / "requirements.txt").read_text().splitlines()
+    # the header names the command; everything after it must match exactly
+    assert committed[2:] == exported[2:], "requirements.txt is stale: run `make lock`"
+    pins = [line for line in committed if line and not line.startswith((" ", "#"))]
+    assert pins and all("==" in pin and pin.endswith("\\") for pin in pins)  # pinned, hashed
+
+
+def test_uv_itself_is_pinned_with_hashes():
+    lines = (ROOT / "requirements-uv.txt").read_text().splitlines()
+    assert [line for line in lines if line.startswith("uv==")]
+    assert sum("--hash=sha256:" in line for line in lines) >= 2
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes -r requirements-uv.txt" in makefile
+    assert "$(UV) sync --locked" in makefile
+
+
+def test_every_install_path_uses_the_lock():
+    for path in WORKFLOWS:
+        text = path.read_text()
+        assert "pip install" not in text, path
+        if "setup-python" in text:
+            assert "make venv" in text or "make lint test" in text, path
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_workflows_put_the_pinned_uv_on_path_before_pulumi_runs():
+    for path in WORKFLOWS:
+        data = yaml.safe_load(path.read_text())
+        for job in data["jobs"].values():
+            runs = [s.get("run", "") for s in job["steps"]]
+            uses = [s.get("uses", "") for s in job["steps"]]
+            pulumi = [i for i, u in enumerate(uses) if u.startswith("pulumi/actions@")]
+            if not pulumi:
+                continue
+            on_path = [i for i, r in enumerate(runs) if ".tools/bin" in r and "GITHUB_PATH" in r]
+            assert on_path and on_path[0] < pulumi[0], (path.name, "uv is not on PATH")
 
 
 def test_config_keys_in_the_dev_stack_are_documented():
