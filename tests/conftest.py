@@ -1,24 +1,31 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT, Graph, run_ok
+from tests import reference as upstream
+from tests.harness import Graph, run_ok
 
-# Upstream data (Cilium chart values and schemas, CRD schemas, Star Wars manifests) kept
-# beside the repository, never in it; a user's checkout has none, and those tests skip.
-REFERENCE = Path(os.environ.get("CILIUM_EKS_REFERENCE", ROOT.parent / "shared" / "reference"))
+# Upstream data (Cilium chart archives, values and schemas, the CRD schema, the Star Wars
+# manifests), pinned in tests/reference.py and kept outside the repository: `make
+# reference` fetches it to the user's cache, $CILIUM_EKS_REFERENCE points elsewhere. Where
+# it is absent, the tests that read it skip.
+REFERENCE = upstream.location()
 
 
 @pytest.fixture(scope="session")
 def reference() -> Path:
+    how = (
+        "run `make reference` to fetch it, or set CILIUM_EKS_REFERENCE to a folder holding "
+        "cilium-chart/, crds/ and starwars/"
+    )
     if not REFERENCE.is_dir():
-        pytest.skip(
-            f"reference data not found at {REFERENCE} (set CILIUM_EKS_REFERENCE to the folder "
-            "holding cilium-chart/, crds/ and starwars/)"
-        )
+        pytest.skip(f"reference data not found at {REFERENCE}: {how}")
+    absent = upstream.missing(REFERENCE)
+    if absent:
+        more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
+        pytest.skip(f"reference data at {REFERENCE} lacks {', '.join(absent[:3])}{more}: {how}")
     return REFERENCE
 
 
