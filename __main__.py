@@ -1,6 +1,6 @@
 """cilium-eks: the runbook as one graph.
 
-config -> Network -> Cluster -> AwsNodeOff -> Cilium -> NodeGroup -> StarWarsDemo -> exports.
+config -> Network -> Cluster -> Teardown -> AwsNodeOff -> Cilium -> NodeGroup -> StarWarsDemo.
 Each component's docstring says what it waits for and why.
 """
 
@@ -12,7 +12,8 @@ from components.cluster import Cluster, ClusterArgs
 from components.config import load
 from components.network import Network, NetworkArgs
 from components.nodes import NodeGroup, NodeGroupArgs
-from components.starwars import StarWarsDemo, StarWarsDemoArgs, manual_checks
+from components.starwars import StarWarsDemo, StarWarsDemoArgs, manual_checks, proof_env
+from components.teardown import Teardown, TeardownArgs
 
 cfg = load()  # raises on bad config, before any resource is declared
 
@@ -21,23 +22,34 @@ cluster = Cluster("cluster", ClusterArgs(
     name=cfg.cluster_name, kubernetes_version=cfg.kubernetes_version, vpc_id=network.vpc_id,
     public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids,
     admin_principal_arns=cfg.access.admin_principal_arns,
+    viewer_principal_arns=cfg.access.viewer_principal_arns,
     public_access_cidrs=cfg.access.public_access_cidrs, partition=cfg.partition,
+    kube_proxy_addon=not cfg.cilium.kube_proxy_replacement,
 ))  # fmt: skip
-aws_node = AwsNodeOff("aws-node-off", AwsNodeOffArgs(provider=cluster.provider))
+teardown = Teardown("teardown", TeardownArgs(
+    region=cfg.region, vpc_id=network.vpc_id, cluster_name=cluster.cluster_name,
+    subnet_ids=network.private_subnet_ids,
+))  # fmt: skip
+bootstrap = AwsNodeOff("aws-node-off", AwsNodeOffArgs(
+    provider=cluster.provider, kube_proxy=cfg.cilium.kube_proxy_replacement,
+))  # fmt: skip
 cilium = Cilium("cilium", CiliumArgs(
     cluster_name=cfg.cluster_name, config=cfg.cilium, oidc_provider_arn=cluster.oidc_provider_arn,
     oidc_issuer=cluster.oidc_issuer, pod_subnet_ids=network.private_subnet_ids,
-    operator_replicas=operator_replicas(cfg.nodes.min_size), provider=cluster.provider,
-    aws_node_patch=aws_node.patch,
+    operator_replicas=operator_replicas(cfg.nodes.min_size),
+    api_server_host=cluster.api_server_host, provider=cluster.provider,
+    bootstrap_patches=bootstrap.patches, eni_sweeper=teardown.sweeper,
 ))  # fmt: skip
 nodes = NodeGroup("nodes", NodeGroupArgs(
-    cluster=cluster.eks_cluster, config=cfg.nodes, subnet_ids=network.private_subnet_ids,
-    partition=cfg.partition, cni_release=cilium.release, egress=network.egress,
+    cluster=cluster.eks_cluster, cluster_name=cfg.cluster_name, config=cfg.nodes,
+    kubernetes_version=cfg.kubernetes_version, prefix_delegation=cfg.cilium.prefix_delegation,
+    subnet_ids=network.private_subnet_ids, partition=cfg.partition, cni_release=cilium.release,
+    egress=network.egress, eni_sweeper=teardown.sweeper,
 ))  # fmt: skip
 if cfg.demo.enabled:
     demo = StarWarsDemo("starwars", StarWarsDemoArgs(
-        config=cfg.demo, cilium_version=cfg.cilium.version, provider=cluster.provider,
-        cni_release=cilium.release, node_group=nodes.node_group,
+        config=cfg.demo, provider=cluster.provider, cni_release=cilium.release,
+        node_group=nodes.node_group, dns=nodes.coredns, proof_env=proof_env(cfg),
     ))  # fmt: skip
     pulumi.export("demo", {"namespace": demo.namespace, "policy": cfg.demo.policy,
                            **manual_checks(cfg.demo.policy)})  # fmt: skip
@@ -47,6 +59,8 @@ pulumi.export("region", cfg.region)
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("kubeconfig", cluster.kubeconfig)  # secret
 pulumi.export("ciliumVersion", cfg.cilium.version)
+# Read by `make up`'s preflight: switching kube-proxy replacement on a live cluster is refused.
+pulumi.export("ciliumKubeProxyReplacement", cfg.cilium.kube_proxy_replacement)
 pulumi.export("commands", {
     "kubeconfig": "pulumi stack output kubeconfig --show-secrets > kubeconfig.json"
                   " && export KUBECONFIG=$PWD/kubeconfig.json",

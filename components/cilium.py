@@ -15,6 +15,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.config import CiliumConfig
+from components.teardown import eni_gc_tags
 
 CHART_REPOSITORY = "https://helm.cilium.io"
 NAMESPACE = "kube-system"
@@ -57,9 +58,12 @@ def helm_values(
     operator_role_arn: pulumi.Input[str],
     pod_subnet_ids: Sequence[pulumi.Input[str]],
     operator_replicas: int,
+    api_server_host: pulumi.Input[str],
 ) -> dict[str, Any]:
-    """The chart values (checked against the chart's values.schema.json in tests)."""
-    return {
+    """The chart values (checked against the chart's values.schema.json and values.yaml,
+    and rendered with the real chart, in tests). Everything the program relies on is set
+    here, not left to a chart default that may change between minors."""
+    values: dict[str, Any] = {
         # ENI garbage collection tags and Hubble's flows carry this name; it is the EKS
         # cluster's, so ENIs are traceable to it in the EC2 console.
         "cluster": {"name": cluster_name},
@@ -73,13 +77,24 @@ def helm_values(
             # the subnet of the AZ with most free IPs, public ones included, and a pod
             # there has no route out (public subnets have no NAT for private addresses).
             "subnetIDsFilter": list(pod_subnet_ids),
+            # The tags on every ENI Cilium creates, which its garbage collection (and this
+            # stack's teardown sweep, components/teardown.py) selects by. Spelled out: the
+            # chart's default "auto-detects" the cluster name.
+            "gcTags": eni_gc_tags(cluster_name),
+            # /28 prefixes instead of single IPs per ENI slot: 16 times the pod addresses
+            # per ENI (nodes.py raises kubelet's max pods to match). Nitro instances only.
+            "awsEnablePrefixDelegation": config.prefix_delegation,
         },
-        # Implied by eni.enabled from 1.19; set for 1.16-1.18 and for readers.
+        # Implied by eni.enabled from 1.19; set for readers.
         "ipam": {"mode": "eni"},
         # Pods use VPC addresses and VPC routing: no overlay (`tunnel` was removed in 1.15).
         "routingMode": "native",
-        # Masquerading is left at the chart's ENI default (off since 1.18): nodes are in
-        # private subnets, and the NAT gateway translates pod traffic leaving the VPC.
+        # No masquerading (the ENI-mode default since 1.18, before it on): pods have VPC
+        # addresses, nodes are in private subnets, and the NAT gateway translates traffic
+        # leaving the VPC.
+        "enableIPv4Masquerade": False,
+        # Cilium's eBPF service handling instead of kube-proxy's iptables, or not.
+        "kubeProxyReplacement": config.kube_proxy_replacement,
         "operator": {"replicas": operator_replicas},
         "hubble": {
             "enabled": True,
@@ -90,6 +105,13 @@ def helm_values(
             "tls": {"auto": {"method": "cronJob"}},
         },
     }
+    if config.kube_proxy_replacement:
+        # Without kube-proxy nothing translates the `kubernetes` Service's ClusterIP until
+        # the agent runs, so agents reach the API server directly: the EKS endpoint's host
+        # name (no scheme, not an IP), port 443.
+        values["k8sServiceHost"] = api_server_host
+        values["k8sServicePort"] = 443
+    return values
 
 
 @dataclass
@@ -100,16 +122,21 @@ class CiliumArgs:
     oidc_issuer: pulumi.Input[str]  # issuer URL without https://
     pod_subnet_ids: Sequence[pulumi.Input[str]]
     operator_replicas: int
+    api_server_host: pulumi.Input[str]
     provider: k8s.Provider
-    aws_node_patch: pulumi.Resource  # aws-node must be off before Cilium is applied
+    # aws-node (and kube-proxy, when replaced) must be off before Cilium is applied
+    bootstrap_patches: Sequence[pulumi.Resource]
+    # the ENI sweep: the release is deleted before it runs (components/teardown.py)
+    eni_sweeper: pulumi.Resource
 
 
 class Cilium(pulumi.ComponentResource):
     """The operator's IRSA role and the `cilium` Helm release.
 
-    Ordering: the release waits for aws-node to be off, and does not wait for its own
-    pods (`skip_await`): they cannot be Ready before nodes exist, and the node group
-    waits for this release, so awaiting them would deadlock `pulumi up`.
+    Ordering: the release waits for aws-node (and kube-proxy) to be off, and does not wait
+    for its own pods (`skip_await`): they cannot be Ready before nodes exist, and the node
+    group waits for this release, so awaiting them would deadlock `pulumi up`. It also
+    waits for the ENI sweeper, so that `pulumi destroy` removes it before the sweep runs.
     """
 
     release: k8s.helm.v3.Release
@@ -156,13 +183,14 @@ class Cilium(pulumi.ComponentResource):
                 operator_role_arn=self.operator_role.arn,
                 pod_subnet_ids=args.pod_subnet_ids,
                 operator_replicas=args.operator_replicas,
+                api_server_host=args.api_server_host,
             ),
             skip_await=True,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.provider,
                 # The role's permissions must exist before the operator first calls EC2.
-                depends_on=[args.aws_node_patch, eni_policy],
+                depends_on=[*args.bootstrap_patches, eni_policy, args.eni_sweeper],
             ),
         )
         self.register_outputs({"version": args.config.version})

@@ -10,6 +10,7 @@ and what would have been accepted, and all sections are checked before the one
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -25,9 +26,12 @@ KUBERNETES_VERSIONS = ("1.34", "1.35", "1.36")
 DEFAULT_KUBERNETES_VERSION = "1.35"
 
 DEFAULT_CILIUM_VERSION = "1.19.6"
-# ENI mode without `tunnel` (removed in 1.15) and with `routingMode`: 1.16 is the oldest
-# chart the values in components/cilium.py are written for.
-MIN_CILIUM_VERSION = (1, 16, 0)
+# The oldest chart that installs with no node yet. In 1.16-1.18 `hubble.tls.auto.method:
+# cronJob` makes the first certificate Job a Helm post-install hook; Helm waits for hooks
+# even when the release does not wait for pods, the hook never runs without nodes, and the
+# node group (which waits for the release) is never created. Fixed in 1.19 (cilium/cilium
+# PR #42298); tests/test_cilium_chart.py renders 1.18.12 to show the hook.
+MIN_CILIUM_VERSION = (1, 19, 0)
 
 NAT_GATEWAY_MODES = ("single", "perAz")
 DEMO_POLICIES = ("none", "l3l4", "l7")
@@ -41,6 +45,11 @@ VPC_PREFIX_RANGE = (16, 17)
 # stricter than EKS's, and the cluster's name is used for both.
 CLUSTER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 IAM_PRINCIPAL_ARN_RE = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+STS_SESSION_ARN_RE = re.compile(r"^arn:aws(-cn|-us-gov)?:sts::(\d{12}):assumed-role/([\w+=,.@-]+)/")
+# pulumi-eks's rule for an instance type (nodejs/eks/nodes/nodegroup.ts, ec2InstanceRegex,
+# matched anywhere in the string): the letter after the generation is the processor family,
+# and "g" (Graviton) makes it pick an arm64 AMI for the whole node group, x86_64 otherwise.
+PULUMI_EKS_INSTANCE_RE = re.compile(r"([a-z]+)([0-9]+)([a-z])?-?([a-z]+)?\.([a-zA-Z0-9-]+)")
 SEMVER_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 
@@ -53,6 +62,19 @@ class NetworkConfig:
     cidr: str = "10.0.0.0/16"
     az_count: int = 3
     nat_gateways: str = "single"
+    vpc_endpoints: bool = False
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    """What EC2 says of an instance type (DescribeInstanceTypes, via aws.ec2.get_instance_type)."""
+
+    name: str
+    architectures: tuple[str, ...]  # e.g. ("i386", "x86_64") or ("arm64",)
+    nitro: bool  # built on the Nitro System (prefix delegation needs it)
+    max_enis: int
+    ipv4_per_eni: int
+    vcpus: int
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,8 @@ class NodesConfig:
     desired_size: int = 2
     min_size: int = 2
     max_size: int = 4
+    # EC2's facts for each of instance_types, filled in by load() (not a config key).
+    facts: tuple[InstanceType, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,11 +97,14 @@ class HubbleConfig:
 class CiliumConfig:
     version: str = DEFAULT_CILIUM_VERSION
     hubble: HubbleConfig = HubbleConfig()
+    kube_proxy_replacement: bool = True
+    prefix_delegation: bool = True
 
 
 @dataclass(frozen=True)
 class AccessConfig:
     admin_principal_arns: tuple[str, ...] = ()
+    viewer_principal_arns: tuple[str, ...] = ()
     public_access_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
 
 
@@ -115,7 +142,8 @@ OBJECT_KEYS = ("network", "nodes", "cilium", "access", "demo")
 
 
 def load() -> StackConfig:
-    """Read this stack's configuration (`pulumi config`) and validate it."""
+    """Read this stack's configuration (`pulumi config`) and validate it, with EC2's facts
+    about the instance types (a read-only call, no resource)."""
     project = pulumi.Config()
     raw: dict[str, Any] = {key: project.get(key) for key in STRING_KEYS}
     for key in OBJECT_KEYS:
@@ -124,11 +152,41 @@ def load() -> StackConfig:
         except pulumi.ConfigTypeError:  # not JSON: a plain string, which parse() rejects
             raw[key] = project.get(key)
     raw["aws:region"] = pulumi.Config("aws").get("region")
-    return parse(raw, stack=pulumi.get_stack())
+    return parse(raw, stack=pulumi.get_stack(), describe=describe_instance_type)
 
 
-def parse(raw: Mapping[str, Any], stack: str) -> StackConfig:
-    """Validate raw config values (None = unset) into a StackConfig, or raise ConfigError."""
+def describe_instance_type(name: str) -> InstanceType | None:
+    """EC2's facts about an instance type in the stack's region (DescribeInstanceTypes)."""
+    import pulumi_aws as aws  # here, so that parse() and its tests never load the AWS SDK
+
+    try:
+        found = aws.ec2.get_instance_type(instance_type=name)
+    except Exception as err:  # the provider reports an unknown type as an invoke error
+        raise ConfigError(
+            f"nodes.instanceTypes: {name!r} could not be looked up in EC2 ({err}); use an "
+            "instance type offered in the region (`aws ec2 describe-instance-types`)"
+        ) from None
+    return InstanceType(
+        name=name,
+        architectures=tuple(found.supported_architectures),
+        # bare-metal types report no hypervisor; those that offer prefix delegation are Nitro
+        nitro=found.hypervisor == "nitro" or found.bare_metal,
+        max_enis=found.maximum_network_interfaces,
+        ipv4_per_eni=found.maximum_ipv4_addresses_per_interface,
+        vcpus=found.default_vcpus,
+    )
+
+
+def parse(
+    raw: Mapping[str, Any],
+    stack: str,
+    describe: Callable[[str], InstanceType | None] | None = None,
+) -> StackConfig:
+    """Validate raw config values (None = unset) into a StackConfig, or raise ConfigError.
+
+    With `describe` (EC2's facts by instance type name) the instance types are also checked
+    against what pulumi-eks and prefix delegation accept, and their facts kept.
+    """
     errors: list[str] = []
     T = TypeVar("T")
 
@@ -149,6 +207,8 @@ def parse(raw: Mapping[str, Any], stack: str) -> StackConfig:
     cilium = section(lambda: _cilium(raw.get("cilium")), CiliumConfig())
     access = section(lambda: _access(raw.get("access")), AccessConfig())
     demo = section(lambda: _demo(raw.get("demo")), DemoConfig())
+    if describe is not None and not errors:
+        nodes = section(lambda: _instance_facts(nodes, cilium, describe), nodes)
     if errors:
         raise ConfigError("invalid stack configuration:\n  - " + "\n  - ".join(errors))
     return StackConfig(
@@ -233,7 +293,7 @@ def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 
 def _network(value: Any) -> NetworkConfig:
-    obj = _object("network", value, ("cidr", "azCount", "natGateways"))
+    obj = _object("network", value, ("cidr", "azCount", "natGateways", "vpcEndpoints"))
     default = NetworkConfig()
     cidr = obj.get("cidr", default.cidr)
     low, high = VPC_PREFIX_RANGE
@@ -257,6 +317,7 @@ def _network(value: Any) -> NetworkConfig:
         nat_gateways=_choice(
             "network.natGateways", obj.get("natGateways", default.nat_gateways), NAT_GATEWAY_MODES
         ),
+        vpc_endpoints=_bool("network.vpcEndpoints", obj.get("vpcEndpoints", default.vpc_endpoints)),
     )
 
 
@@ -284,8 +345,55 @@ def _nodes(value: Any) -> NodesConfig:
     return NodesConfig(tuple(types), desired, minimum, maximum)
 
 
+def _instance_facts(
+    nodes: NodesConfig, cilium: CiliumConfig, describe: Callable[[str], InstanceType | None]
+) -> NodesConfig:
+    """The instance types checked against EC2's facts and against what pulumi-eks accepts,
+    which it would otherwise refuse only at `pulumi up` (nodegroup.ts getArchitecture)."""
+    facts = []
+    for name in nodes.instance_types:
+        found = describe(name)
+        if found is None:
+            raise ConfigError(
+                f"nodes.instanceTypes: {name!r} is not an EC2 instance type offered in this "
+                "region (see `aws ec2 describe-instance-types`)"
+            )
+        facts.append(found)
+    by_pulumi_eks = {f.name: _pulumi_eks_architecture(f.name) for f in facts}
+    if len(set(by_pulumi_eks.values())) > 1:
+        listing = ", ".join(f"{n} ({a})" for n, a in by_pulumi_eks.items())
+        raise ConfigError(
+            f"nodes.instanceTypes: {listing} mix architectures; one node group runs one AMI "
+            "type, so use only arm64 (Graviton) or only x86_64 types"
+        )
+    for fact in facts:
+        if by_pulumi_eks[fact.name] not in fact.architectures:
+            raise ConfigError(
+                f"nodes.instanceTypes: {fact.name!r} is {'/'.join(fact.architectures)} but "
+                f"pulumi-eks would give it an {by_pulumi_eks[fact.name]} AMI (it judges the "
+                "architecture by the name); use a current-generation type instead"
+            )
+    if cilium.prefix_delegation:
+        old = [f.name for f in facts if not f.nitro]
+        if old:
+            raise ConfigError(
+                f"nodes.instanceTypes: {', '.join(old)} not built on the Nitro System, which "
+                "ENI prefix delegation needs; use Nitro types (e.g. t3, m5, m6i, m7g) or set "
+                "cilium.prefixDelegation: false"
+            )
+    return dataclasses.replace(nodes, facts=tuple(facts))
+
+
+def _pulumi_eks_architecture(instance_type: str) -> str:
+    match = PULUMI_EKS_INSTANCE_RE.search(instance_type)
+    assert match, instance_type  # _nodes() only lets names of this shape through
+    return "arm64" if match.group(3) == "g" else "x86_64"
+
+
 def _cilium(value: Any) -> CiliumConfig:
-    obj = _object("cilium", value, ("version", "hubble"))
+    obj = _object(
+        "cilium", value, ("version", "hubble", "kubeProxyReplacement", "prefixDelegation")
+    )
     version = obj.get("version", DEFAULT_CILIUM_VERSION)
     match = SEMVER_RE.match(version) if isinstance(version, str) else None
     if not match:
@@ -296,7 +404,9 @@ def _cilium(value: Any) -> CiliumConfig:
     if tuple(int(part) for part in match.groups()) < MIN_CILIUM_VERSION:
         raise ConfigError(
             f"cilium.version: {version!r} is too old; allowed: "
-            f"{'.'.join(map(str, MIN_CILIUM_VERSION))} or newer"
+            f"{'.'.join(map(str, MIN_CILIUM_VERSION))} or newer (before 1.19 the chart's "
+            "Hubble certificate Job is a Helm hook that cannot run before nodes exist, so "
+            "the install never finishes)"
         )
     hubble = _object("cilium.hubble", obj.get("hubble"), ("relay", "ui"))
     relay = _bool("cilium.hubble.relay", hubble.get("relay", True))
@@ -306,22 +416,28 @@ def _cilium(value: Any) -> CiliumConfig:
             "cilium.hubble.ui: true requires cilium.hubble.relay: true (the UI reads flows "
             "from the relay)"
         )
-    return CiliumConfig(version=version, hubble=HubbleConfig(relay=relay, ui=ui))
+    return CiliumConfig(
+        version=version,
+        hubble=HubbleConfig(relay=relay, ui=ui),
+        kube_proxy_replacement=_bool(
+            "cilium.kubeProxyReplacement", obj.get("kubeProxyReplacement", True)
+        ),
+        prefix_delegation=_bool("cilium.prefixDelegation", obj.get("prefixDelegation", True)),
+    )
 
 
 def _access(value: Any) -> AccessConfig:
-    obj = _object("access", value, ("adminPrincipalArns", "publicAccessCidrs"))
-    arns = obj.get("adminPrincipalArns", [])
-    if not isinstance(arns, list):
-        raise ConfigError("access.adminPrincipalArns: must be a list of IAM role or user ARNs")
-    for arn in arns:
-        if not isinstance(arn, str) or not IAM_PRINCIPAL_ARN_RE.match(arn):
-            raise ConfigError(
-                f"access.adminPrincipalArns: {arn!r} is not an IAM role or user ARN "
-                "(arn:aws:iam::123456789012:role/NAME or ...:user/NAME)"
-            )
-    if len(set(arns)) != len(arns):
-        raise ConfigError("access.adminPrincipalArns: lists the same ARN twice")
+    obj = _object(
+        "access", value, ("adminPrincipalArns", "viewerPrincipalArns", "publicAccessCidrs")
+    )
+    admins = _principals("access.adminPrincipalArns", obj.get("adminPrincipalArns", []))
+    viewers = _principals("access.viewerPrincipalArns", obj.get("viewerPrincipalArns", []))
+    both = sorted(set(admins) & set(viewers))
+    if both:
+        raise ConfigError(
+            f"access.viewerPrincipalArns: {', '.join(both)} also in access.adminPrincipalArns; "
+            "EKS allows one access entry per principal: list each in one of them"
+        )
     cidrs = obj.get("publicAccessCidrs", list(AccessConfig.public_access_cidrs))
     if not isinstance(cidrs, list) or not cidrs:
         raise ConfigError(
@@ -337,7 +453,33 @@ def _access(value: Any) -> AccessConfig:
             raise ConfigError(
                 f"access.publicAccessCidrs: {cidr!r} is not an IPv4 CIDR (e.g. 203.0.113.0/24)"
             ) from None
-    return AccessConfig(admin_principal_arns=tuple(arns), public_access_cidrs=tuple(cidrs))
+    return AccessConfig(
+        admin_principal_arns=admins, viewer_principal_arns=viewers, public_access_cidrs=tuple(cidrs)
+    )
+
+
+def _principals(key: str, arns: Any) -> tuple[str, ...]:
+    """IAM role or user ARNs for EKS access entries (which take no STS session ARN)."""
+    if not isinstance(arns, list):
+        raise ConfigError(f"{key}: must be a list of IAM role or user ARNs")
+    for arn in arns:
+        session = STS_SESSION_ARN_RE.match(arn) if isinstance(arn, str) else None
+        if session:
+            partition, account, role = session.group(1) or "", session.group(2), session.group(3)
+            raise ConfigError(
+                f"{key}: {arn!r} is an STS session of a role, which EKS access entries do not "
+                f"take; use the role's IAM ARN: arn:aws{partition}:iam::{account}:role/{role} "
+                "(with its path, if it has one: `aws iam get-role --role-name "
+                f"{role} --query Role.Arn`)"
+            )
+        if not isinstance(arn, str) or not IAM_PRINCIPAL_ARN_RE.match(arn):
+            raise ConfigError(
+                f"{key}: {arn!r} is not an IAM role or user ARN "
+                "(arn:aws:iam::123456789012:role/NAME or ...:user/NAME)"
+            )
+    if len(set(arns)) != len(arns):
+        raise ConfigError(f"{key}: lists the same ARN twice")
+    return tuple(arns)
 
 
 def _demo(value: Any) -> DemoConfig:

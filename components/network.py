@@ -8,6 +8,7 @@ which hold only NAT gateways and load balancers, are small.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulumi
@@ -19,6 +20,13 @@ from components.config import ConfigError, NetworkConfig
 # controller (EKS docs, "Subnet requirements and considerations").
 PUBLIC_SUBNET_TAGS = {"kubernetes.io/role/elb": "1"}
 PRIVATE_SUBNET_TAGS = {"kubernetes.io/role/internal-elb": "1"}
+
+# With network.vpcEndpoints: the AWS APIs the cluster cannot work without, reached from the
+# private subnets without the NAT gateway: cilium-operator calls EC2 (ENIs, IPs) and STS
+# (IRSA), nodes pull images from ECR (API and registry). S3 holds ECR's image layers and
+# is a gateway endpoint (no hourly cost) on the private route tables.
+INTERFACE_ENDPOINT_SERVICES = ("sts", "ec2", "ecr.api", "ecr.dkr")
+GATEWAY_ENDPOINT_SERVICES = ("s3",)
 
 
 def subnet_plan(cidr: str, az_count: int) -> list[tuple[str, str]]:
@@ -48,7 +56,8 @@ class Network(pulumi.ComponentResource):
       cluster depends on these only, so the NAT gateways (a few minutes each) are built
       while the EKS control plane (about ten minutes) is.
     - `egress`: the route table associations that make the private subnets reach the
-      internet. Nodes need them to pull images and join; nothing before the nodes does.
+      internet, and the VPC endpoints when they are on. Nodes need them to pull images and
+      join; nothing before the nodes does.
     """
 
     vpc_id: pulumi.Output[str]
@@ -100,6 +109,7 @@ class Network(pulumi.ComponentResource):
         private: list[aws.ec2.Subnet] = []
         egress: list[pulumi.Resource] = []
         nat_ids: list[pulumi.Output[str]] = []
+        private_tables: list[aws.ec2.RouteTable] = []
         for i, (az, (public_cidr, private_cidr)) in enumerate(
             zip(az_names[: cfg.az_count], subnet_plan(cfg.cidr, cfg.az_count), strict=True)
         ):
@@ -146,11 +156,14 @@ class Network(pulumi.ComponentResource):
                 tags=tags(f"private-{az}"),
                 opts=child,
             )
+            private_tables.append(private_rt)
             egress.append(
                 aws.ec2.RouteTableAssociation(
                     f"private-{i}", subnet_id=priv.id, route_table_id=private_rt.id, opts=child
                 )
             )
+        if cfg.vpc_endpoints:
+            egress += vpc_endpoints(self, vpc, private, private_tables, tags)
 
         self.vpc_id = vpc.id
         self.public_subnet_ids = [s.id for s in public]
@@ -163,3 +176,66 @@ class Network(pulumi.ComponentResource):
                 "privateSubnetIds": self.private_subnet_ids,
             }
         )
+
+
+def vpc_endpoints(
+    parent: pulumi.Resource,
+    vpc: aws.ec2.Vpc,
+    subnets: list[aws.ec2.Subnet],
+    route_tables: list[aws.ec2.RouteTable],
+    tags: Callable[[str], dict[str, str]],
+) -> list[pulumi.Resource]:
+    """Interface endpoints with private DNS in the private subnets, and the S3 gateway.
+
+    Their security group admits HTTPS from the VPC only (nodes and, in ENI mode, pods have
+    VPC addresses) and has no egress rule: an endpoint only answers.
+    """
+    child = pulumi.ResourceOptions(parent=parent)
+    invoke = pulumi.InvokeOptions(parent=parent)
+    group = aws.ec2.SecurityGroup(
+        "endpoints",
+        description="HTTPS from the VPC to its AWS API endpoints",
+        vpc_id=vpc.id,
+        ingress=[
+            aws.ec2.SecurityGroupIngressArgs(
+                protocol="tcp", from_port=443, to_port=443, cidr_blocks=[vpc.cidr_block]
+            )
+        ],
+        tags=tags("endpoints"),
+        opts=child,
+    )
+    endpoints: list[pulumi.Resource] = []
+    for service in INTERFACE_ENDPOINT_SERVICES:
+        # The service name differs by partition (cn.com.amazonaws... in China): ask AWS.
+        found = aws.ec2.get_vpc_endpoint_service(
+            service=service, service_type="Interface", opts=invoke
+        )
+        endpoints.append(
+            aws.ec2.VpcEndpoint(
+                service,
+                vpc_id=vpc.id,
+                service_name=found.service_name,
+                vpc_endpoint_type="Interface",
+                private_dns_enabled=True,
+                subnet_ids=[s.id for s in subnets],
+                security_group_ids=[group.id],
+                tags=tags(f"endpoint-{service}"),
+                opts=child,
+            )
+        )
+    for service in GATEWAY_ENDPOINT_SERVICES:
+        found = aws.ec2.get_vpc_endpoint_service(
+            service=service, service_type="Gateway", opts=invoke
+        )
+        endpoints.append(
+            aws.ec2.VpcEndpoint(
+                service,
+                vpc_id=vpc.id,
+                service_name=found.service_name,
+                vpc_endpoint_type="Gateway",
+                route_table_ids=[t.id for t in route_tables],
+                tags=tags(f"endpoint-{service}"),
+                opts=child,
+            )
+        )
+    return endpoints

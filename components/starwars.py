@@ -1,7 +1,9 @@
 """Cilium's Star Wars demo, its L3/L4 or L7 policy, and Jobs that prove the policy holds.
 
 The objects match Cilium's examples/minikube/http-sw-app.yaml (names, labels, images,
-ports) in a namespace of their own. The policy for each mode is in `policy_spec()`.
+ports) in a namespace of their own, except that the ships are one-replica Deployments
+rather than bare Pods, so they come back when the nodes are replaced. The policy for
+each mode is in `policy_spec()`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import DemoConfig
+from components.config import DemoConfig, StackConfig
 
 NAMESPACE = "starwars"
 # Images exactly as upstream pins them (tag and digest).
@@ -32,17 +34,35 @@ SHIPS = {
 }
 DEATHSTAR_URL = f"http://deathstar.{NAMESPACE}.svc.cluster.local"
 VERIFY_SCRIPT = Path(__file__).with_name("starwars_verify.sh")
+VERIFY_ACCOUNT = "starwars-verify"
+# In `none` mode the policy selects pods with this label, which none has: no pod is under
+# any policy, as in the runbook before a policy is applied.
+NO_POD_LABELS = {"cilium-eks.io/demo-policy": "none"}
+# The verification Jobs' bounds: Cilium's rollout (two agents at a time) gets up to
+# ROLLOUT_TIMEOUT, the checks about a minute more, the Job in all JOB_DEADLINE.
+ROLLOUT_TIMEOUT = 600
+JOB_DEADLINE = 900
 
 
-def policy_spec(mode: str) -> dict[str, Any] | None:
+def policy_spec(mode: str) -> dict[str, Any]:
     """The CiliumNetworkPolicy spec for a mode (upstream sw_l3_l4_policy.yaml and
-    sw_l3_l4_l7_policy.yaml), or None for `none`.
+    sw_l3_l4_l7_policy.yaml; for `none`, a policy that selects no pod).
+
+    The policy object exists in every mode so that a mode switch updates it in place, in
+    the update's first phase, before the new checks run. Were it deleted in `none` mode,
+    Pulumi would delete it only at the end, after the checks: `verify-xwing-none` would
+    find xwing still blocked and fail the update every time.
 
     `description` sits inside `spec`, where the CRD defines it; the upstream L3/L4 file
     has it at the top level, which the CRD's schema does not allow.
     """
     if mode == "none":
-        return None
+        return {
+            "description": "demo.policy=none: selects no pod and allows all, every ship lands",
+            "endpointSelector": {"matchLabels": NO_POD_LABELS},
+            # The CRD requires some rule; this one would allow everything anyway.
+            "ingress": [{"fromEntities": ["all"]}],
+        }
     port: dict[str, Any] = {"ports": [{"port": "80", "protocol": "TCP"}]}
     if mode == "l7":
         port["rules"] = {"http": [{"method": "POST", "path": "/v1/request-landing"}]}
@@ -63,7 +83,7 @@ def manual_checks(mode: str) -> dict[str, Any]:
 
     def curl(ship: str, method: str, path: str) -> str:
         return (
-            f"kubectl -n {NAMESPACE} exec {ship} -- "
+            f"kubectl -n {NAMESPACE} exec deploy/{ship} -- "
             f"curl -s -X{method} deathstar.{NAMESPACE}.svc.cluster.local{path}"
         )
 
@@ -93,13 +113,26 @@ def manual_checks(mode: str) -> dict[str, Any]:
     }
 
 
+def proof_env(cfg: StackConfig) -> dict[str, str]:
+    """What the checks prove the policy on, as the verification Jobs' environment: a change
+    to any of it replaces the Jobs, so the next `pulumi up` proves the policy again."""
+    return {
+        "CILIUM_VERSION": cfg.cilium.version,  # the version the rollout must reach
+        "KUBE_PROXY_REPLACEMENT": str(cfg.cilium.kube_proxy_replacement).lower(),
+        "PREFIX_DELEGATION": str(cfg.cilium.prefix_delegation).lower(),
+        "KUBERNETES_VERSION": cfg.kubernetes_version,
+        "INSTANCE_TYPES": ",".join(cfg.nodes.instance_types),
+    }
+
+
 @dataclass
 class StarWarsDemoArgs:
     config: DemoConfig
-    cilium_version: str  # in the verification Jobs' spec: an upgrade proves the policy again
+    proof_env: dict[str, str]  # see proof_env()
     provider: k8s.Provider
     cni_release: pulumi.Resource
     node_group: pulumi.Resource
+    dns: pulumi.Resource  # CoreDNS: the checks resolve the deathstar's name
 
 
 class StarWarsDemo(pulumi.ComponentResource):
@@ -109,8 +142,10 @@ class StarWarsDemo(pulumi.ComponentResource):
     chart, and an agent turns Ready only after they exist. So every object here waits for
     the Cilium release and for the node group (nodes Ready => agents ready => CRDs
     registered); each carries that dependency itself, since children do not inherit a
-    component's `depends_on`. The verification Jobs also wait for the policy and for the
-    deathstar to be up.
+    component's `depends_on`. The verification Jobs also wait for the policy, the
+    deathstar, CoreDNS and the permission to read Cilium's DaemonSet: before any curl they
+    wait until the `cilium` DaemonSet has rolled out the configured version on every node
+    (a Helm upgrade with skipAwait returns before it has).
     """
 
     namespace: pulumi.Output[str]
@@ -136,9 +171,10 @@ class StarWarsDemo(pulumi.ComponentResource):
             name: str,
             labels: dict[str, str] | None = None,
             annotations: dict[str, str] | None = None,
+            in_namespace: pulumi.Input[str] = namespace,
         ) -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(
-                name=name, namespace=namespace, labels=labels, annotations=annotations
+                name=name, namespace=in_namespace, labels=labels, annotations=annotations
             )
 
         service = k8s.core.v1.Service(
@@ -151,50 +187,32 @@ class StarWarsDemo(pulumi.ComponentResource):
             ),
             opts=after(),
         )
-        deathstar = k8s.apps.v1.Deployment(
-            "deathstar",
-            metadata=meta("deathstar", {"app.kubernetes.io/name": "deathstar"}),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=2,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=DEATHSTAR_LABELS),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels={**DEATHSTAR_LABELS, "app.kubernetes.io/name": "deathstar"}
-                    ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        containers=[
-                            k8s.core.v1.ContainerArgs(name="deathstar", image=DEATHSTAR_IMAGE)
-                        ]
-                    ),
-                ),
-            ),
+        deathstar = deployment(
+            "deathstar", meta("deathstar", {"app.kubernetes.io/name": "deathstar"}),
+            replicas=2, labels=DEATHSTAR_LABELS, selector=DEATHSTAR_LABELS,
+            container="deathstar", image=DEATHSTAR_IMAGE, opts=after(),
+        )  # fmt: skip
+        for ship, labels in SHIPS.items():
+            named = {"app.kubernetes.io/name": ship}
+            deployment(
+                ship, meta(ship, named), replicas=1, labels=labels,
+                # The selector names the ship: the verification pods are labelled like the
+                # ships (but app.kubernetes.io/name=starwars-verify) and are not its pods.
+                selector={**labels, **named},
+                container="spaceship", image=SHIP_IMAGE, opts=after(),
+            )  # fmt: skip
+
+        policy = k8s.apiextensions.CustomResource(
+            "policy",
+            api_version="cilium.io/v2",
+            kind="CiliumNetworkPolicy",
+            metadata=meta("rule1"),
+            spec=policy_spec(mode),
             opts=after(),
         )
-        for ship, labels in SHIPS.items():
-            k8s.core.v1.Pod(
-                ship,
-                metadata=meta(ship, {**labels, "app.kubernetes.io/name": ship}),
-                spec=k8s.core.v1.PodSpecArgs(
-                    containers=[k8s.core.v1.ContainerArgs(name="spaceship", image=SHIP_IMAGE)]
-                ),
-                opts=after(),
-            )
-
-        before_checks: list[pulumi.Resource] = [service, deathstar]
-        spec = policy_spec(mode)
-        if spec is not None:
-            before_checks.append(
-                k8s.apiextensions.CustomResource(
-                    "policy",
-                    api_version="cilium.io/v2",
-                    kind="CiliumNetworkPolicy",
-                    metadata=meta("rule1"),
-                    spec=spec,
-                    opts=after(),
-                )
-            )
 
         if args.config.verify:
+            access = daemonset_reader(namespace, meta, after())
             script = VERIFY_SCRIPT.read_text()
             for ship, labels in SHIPS.items():
                 verify_job(
@@ -211,14 +229,79 @@ class StarWarsDemo(pulumi.ComponentResource):
                         "SHIP": ship,
                         "POLICY": mode,
                         "DEATHSTAR": DEATHSTAR_URL,
-                        "CILIUM_VERSION": args.cilium_version,
+                        "ROLLOUT_TIMEOUT": str(ROLLOUT_TIMEOUT),
+                        **args.proof_env,
                     },
                     script=script,
-                    opts=after(*before_checks),
+                    opts=after(service, deathstar, policy, args.dns, *access),
                 )
 
         self.namespace = namespace
         self.register_outputs({"namespace": namespace})
+
+
+def deployment(
+    name: str,
+    metadata: k8s.meta.v1.ObjectMetaArgs,
+    *,
+    replicas: int,
+    labels: dict[str, str],
+    selector: dict[str, str],
+    container: str,
+    image: str,
+    opts: pulumi.ResourceOptions,
+) -> k8s.apps.v1.Deployment:
+    """A Deployment of upstream's pod (its labels, container name and image)."""
+    return k8s.apps.v1.Deployment(
+        name,
+        metadata=metadata,
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            replicas=replicas,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    labels={**labels, "app.kubernetes.io/name": name}
+                ),
+                spec=k8s.core.v1.PodSpecArgs(
+                    containers=[k8s.core.v1.ContainerArgs(name=container, image=image)]
+                ),
+            ),
+        ),
+        opts=opts,
+    )
+
+
+def daemonset_reader(
+    namespace: pulumi.Input[str], meta: Any, opts: pulumi.ResourceOptions
+) -> list[pulumi.Resource]:
+    """The Jobs' identity: a ServiceAccount that may only get, list and watch DaemonSets in
+    kube-system (to see Cilium's rollout, and kube-proxy's absence). Nothing leaves the
+    cluster: the Jobs ask the API server from inside, with this account's token."""
+    account = k8s.core.v1.ServiceAccount("verify", metadata=meta(VERIFY_ACCOUNT), opts=opts)
+    role = k8s.rbac.v1.Role(
+        "verify",
+        metadata=meta(VERIFY_ACCOUNT, in_namespace="kube-system"),
+        rules=[
+            k8s.rbac.v1.PolicyRuleArgs(
+                api_groups=["apps"], resources=["daemonsets"], verbs=["get", "list", "watch"]
+            )
+        ],
+        opts=opts,
+    )
+    binding = k8s.rbac.v1.RoleBinding(
+        "verify",
+        metadata=meta(VERIFY_ACCOUNT, in_namespace="kube-system"),
+        role_ref=k8s.rbac.v1.RoleRefArgs(
+            api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name
+        ),
+        subjects=[
+            k8s.rbac.v1.SubjectArgs(
+                kind="ServiceAccount", name=account.metadata.name, namespace=namespace
+            )
+        ],
+        opts=opts,
+    )
+    return [account, binding]
 
 
 def verify_job(
@@ -232,10 +315,10 @@ def verify_job(
 ) -> k8s.batch.v1.Job:
     """A Job running starwars_verify.sh from a pod labelled like `ship`.
 
-    Its name carries the policy mode and its spec the Cilium version, so changing either
-    replaces it and the checks run again. No TTL: a Job that deletes itself would show as
-    drift on the next `pulumi up`. Pulumi waits for it to complete and fails the update
-    if it fails.
+    Its name carries the policy mode and its environment what it proves on (Cilium
+    version, kube-proxy replacement, nodes), so changing any of them replaces it and the
+    checks run again. No TTL: a Job that deletes itself would show as drift on the next
+    `pulumi up`. Pulumi waits for it to complete and fails the update if it fails.
     """
     return k8s.batch.v1.Job(
         f"verify-{ship}",
@@ -243,15 +326,17 @@ def verify_job(
         spec=k8s.batch.v1.JobSpecArgs(
             # The script retries within one pod; a second pod gives a node hiccup a chance.
             backoff_limit=1,
-            active_deadline_seconds=300,
+            active_deadline_seconds=JOB_DEADLINE,
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
                 spec=k8s.core.v1.PodSpecArgs(
+                    service_account_name=VERIFY_ACCOUNT,
                     restart_policy="Never",
                     containers=[
                         k8s.core.v1.ContainerArgs(
                             name="verify",
-                            image=SHIP_IMAGE,  # the ships' image: it has sh and curl
+                            # the ships' image: it has sh, curl, getent and node (for JSON)
+                            image=SHIP_IMAGE,
                             command=["sh", "-c", script],
                             env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()],
                             # The failed checks become the pod's termination message.
@@ -261,5 +346,11 @@ def verify_job(
                 ),
             ),
         ),
-        opts=opts,
+        opts=pulumi.ResourceOptions.merge(
+            opts,
+            # Pulumi's own wait for a Job is shorter than the Job's deadline.
+            pulumi.ResourceOptions(
+                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m")
+            ),
+        ),
     )

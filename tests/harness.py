@@ -180,7 +180,7 @@ def _server() -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run(config_json: str, azs: str | None) -> str:
     """A run forked from the warm server; the same program, config and mocks."""
     server = _server()

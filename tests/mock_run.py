@@ -36,6 +36,23 @@ from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"
+REGION = "ap-northeast-2"
+# EC2's published facts (DescribeInstanceTypes): architectures, hypervisor ("" for bare
+# metal), max network interfaces, IPv4 addresses per interface, default vCPUs.
+INSTANCE_TYPES = {
+    "t3.medium": (["x86_64"], "nitro", 3, 6, 2),
+    "t3.nano": (["x86_64"], "nitro", 2, 2, 2),
+    "m5.large": (["x86_64"], "nitro", 3, 10, 2),
+    "m5.8xlarge": (["x86_64"], "nitro", 8, 30, 32),
+    "m5.metal": (["x86_64"], "", 15, 50, 96),
+    "c5.18xlarge": (["x86_64"], "nitro", 15, 50, 72),
+    "t4g.medium": (["arm64"], "nitro", 3, 6, 2),
+    "m7g.large": (["arm64"], "nitro", 3, 10, 2),
+    "m6g.large": (["arm64"], "nitro", 3, 10, 2),
+    "a1.large": (["arm64"], "nitro", 3, 10, 2),
+    "t2.medium": (["i386", "x86_64"], "xen", 3, 6, 2),
+    "m4.large": (["x86_64"], "xen", 2, 10, 2),
+}
 # Zones the mock region offers; MOCK_AZS overrides (to test a region with too few).
 DEFAULT_AZS = "ap-northeast-2a,ap-northeast-2b,ap-northeast-2c,ap-northeast-2d"
 
@@ -76,13 +93,31 @@ class Mocks(pulumi.runtime.Mocks):
                 kubeconfigJson=json.dumps({"apiVersion": "v1", "clusters": [{"name": name}]}),
                 oidcProviderArn=f"arn:aws:iam::{ACCOUNT}:oidc-provider/{issuer}",
                 oidcIssuer=issuer,
+                core={"endpoint": f"https://{name.upper()}.gr7.{REGION}.eks.amazonaws.com"},
             )
+        if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            state["latestVersion"] = 1
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = os.environ.get("MOCK_AZS", DEFAULT_AZS).split(",")
             return {"names": names, "zoneIds": [f"apne2-az{i + 1}" for i in range(len(names))]}
+        if args.token == "aws:ec2/getInstanceType:getInstanceType":
+            name = args.args["instanceType"]
+            if name not in INSTANCE_TYPES:
+                raise Exception(f"no EC2 instance type {name}")  # as the provider reports it
+            arch, hypervisor, enis, ips, vcpus = INSTANCE_TYPES[name]
+            return {
+                "instanceType": name, "supportedArchitectures": arch, "hypervisor": hypervisor,
+                "bareMetal": hypervisor == "", "maximumNetworkInterfaces": enis,
+                "maximumIpv4AddressesPerInterface": ips, "defaultVcpus": vcpus,
+            }  # fmt: skip
+        if args.token == "aws:eks/getAddonVersion:getAddonVersion":
+            k8s = args.args["kubernetesVersion"]
+            return {**args.args, "version": f"v1.12.{k8s.split('.')[1]}-eksbuild.1"}
+        if args.token == "aws:ec2/getVpcEndpointService:getVpcEndpointService":
+            return {**args.args, "serviceName": f"com.amazonaws.{REGION}.{args.args['service']}"}
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
@@ -194,7 +229,7 @@ def warm_imports() -> None:
             continue
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: S112 (a module that only imports in a run's context)
+        except Exception:  # a module that only imports in a run's context
             continue
 
 

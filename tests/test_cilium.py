@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from components.cluster import host_of
+from components.teardown import eni_gc_tags
 from tests.harness import run_ok
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -71,11 +73,76 @@ def test_release_values_for_eni_ipam_native_routing_and_hubble(dev):
     assert values["ipam"]["mode"] == "eni"
     assert values["routingMode"] == "native"
     assert values["cluster"]["name"] == dev.one("eks:index:Cluster").inputs["name"]
+    assert values["hubble"]["enabled"] is True
     assert values["hubble"]["relay"]["enabled"] is True
     assert values["hubble"]["ui"]["enabled"] is True
     # The seed's egressMasqueradeInterfaces=eth0 is wrong on AL2023 (ens*); not set.
     assert "egressMasqueradeInterfaces" not in values
     assert "tunnel" not in values  # removed from the chart in 1.15
+
+
+def test_values_that_changed_between_minors_are_set_explicitly(dev):
+    values = dev.one(RELEASE).inputs["values"]
+    # ENI mode masqueraded before 1.18 and does not since: pods keep their VPC addresses
+    assert values["enableIPv4Masquerade"] is False
+    # the ENI garbage-collection tags ("auto-detected" cluster name by default), which
+    # the teardown sweep selects by: Cilium's documented keys, this cluster's name
+    assert values["eni"]["gcTags"] == {
+        "io.cilium/cilium-managed": "true",
+        "io.cilium/cluster-name": "cilium-eks-dev",
+    }
+    assert values["eni"]["gcTags"] == eni_gc_tags("cilium-eks-dev")  # one fact, two users
+
+
+def test_hubble_certificates_are_made_by_the_chart_s_cronjob(dev):
+    # Helm-made certificates (method helm) change on every render: a diff on every
+    # `pulumi up`. certmanager needs cert-manager, which this stack does not install.
+    assert dev.one(RELEASE).inputs["values"]["hubble"]["tls"]["auto"]["method"] == "cronJob"
+
+
+def test_kube_proxy_replacement_reaches_the_api_server_by_its_host_name(dev):
+    release = dev.one(RELEASE)
+    values = release.inputs["values"]
+    assert values["kubeProxyReplacement"] is True
+    # the mock's endpoint is https://<NAME>.gr7.<region>.eks.amazonaws.com
+    assert values["k8sServiceHost"] == "CILIUM-EKS-DEV.gr7.ap-northeast-2.eks.amazonaws.com"
+    assert values["k8sServicePort"] == 443
+    assert dev.one("eks:index:Cluster").urn in release.property_dependencies["values"]
+
+
+def test_without_kube_proxy_replacement_cilium_leaves_services_to_kube_proxy():
+    values = run_ok({"cilium.kubeProxyReplacement": False}).one(RELEASE).inputs["values"]
+    assert values["kubeProxyReplacement"] is False
+    assert "k8sServiceHost" not in values and "k8sServicePort" not in values
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_prefix_delegation_follows_config(enabled):
+    values = run_ok({"cilium.prefixDelegation": enabled}).one(RELEASE).inputs["values"]
+    assert values["eni"]["awsEnablePrefixDelegation"] is enabled
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "host"),
+    [
+        (
+            "https://ABC123.gr7.eu-west-1.eks.amazonaws.com",
+            "ABC123.gr7.eu-west-1.eks.amazonaws.com",
+        ),
+        (
+            "https://abc.yl4.cn-north-1.eks.amazonaws.com.cn:443",
+            "abc.yl4.cn-north-1.eks.amazonaws.com.cn",
+        ),
+    ],
+)
+def test_the_api_server_host_has_no_scheme_and_no_port(endpoint, host):
+    assert host_of(endpoint) == host
+
+
+@pytest.mark.parametrize("endpoint", ["https://10.0.1.5", "http://abc.eks.amazonaws.com", "abc"])
+def test_an_endpoint_that_is_not_https_and_a_name_is_refused(endpoint):
+    with pytest.raises(ValueError, match="not https://<DNS name>"):
+        host_of(endpoint)
 
 
 def test_operator_uses_its_irsa_role(dev):

@@ -7,6 +7,8 @@ nodejs/eks/cluster/cluster.ts that these inputs touch are checked here.
 
 from __future__ import annotations
 
+import pytest
+
 from components.cluster import access_entry_key
 from tests.harness import run_ok
 
@@ -22,6 +24,22 @@ def test_cluster_has_no_node_group_and_no_managed_vpc_cni(dev):
     assert "vpcCniOptions" not in inputs
     # No CoreDNS add-on: with no nodes at creation it would time out DEGRADED.
     assert inputs["corednsAddonOptions"]["enabled"] is False
+
+
+def test_no_security_groups_nobody_uses_and_no_silent_extended_support_bill(dev):
+    inputs = dev.one(CLUSTER).inputs
+    # pulumi-eks's own node and cluster security groups: no node carries them (managed
+    # nodes and Cilium's ENIs use the security group EKS creates for the cluster)
+    assert inputs["skipDefaultSecurityGroups"] is True
+    assert "clusterSecurityGroup" not in inputs
+    # EXTENDED (the default) bills $0.60/h instead of $0.10/h past standard support
+    assert inputs["upgradePolicy"] == {"supportType": "STANDARD"}
+
+
+@pytest.mark.parametrize("replaced", [True, False])
+def test_kube_proxy_is_an_eks_addon_only_when_cilium_does_not_replace_it(replaced):
+    inputs = run_ok({"cilium.kubeProxyReplacement": replaced}).one(CLUSTER).inputs
+    assert inputs["kubeProxyAddonOptions"]["enabled"] is (not replaced)
 
 
 def test_cluster_security_settings(dev):
@@ -76,6 +94,24 @@ def test_admin_principals_get_cluster_admin_access_entries():
         assert policy["accessScope"] == {"type": "cluster"}
 
 
+def test_viewers_get_read_only_access_entries_that_can_read_secrets():
+    admin = "arn:aws:iam::123456789012:role/ci/deployer"
+    viewer = "arn:aws:iam::123456789012:role/ci/previewer"
+    entries = (
+        run_ok({"access.adminPrincipalArns": [admin], "access.viewerPrincipalArns": [viewer]})
+        .one(CLUSTER)
+        .inputs["accessEntries"]
+    )
+    by_arn = {e["principalArn"]: e for e in entries.values()}
+    assert set(by_arn) == {admin, viewer}
+    (policy,) = by_arn[viewer]["accessPolicies"].values()
+    # a preview reads the Helm release's Secret; AmazonEKSViewPolicy does not show Secrets
+    assert policy["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"
+    assert policy["accessScope"] == {"type": "cluster"}
+    (policy,) = by_arn[admin]["accessPolicies"].values()
+    assert policy["policyArn"].endswith("/AmazonEKSClusterAdminPolicy")
+
+
 def test_access_entry_keys_are_stable_and_distinct():
     role = "arn:aws:iam::123456789012:role/ci/deployer"
     user = "arn:aws:iam::123456789012:user/ci/deployer"
@@ -92,6 +128,12 @@ def test_kubernetes_provider_is_built_from_the_clusters_kubeconfig(dev):
     cluster = dev.one(CLUSTER)
     assert provider.property_dependencies["kubeconfig"] == [cluster.urn]
     assert "cilium-eks-dev" in provider.inputs["kubeconfig"]
+
+
+def test_kubernetes_provider_applies_server_side(dev):
+    # DaemonSetPatch (aws-node, kube-proxy) exists only with server-side apply
+    assert dev.of_type("kubernetes:apps/v1:DaemonSetPatch")
+    assert dev.one("pulumi:providers:kubernetes").inputs["enableServerSideApply"] == "true"
 
 
 def test_kubeconfig_is_exported_only_as_a_secret(dev):

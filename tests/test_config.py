@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError, parse
+from components.config import ConfigError, InstanceType, parse
 from tests.harness import dev_config, run_program, with_overrides
 
 
@@ -41,7 +41,9 @@ def test_dev_config_parses_to_the_documented_values():
     assert (cfg.nodes.min_size, cfg.nodes.desired_size, cfg.nodes.max_size) == (2, 2, 4)
     assert cfg.cilium.version == "1.19.6"
     assert cfg.cilium.hubble.relay and cfg.cilium.hubble.ui
-    assert cfg.access.admin_principal_arns == ()
+    assert cfg.cilium.kube_proxy_replacement and cfg.cilium.prefix_delegation
+    assert cfg.network.vpc_endpoints is False
+    assert cfg.access.admin_principal_arns == () == cfg.access.viewer_principal_arns
     assert (cfg.demo.enabled, cfg.demo.policy, cfg.demo.verify) == (True, "l7", True)
     assert cfg.partition == "aws"
 
@@ -54,6 +56,8 @@ def test_defaults_apply_when_only_the_region_is_set():
     assert cfg.nodes.instance_types == ("t3.medium",)
     assert (cfg.nodes.desired_size, cfg.nodes.min_size, cfg.nodes.max_size) == (2, 2, 4)
     assert cfg.cilium.version == "1.19.6"
+    assert cfg.cilium.kube_proxy_replacement is True and cfg.cilium.prefix_delegation is True
+    assert cfg.network.vpc_endpoints is False
     assert cfg.demo.policy == "l7" and cfg.demo.enabled and cfg.demo.verify
 
 
@@ -93,7 +97,29 @@ BAD_INPUTS = [
     ({"nodes.minSize": 0}, ["nodes.minSize", "1 or more"]),
     ({"cilium.version": "latest"}, ["cilium.version", "'latest'", "X.Y.Z"]),
     ({"cilium.version": "1.19"}, ["cilium.version", "X.Y.Z"]),
-    ({"cilium.version": "1.15.9"}, ["cilium.version", "too old", "1.16.0 or newer"]),
+    ({"cilium.version": "1.15.9"}, ["cilium.version", "too old", "1.19.0 or newer"]),
+    ({"cilium.version": "1.18.12"}, ["cilium.version", "1.19.0 or newer", "Helm hook"]),
+    ({"cilium.kubeProxyReplacement": "true"}, ["cilium.kubeProxyReplacement", "true or false"]),
+    ({"cilium.prefixDelegation": 1}, ["cilium.prefixDelegation", "true or false"]),
+    ({"network.vpcEndpoints": "yes"}, ["network.vpcEndpoints", "true or false"]),
+    ({"network.azCount": True}, ["network.azCount", "True", "whole number"]),
+    ({"nodes.desiredSize": 2.5}, ["nodes.desiredSize", "whole number"]),
+    (
+        {"access.adminPrincipalArns": ["arn:aws:sts::123456789012:assumed-role/Admin/alice"]},
+        ["access.adminPrincipalArns", "STS session", "arn:aws:iam::123456789012:role/Admin"],
+    ),
+    (
+        {"access.viewerPrincipalArns": ["arn:aws-us-gov:sts::123456789012:assumed-role/CI/x"]},
+        ["access.viewerPrincipalArns", "arn:aws-us-gov:iam::123456789012:role/CI"],
+    ),
+    ({"access.viewerPrincipalArns": "arn"}, ["access.viewerPrincipalArns", "list"]),
+    (
+        {
+            "access.adminPrincipalArns": ["arn:aws:iam::123456789012:role/ci"],
+            "access.viewerPrincipalArns": ["arn:aws:iam::123456789012:role/ci"],
+        },
+        ["access.viewerPrincipalArns", "also in access.adminPrincipalArns", "one access entry"],
+    ),
     ({"cilium.hubble.relay": False}, ["cilium.hubble.ui", "requires cilium.hubble.relay"]),
     ({"cilium.hubble.ui": "yes"}, ["cilium.hubble.ui", "true or false"]),
     ({"access.adminPrincipalArns": ["alice"]}, ["access.adminPrincipalArns", "'alice'", "ARN"]),
@@ -194,3 +220,73 @@ def test_more_azs_than_the_region_has_fails_before_any_network_resource():
     assert "network.azCount: 4" in graph.error["message"]
     assert "only 3 available zones" in graph.error["message"]
     assert not [r for r in graph.resources if r.custom]
+
+
+# --- instance types against EC2's facts and pulumi-eks's rules -----------------------------
+
+# EC2's published facts (architectures, Nitro, ENIs, IPv4 per ENI, vCPUs).
+EC2 = {
+    "t3.medium": InstanceType("t3.medium", ("x86_64",), True, 3, 6, 2),
+    "m6i.large": InstanceType("m6i.large", ("x86_64",), True, 3, 10, 2),
+    "t4g.medium": InstanceType("t4g.medium", ("arm64",), True, 3, 6, 2),
+    "m7g.large": InstanceType("m7g.large", ("arm64",), True, 3, 10, 2),
+    "a1.large": InstanceType("a1.large", ("arm64",), True, 3, 10, 2),
+    "t2.medium": InstanceType("t2.medium", ("i386", "x86_64"), False, 3, 6, 2),
+    "m4.large": InstanceType("m4.large", ("x86_64",), False, 2, 10, 2),
+}
+
+
+def with_types(types: list[str], **cilium: Any):
+    overrides = {"nodes.instanceTypes": types, **{f"cilium.{k}": v for k, v in cilium.items()}}
+    return parse(raw(overrides), stack="dev", describe=EC2.get)
+
+
+@pytest.mark.parametrize("types", [["t3.medium", "m6i.large"], ["t4g.medium", "m7g.large"]])
+def test_instance_types_of_one_architecture_keep_their_facts(types):
+    assert [f.name for f in with_types(types).nodes.facts] == types
+
+
+@pytest.mark.parametrize(
+    ("types", "fragments"),
+    [
+        (["t3.medium", "t4g.medium"], ["t3.medium (x86_64)", "t4g.medium (arm64)", "mix"]),
+        (["a1.large"], ["'a1.large' is arm64", "x86_64 AMI"]),  # pulumi-eks misreads a1
+        (["t3.mediun"], ["'t3.mediun' is not an EC2 instance type"]),
+        (["t2.medium"], ["t2.medium", "Nitro", "cilium.prefixDelegation: false"]),
+        (["t3.medium", "m4.large"], ["m4.large", "Nitro"]),
+    ],
+)
+def test_instance_types_pulumi_eks_or_prefix_delegation_would_refuse(types, fragments):
+    with pytest.raises(ConfigError) as err:
+        with_types(types)
+    message = str(err.value)
+    assert "nodes.instanceTypes" in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_older_instance_types_are_fine_without_prefix_delegation():
+    assert with_types(["t2.medium", "m4.large"], prefixDelegation=False).nodes.facts
+
+
+def test_instance_facts_are_checked_only_once_the_rest_is_valid():
+    # a bad region or list is reported as such, without asking EC2 about anything
+    asked = []
+    with pytest.raises(ConfigError, match="aws:region"):
+        parse(raw({"aws:region": None}), stack="dev", describe=lambda t: asked.append(t))
+    assert not asked
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"nodes.instanceTypes": ["t3.medium", "t4g.medium"]}, "nodes.instanceTypes"),
+        ({"nodes.instanceTypes": ["t2.medium"]}, "cilium.prefixDelegation"),
+        ({"nodes.instanceTypes": ["x9.huge"]}, "'x9.huge' could not be looked up in EC2"),
+    ],
+)
+def test_the_program_refuses_them_before_any_resource(overrides, key):
+    graph = run_program(overrides)
+    assert graph.error is not None and graph.error["type"] == "ConfigError"
+    assert key in graph.error["message"]
+    assert declared(graph) == []

@@ -95,7 +95,7 @@ def test_pulumi_installs_the_lock_into_the_venv_make_uses():
     # Pulumi's uv toolchain runs `uv sync` (uv.lock) into this virtualenv: the versions
     # `pulumi up` runs are the ones `make venv` installed and the tests ran.
     assert options["toolchain"] == "uv" and options["virtualenv"] == "venv"
-    assert 'UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)' in (ROOT / "Makefile").read_text()
+    assert "UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)" in (ROOT / "Makefile").read_text()
     # the type checker it names is a locked dependency of the program itself
     assert options["typechecker"] in (ROOT / "pyproject.toml").read_text()
     pack = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())

@@ -88,3 +88,41 @@ def test_nat_per_az_gives_each_private_subnet_its_own_nat():
 
 def test_az_count_sets_the_number_of_subnets():
     assert len(run_ok({"network.azCount": 2}).of_type(SUBNET)) == 4
+
+
+# --- network.vpcEndpoints -----------------------------------------------------------------
+
+ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
+
+
+def test_no_endpoints_unless_asked(dev):
+    assert not dev.of_type(ENDPOINT)
+    assert not dev.of_type("aws:ec2/securityGroup:SecurityGroup")
+
+
+def test_endpoints_give_private_paths_to_the_apis_the_cluster_needs():
+    graph = run_ok({"network.vpcEndpoints": True})
+    endpoints = {e.inputs["serviceName"]: e.inputs for e in graph.of_type(ENDPOINT)}
+    region = "ap-northeast-2"
+    interface = {f"com.amazonaws.{region}.{s}" for s in ("sts", "ec2", "ecr.api", "ecr.dkr")}
+    assert set(endpoints) == interface | {f"com.amazonaws.{region}.s3"}
+    (group,) = graph.of_type("aws:ec2/securityGroup:SecurityGroup")
+    for name in interface:
+        endpoint = endpoints[name]
+        assert endpoint["vpcEndpointType"] == "Interface"
+        assert endpoint["privateDnsEnabled"] is True  # the SDKs' default names resolve to it
+        assert sorted(endpoint["subnetIds"]) == graph.subnet_ids("private")
+        assert endpoint["securityGroupIds"] == [mock_id(group)]
+    s3 = endpoints[f"com.amazonaws.{region}.s3"]
+    assert s3["vpcEndpointType"] == "Gateway"
+    private_tables = {
+        assoc.inputs["routeTableId"]
+        for assoc in graph.of_type(ASSOCIATION)
+        if assoc.inputs["subnetId"] in graph.subnet_ids("private")
+    }
+    assert set(s3["routeTableIds"]) == private_tables
+    # HTTPS from the VPC (nodes, and pods: ENI mode gives them VPC addresses), nothing else
+    (rule,) = group.inputs["ingress"]
+    assert (rule["protocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 443, 443)
+    assert rule["cidrBlocks"] == ["10.0.0.0/16"]
+    assert not group.inputs.get("egress")

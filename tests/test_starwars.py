@@ -1,4 +1,8 @@
-"""components/starwars.py: what each demo mode declares, its order, and its schemas."""
+"""components/starwars.py: what each demo mode declares, its order, and its schemas.
+
+The policy's content is a fact this program owns, asserted here as the runbook states it;
+the comparison with Cilium's upstream files (reference data) comes on top.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +20,20 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 NODE_GROUP = "eks:index:ManagedNodeGroup"
 CNP = "kubernetes:cilium.io/v2:CiliumNetworkPolicy"
 JOB = "kubernetes:batch/v1:Job"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 DEMO = "cilium-eks:index:StarWarsDemo"
-CORE = {  # the upstream demo's objects, by Pulumi type
+ACCOUNT = "kubernetes:core/v1:ServiceAccount"
+ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
+BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+CORE = {  # the demo's objects in every mode, by Pulumi type
     "kubernetes:core/v1:Namespace": {"starwars"},
     "kubernetes:core/v1:Service": {"deathstar"},
-    "kubernetes:apps/v1:Deployment": {"deathstar"},
-    "kubernetes:core/v1:Pod": {"tiefighter", "xwing"},
+    DEPLOYMENT: {"deathstar", "tiefighter", "xwing"},
+    CNP: {"rule1"},
 }
+CHECKER = {ACCOUNT: {"starwars-verify"}, ROLE: {"starwars-verify"}, BINDING: {"starwars-verify"}}
+MODES = ["none", "l3l4", "l7"]
+ORG = {"tiefighter": "empire", "xwing": "alliance"}
 
 
 def mode(policy: str, **more: Any) -> Graph:
@@ -42,27 +53,20 @@ def declared(graph: Graph) -> dict[str, set[str]]:
     return result
 
 
-@pytest.mark.parametrize(
-    ("policy", "policies", "jobs"),
-    [
-        ("none", set(), {"verify-tiefighter-none", "verify-xwing-none"}),
-        ("l3l4", {"rule1"}, {"verify-tiefighter-l3l4", "verify-xwing-l3l4"}),
-        ("l7", {"rule1"}, {"verify-tiefighter-l7", "verify-xwing-l7"}),
-    ],
-)
-def test_each_mode_declares_exactly_the_demo_its_policy_and_its_checks(policy, policies, jobs):
-    expected = {**CORE, JOB: jobs, **({CNP: policies} if policies else {})}
-    assert declared(mode(policy)) == expected
+@pytest.mark.parametrize("policy", MODES)
+def test_each_mode_declares_the_demo_its_policy_and_its_checks(policy):
+    jobs = {f"verify-tiefighter-{policy}", f"verify-xwing-{policy}"}
+    assert declared(mode(policy)) == {**CORE, **CHECKER, JOB: jobs}
 
 
-def test_verify_false_declares_no_jobs():
-    assert declared(mode("l7", verify=False)) == {**CORE, CNP: {"rule1"}}
+def test_verify_false_declares_no_checks():
+    assert declared(mode("l7", verify=False)) == CORE
 
 
 def test_disabled_demo_declares_nothing_and_leaves_the_platform_intact(dev):
     off = run_ok({"demo.enabled": False})
     assert not off.of_type(DEMO)
-    assert not [r for r in off.resources if r.type in CORE or r.type in (CNP, JOB)]
+    assert not [r for r in off.resources if r.type in {*CORE, *CHECKER, JOB}]
     assert "demo" not in off.outputs
     platform = {
         r.urn: (r.inputs, sorted(r.dependencies))
@@ -72,7 +76,72 @@ def test_disabled_demo_declares_nothing_and_leaves_the_platform_intact(dev):
     assert {r.urn: (r.inputs, sorted(r.dependencies)) for r in off.resources} == platform
 
 
-@pytest.mark.parametrize("policy", ["none", "l3l4", "l7"])
+# --- the policy ----------------------------------------------------------------------------
+
+DEATHSTAR = {"matchLabels": {"org": "empire", "class": "deathstar"}}
+EMPIRE_ON_PORT_80 = {
+    "fromEndpoints": [{"matchLabels": {"org": "empire"}}],
+    "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}],
+}
+
+
+def spec_of(graph: Graph) -> dict[str, Any]:
+    spec = dict(graph.one(CNP).inputs["spec"])
+    spec.pop("description")
+    return spec
+
+
+def test_l3l4_lets_only_the_empire_reach_the_deathstar_on_port_80():
+    assert spec_of(mode("l3l4")) == {"endpointSelector": DEATHSTAR, "ingress": [EMPIRE_ON_PORT_80]}
+
+
+def test_l7_also_lets_the_empire_only_request_a_landing():
+    rule = {
+        **EMPIRE_ON_PORT_80,
+        "toPorts": [
+            {
+                "ports": [{"port": "80", "protocol": "TCP"}],
+                "rules": {"http": [{"method": "POST", "path": "/v1/request-landing"}]},
+            }
+        ],
+    }
+    assert spec_of(mode("l7")) == {"endpointSelector": DEATHSTAR, "ingress": [rule]}
+
+
+def pod_labels(graph: Graph) -> list[dict[str, str]]:
+    """The labels of every pod the demo makes: Deployments' and Jobs' templates."""
+    return [
+        r.inputs["spec"]["template"]["metadata"]["labels"]
+        for r in demo_resources(graph)
+        if r.type in (DEPLOYMENT, JOB)
+    ]
+
+
+def test_none_keeps_the_policy_object_but_it_selects_no_pod():
+    graph = mode("none")
+    spec = spec_of(graph)
+    # a selector that matches none of the demo's pods, and a rule that would allow all
+    assert spec["ingress"] == [{"fromEntities": ["all"]}]
+    assert set(spec) == {"endpointSelector", "ingress"}
+    wanted = spec["endpointSelector"]["matchLabels"]
+    assert wanted and set(spec["endpointSelector"]) == {"matchLabels"}
+    for labels in pod_labels(graph):
+        assert not wanted.items() <= labels.items(), labels
+
+
+def test_switching_modes_updates_the_one_policy_in_place():
+    # Were the policy deleted in `none`, Pulumi would delete it only after the new checks
+    # ran (deletes come last), and verify-xwing-none would fail every time.
+    policies = [mode(p).one(CNP) for p in MODES]
+    assert len({p.urn for p in policies}) == 1
+    assert {p.inputs["metadata"]["name"] for p in policies} == {"rule1"}
+    assert len({json.dumps(p.inputs["spec"], sort_keys=True) for p in policies}) == 3
+
+
+# --- order ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", MODES)
 def test_every_demo_object_itself_waits_for_cilium_and_the_nodes(policy):
     graph = mode(policy)
     release, node_group = graph.one(RELEASE), graph.one(NODE_GROUP)
@@ -82,27 +151,60 @@ def test_every_demo_object_itself_waits_for_cilium_and_the_nodes(policy):
         assert res.provider == graph.one("pulumi:providers:kubernetes").urn
 
 
-@pytest.mark.parametrize("policy", ["none", "l3l4", "l7"])
-def test_checks_wait_for_the_policy_and_a_running_deathstar(policy):
+@pytest.mark.parametrize("policy", MODES)
+def test_checks_wait_for_the_policy_the_deathstar_dns_and_their_permission(policy):
     graph = mode(policy)
-    before = [graph.one("kubernetes:apps/v1:Deployment"), graph.one("kubernetes:core/v1:Service")]
-    before += graph.of_type(CNP)
+    before = [
+        graph.one(DEPLOYMENT, "deathstar"),
+        graph.one("kubernetes:core/v1:Service"),
+        graph.one(CNP),
+        graph.one("aws:eks/addon:Addon", "coredns"),
+        graph.one(BINDING),
+        graph.one(ACCOUNT),
+    ]
     for job in graph.of_type(JOB):
         for res in before:
             assert graph.waits_for(job, res), (job.name, res.type)
 
 
+# --- the checks ----------------------------------------------------------------------------
+
+
+def job_env(job) -> dict[str, str]:
+    (container,) = job.inputs["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
 def test_switching_modes_changes_the_jobs_so_they_run_again():
-    specs = {p: {j.name: j.inputs for j in mode(p).of_type(JOB)} for p in ("none", "l3l4", "l7")}
+    specs = {p: {j.name: j.inputs for j in mode(p).of_type(JOB)} for p in MODES}
     for ship in ("verify-tiefighter", "verify-xwing"):
         names = {specs[p][ship]["metadata"]["name"] for p in specs}
         assert len(names) == 3
 
 
-def test_a_cilium_upgrade_changes_the_jobs_so_they_run_again(dev):
-    upgraded = run_ok({"cilium.version": "1.20.0"})
+@pytest.mark.parametrize(
+    ("change", "variable", "value"),
+    [
+        ({"cilium.version": "1.20.0"}, "CILIUM_VERSION", "1.20.0"),
+        ({"cilium.kubeProxyReplacement": False}, "KUBE_PROXY_REPLACEMENT", "false"),
+        ({"cilium.prefixDelegation": False}, "PREFIX_DELEGATION", "false"),
+        ({"kubernetesVersion": "1.36"}, "KUBERNETES_VERSION", "1.36"),
+        (
+            {"nodes.instanceTypes": ["m5.large", "t3.medium"]},
+            "INSTANCE_TYPES",
+            "m5.large,t3.medium",
+        ),
+    ],
+)
+def test_a_platform_change_changes_the_jobs_so_they_prove_the_policy_again(
+    dev, change, variable, value
+):
+    changed = run_ok(change)
     for job in dev.of_type(JOB):
-        assert upgraded.one(JOB, job.name).inputs["spec"] != job.inputs["spec"]
+        again = changed.one(JOB, job.name)
+        assert job_env(again)[variable] == value
+        assert job_env(job)[variable] != value
+        assert again.inputs["spec"] != job.inputs["spec"]  # a Job's spec is immutable: replaced
 
 
 def test_jobs_run_as_each_ship_with_bounded_time_and_no_ttl(dev):
@@ -111,16 +213,94 @@ def test_jobs_run_as_each_ship_with_bounded_time_and_no_ttl(dev):
         assert job.inputs["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
         spec = job.inputs["spec"]
         assert "ttlSecondsAfterFinished" not in spec  # self-deleting Jobs show as drift
-        assert spec["activeDeadlineSeconds"] <= 600
+        env = job_env(job)
+        # the rollout wait and the checks fit in the Job's deadline
+        assert int(env["ROLLOUT_TIMEOUT"]) + 120 <= spec["activeDeadlineSeconds"] <= 1200
         pod = spec["template"]
         ship = job.name.removeprefix("verify-")
-        org = {"tiefighter": "empire", "xwing": "alliance"}[ship]
-        assert pod["metadata"]["labels"]["org"] == org
-        (container,) = pod["spec"]["containers"]
-        env = {e["name"]: e["value"] for e in container["env"]}
+        assert pod["metadata"]["labels"]["org"] == ORG[ship]
         assert env["SHIP"] == ship and env["POLICY"] == "l7"
         assert env["DEATHSTAR"] == "http://deathstar.starwars.svc.cluster.local"
+        assert env["CILIUM_VERSION"] == "1.19.6"
+        assert env["KUBE_PROXY_REPLACEMENT"] == "true"
         assert pod["spec"]["restartPolicy"] == "Never"
+        assert pod["spec"]["serviceAccountName"] == "starwars-verify"
+
+
+def test_the_checks_may_only_read_daemonsets_in_kube_system(dev):
+    role = dev.one(ROLE)
+    assert role.inputs["metadata"]["namespace"] == "kube-system"
+    assert role.inputs["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list", "watch"]}
+    ]
+    binding = dev.one(BINDING)
+    assert binding.inputs["metadata"]["namespace"] == "kube-system"
+    assert binding.inputs["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "starwars-verify",
+    }
+    assert binding.inputs["subjects"] == [
+        {"kind": "ServiceAccount", "name": "starwars-verify", "namespace": "starwars"}
+    ]
+    assert dev.one(ACCOUNT).inputs["metadata"]["namespace"] == "starwars"
+
+
+# --- the ships -----------------------------------------------------------------------------
+
+
+def test_the_ships_come_back_when_their_nodes_are_replaced(dev):
+    for ship, org in ORG.items():
+        deployment = dev.one(DEPLOYMENT, ship)
+        spec = deployment.inputs["spec"]
+        assert spec["replicas"] == 1
+        labels = spec["template"]["metadata"]["labels"]
+        assert labels["org"] == org and labels["class"] == ship
+        selector = spec["selector"]["matchLabels"]
+        assert selector.items() <= labels.items()
+        # the verification pods (labelled like the ships) are not the Deployment's pods,
+        # so `kubectl exec deploy/<ship>` never lands in one
+        for job in dev.of_type(JOB):
+            assert (
+                not selector.items() <= job.inputs["spec"]["template"]["metadata"]["labels"].items()
+            )
+
+
+def test_demo_outputs_give_the_manual_checks_and_hubble_commands(dev):
+    demo = dev.output("demo")
+    assert demo["namespace"] == "starwars" and demo["policy"] == "l7"
+    checks = demo["checks"]
+    assert checks["tiefighterLands"]["command"].startswith(
+        "kubectl -n starwars exec deploy/tiefighter -- curl"
+    )
+    assert checks["tiefighterLands"]["expect"] == "Ship landed"
+    assert "times out" in checks["xwingLands"]["expect"]
+    assert "--max-time" in checks["xwingLands"]["command"]
+    assert checks["tiefighterExhaustPort"]["expect"] == "Access denied"
+    assert "-XPUT" in checks["tiefighterExhaustPort"]["command"]
+    assert demo["hubble"]["dropped"] == "hubble observe --namespace starwars --verdict DROPPED"
+
+
+@pytest.mark.parametrize(
+    ("policy", "xwing", "exhaust_port"),
+    [
+        ("none", "Ship landed", None),
+        ("l3l4", "times out", None),
+        ("l7", "times out", "Access denied"),
+    ],
+)
+def test_the_outputs_runbook_checks_match_each_mode(policy, xwing, exhaust_port):
+    checks = mode(policy).output("demo")["checks"]
+    assert checks["tiefighterLands"]["expect"] == "Ship landed"
+    assert xwing in checks["xwingLands"]["expect"]
+    # without the L7 policy the exhaust port is the deathstar's self-destruct: never suggested
+    if exhaust_port is None:
+        assert not [c for c in checks.values() if "exhaust-port" in c["command"]]
+    else:
+        assert checks["tiefighterExhaustPort"]["expect"] == exhaust_port
+
+
+# --- against upstream and the schemas ------------------------------------------------------
 
 
 def upstream_docs(reference, name: str) -> list[dict[str, Any]]:
@@ -132,19 +312,23 @@ def test_objects_match_the_upstream_demo(reference, dev):
         (d["kind"], d["metadata"]["name"]): d for d in upstream_docs(reference, "http-sw-app.yaml")
     }
     ours = {(r.inputs["kind"], r.inputs["metadata"]["name"]): r.inputs for r in demo_resources(dev)}
-    for key, theirs in upstream.items():
-        mine = ours[key]
+    for (kind, name), theirs in upstream.items():
+        # a ship is a one-replica Deployment of upstream's Pod
+        mine = ours["Deployment" if kind == "Pod" else kind, name]
         assert mine["metadata"]["namespace"] == "starwars"
-        assert mine["metadata"].get("labels") == theirs["metadata"].get("labels"), key
-        if key[0] == "Service":
+        if kind == "Service":
+            assert mine["metadata"].get("labels") == theirs["metadata"].get("labels")
             assert mine["spec"]["ports"] == theirs["spec"]["ports"]
             assert mine["spec"]["selector"] == theirs["spec"]["selector"]
-        if key[0] == "Deployment":
+        if kind == "Deployment":
+            assert mine["metadata"].get("labels") == theirs["metadata"].get("labels")
             assert mine["spec"]["replicas"] == theirs["spec"]["replicas"]
             assert mine["spec"]["selector"] == theirs["spec"]["selector"]
             assert mine["spec"]["template"] == theirs["spec"]["template"]
-        if key[0] == "Pod":
-            assert mine["spec"] == theirs["spec"]
+        if kind == "Pod":
+            template = mine["spec"]["template"]
+            assert template["metadata"]["labels"] == theirs["metadata"]["labels"]
+            assert template["spec"] == theirs["spec"]
 
 
 @pytest.mark.parametrize(
@@ -164,7 +348,7 @@ def test_policy_is_the_upstream_policy_with_description_inside_spec(reference, p
     assert "description" not in mine  # top level: not in the CRD's schema
 
 
-@pytest.mark.parametrize("policy", ["l3l4", "l7"])
+@pytest.mark.parametrize("policy", MODES)
 def test_policy_is_valid_against_the_crd_schema(reference, policy):
     schema = json.loads((reference / "crds" / "ciliumnetworkpolicy_v2.json").read_text())
     validator = jsonschema.Draft7Validator(schema)
@@ -181,7 +365,7 @@ def test_the_crd_schema_check_would_catch_the_upstream_l3l4_mistake(reference):
     assert list(jsonschema.Draft7Validator(schema).iter_errors(theirs))
 
 
-@pytest.mark.parametrize("policy", ["none", "l3l4", "l7"])
+@pytest.mark.parametrize("policy", MODES)
 def test_core_objects_are_valid_for_the_clusters_kubernetes_version(policy):
     graph = mode(policy)
     version = graph.one("eks:index:Cluster").inputs["version"] + ".0"
@@ -189,26 +373,3 @@ def test_core_objects_are_valid_for_the_clusters_kubernetes_version(policy):
         if res.type == CNP:
             continue  # a CRD: checked against its own schema above
         kubernetes_validate.validate(res.inputs, version, strict=True)
-
-
-def test_demo_outputs_give_the_manual_checks_and_hubble_commands(dev):
-    demo = dev.output("demo")
-    assert demo["namespace"] == "starwars" and demo["policy"] == "l7"
-    checks = demo["checks"]
-    assert checks["tiefighterLands"]["command"].startswith(
-        "kubectl -n starwars exec tiefighter -- curl"
-    )
-    assert checks["tiefighterLands"]["expect"] == "Ship landed"
-    assert (
-        "timed out" in checks["xwingLands"]["expect"]
-        or "times out" in checks["xwingLands"]["expect"]
-    )
-    assert checks["tiefighterExhaustPort"]["expect"] == "Access denied"
-    assert demo["hubble"]["dropped"] == "hubble observe --namespace starwars --verdict DROPPED"
-
-
-def test_without_the_l7_policy_the_outputs_do_not_suggest_the_self_destruct():
-    for policy in ("none", "l3l4"):
-        checks = mode(policy).output("demo")["checks"]
-        assert not [c for c in checks.values() if "exhaust-port" in c["command"]]
-    assert mode("none").output("demo")["checks"]["xwingLands"]["expect"] == "Ship landed"
