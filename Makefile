@@ -14,7 +14,7 @@ PULUMI_FLAGS ?=
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 
-.PHONY: venv reference test lint preflight preview up destroy lock upgrade clean
+.PHONY: venv reference test lint preview up destroy lock upgrade clean
 
 # uv itself, into a bootstrap venv of its own: all a machine needs beforehand is python3.
 $(UV): requirements-uv.txt
@@ -41,16 +41,18 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pyright
 
-preflight: venv
-	@STACK=$(STACK) scripts/pulumi-preflight.sh
-
-preview: preflight
+# scripts/pulumi-preflight.sh: tools, credentials, backend, stack, and on a live cluster
+# the caller's access entry and no kube-proxy replacement switch. CI runs it too.
+preview: venv
+	@STACK=$(STACK) ACTION=preview scripts/pulumi-preflight.sh
 	pulumi preview --stack $(STACK) --policy-pack policy $(PULUMI_FLAGS)
 
-up: preflight
+up: venv
+	@STACK=$(STACK) ACTION=up scripts/pulumi-preflight.sh
 	pulumi up --stack $(STACK) --policy-pack policy $(PULUMI_FLAGS)
 
-destroy: preflight
+destroy: venv
+	@STACK=$(STACK) ACTION=destroy scripts/pulumi-preflight.sh
 	pulumi destroy --stack $(STACK) $(PULUMI_FLAGS)
 
 # Versions move on purpose, in a pull request whose CI preview shows what they change.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -37,10 +38,38 @@ def test_workflows_are_valid_against_the_github_workflow_schema():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+@pytest.mark.parametrize("script", ["scripts/pulumi-preflight.sh", "components/starwars_verify.sh"])
+def test_shell_scripts_are_clean_under_shellcheck(script):
+    proc = subprocess.run(["shellcheck", str(ROOT / script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.mark.skipif(shutil.which("actionlint") is None, reason="actionlint is not installed")
 def test_workflows_are_clean_under_actionlint():
     proc = subprocess.run(["actionlint", *map(str, WORKFLOWS)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def pulumi_command(job: dict) -> dict:
+    """The step that runs a Pulumi command (other pulumi/actions steps only install it)."""
+    (step,) = [s for s in steps_using(job, "pulumi/actions") if "command" in s.get("with", {})]
+    return step
+
+
+def preflight_before_pulumi(job: dict, action: str, stack: str) -> None:
+    steps = job["steps"]
+    (check,) = [s for s in steps if s.get("run", "").strip() == "scripts/pulumi-preflight.sh"]
+    assert check["env"] == {"STACK": stack, "ACTION": action}
+    assert steps.index(check) < steps.index(pulumi_command(job))
+    # the CLI the preflight calls is installed before it
+    installs = [s for s in steps_using(job, "pulumi/actions") if "with" not in s]
+    assert installs and steps.index(installs[0]) < steps.index(check)
+
+
+def role_assumed(job: dict) -> str:
+    (creds,) = steps_using(job, "aws-actions/configure-aws-credentials")
+    return creds["with"]["role-to-assume"]
 
 
 def test_pull_requests_run_the_tests_then_a_commented_preview_with_the_policy_pack():
@@ -50,13 +79,24 @@ def test_pull_requests_run_the_tests_then_a_commented_preview_with_the_policy_pa
     assert any("make" in s.get("run", "") and "test" in s.get("run", "") for s in test["steps"])
     assert preview["needs"] == "test"
     assert preview["permissions"]["id-token"] == "write"
-    (creds,) = steps_using(preview, "aws-actions/configure-aws-credentials")
-    assert creds["with"]["role-to-assume"].startswith("${{ vars.")
-    (pulumi,) = steps_using(preview, "pulumi/actions")
-    assert pulumi["with"]["command"] == "preview"
-    assert pulumi["with"]["comment-on-pr"] is True
-    assert pulumi["with"]["stack-name"] == "${{ vars.PULUMI_STACK }}"
-    assert pulumi["with"]["policyPacks"] == "policy"
+    pulumi = pulumi_command(preview)["with"]
+    assert pulumi["command"] == "preview"
+    assert pulumi["comment-on-pr"] is True
+    assert pulumi["stack-name"] == "${{ vars.PULUMI_STACK }}"
+    assert pulumi["policyPacks"] == "policy"
+    preflight_before_pulumi(preview, "preview", "${{ vars.PULUMI_STACK }}")
+
+
+def test_previews_run_the_pull_requests_code_as_a_read_only_role_never_the_deployer():
+    preview = workflow("pull-request.yml")["jobs"]["preview"]
+    assert role_assumed(preview) == "${{ vars.AWS_PREVIEW_ROLE_ARN }}"
+    for name in ("deploy.yml", "destroy.yml"):
+        (job,) = workflow(name)["jobs"].values()
+        assert role_assumed(job) == "${{ vars.AWS_ROLE_ARN }}"
+    # nothing in the pull request's workflow can reach the deploy role
+    assert "AWS_ROLE_ARN" not in (ROOT / ".github/workflows/pull-request.yml").read_text().replace(
+        "AWS_PREVIEW_ROLE_ARN", ""
+    )
 
 
 def test_main_deploys_behind_an_environment_and_destroy_is_on_demand():
@@ -64,13 +104,15 @@ def test_main_deploys_behind_an_environment_and_destroy_is_on_demand():
     assert deploy["on"]["push"]["branches"] == ["main"]
     (up,) = deploy["jobs"].values()
     assert up["environment"]
-    assert steps_using(up, "pulumi/actions")[0]["with"]["command"] == "up"
+    assert pulumi_command(up)["with"]["command"] == "up"
+    preflight_before_pulumi(up, "up", "${{ vars.PULUMI_STACK }}")
     destroy = workflow("destroy.yml")
     assert "stack" in destroy["on"]["workflow_dispatch"]["inputs"]
     (job,) = destroy["jobs"].values()
-    assert steps_using(job, "pulumi/actions")[0]["with"]["command"] == "destroy"
-    assert steps_using(job, "pulumi/actions")[0]["with"]["stack-name"] == "${{ inputs.stack }}"
+    assert pulumi_command(job)["with"]["command"] == "destroy"
+    assert pulumi_command(job)["with"]["stack-name"] == "${{ inputs.stack }}"
     assert job["environment"]
+    preflight_before_pulumi(job, "destroy", "${{ inputs.stack }}")
 
 
 def test_no_long_lived_aws_keys_in_any_workflow():
@@ -183,7 +225,7 @@ def test_config_keys_in_the_dev_stack_are_documented():
         assert re.search(rf"`{re.escape(name)}[`.]", readme), f"{key} is not in README's table"
 
 
-# --- scripts/pulumi-preflight.sh: missing tools are caught with a fix, not a trace ------
+# --- scripts/pulumi-preflight.sh: gaps are caught with a fix, not a trace -----------------
 
 
 def fake(bin_dir: Path, name: str, body: str) -> None:
@@ -197,7 +239,7 @@ def tools(tmp_path: Path) -> Path:
     """A PATH with only the basics the script uses, and a log of the fakes' calls."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("bash", "sed", "printf", "cat"):
+    for tool in ("bash", "sed", "printf", "cat", "grep", "tr"):
         found = shutil.which(tool)
         if found:
             os.symlink(found, bin_dir / tool)
@@ -273,3 +315,151 @@ def test_preflight_respects_an_explicit_backend(tools):
     proc = preflight(tools, PULUMI_BACKEND_URL="https://api.pulumi.com")
     assert proc.returncode == 0, proc.stderr
     assert "login" not in (tools.parent / "pulumi.log").read_text()
+
+
+# A cloud and a backend in one fake, for `aws` and `pulumi`: what each call answers comes
+# from FAKE_WORLD, and every call is logged.
+FAKE_CLOUD = """#!{python}
+import json, os, sys
+world = json.loads(os.environ["FAKE_WORLD"])
+tool, args = os.path.basename(sys.argv[0]), sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(" ".join([tool, *args]) + "\\n")
+def answer(value):
+    if value is None:
+        sys.exit(1)
+    print(value if isinstance(value, str) else json.dumps(value))
+    sys.exit(0)
+if tool == "aws":
+    if args == ["--version"]:
+        answer("aws-cli/2.31.0 Python/3.13")
+    if args[:2] == ["sts", "get-caller-identity"]:
+        answer(world["caller"])
+    if args[:2] == ["eks", "describe-cluster"]:
+        if world.get("cluster"):
+            answer("{{}}")
+        sys.stderr.write("An error occurred (ResourceNotFoundException): No cluster found")
+        sys.exit(254)
+    if args[:2] == ["eks", "list-access-entries"]:
+        answer("\\t".join(world["entries"]))
+if tool == "pulumi":
+    if args[0] == "whoami":
+        answer("Backend URL: https://api.pulumi.com")
+    if args[:2] == ["stack", "select"]:
+        sys.exit(0 if world.get("stack", True) or "--create" in args else 255)
+    if args[:2] == ["config", "get"]:
+        answer(world.get("config", {{}}).get(args[2]))
+    if args[:2] == ["stack", "output"]:
+        answer(world.get("outputs", {{}}).get(args[2]))
+sys.exit(0)
+"""
+
+ROLE_SESSION = "arn:aws:sts::111122223333:assumed-role/Deployer/ci-run-42"
+ROLE_WITH_PATH = "arn:aws:iam::111122223333:role/ci/Deployer"
+
+
+def cloud(
+    tools: Path, world: dict, action: str = "up"
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    for name in ("aws", "pulumi"):
+        path = tools / name
+        path.write_text(FAKE_CLOUD.format(python=sys.executable))
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    log = tools.parent / "calls.log"
+    world = {"config": {"aws:region": "ap-northeast-2"}, **world}
+    proc = preflight(
+        tools, STACK="dev", ACTION=action, FAKE_WORLD=json.dumps(world), FAKE_LOG=str(log),
+        PULUMI_BACKEND_URL="https://api.pulumi.com",
+    )  # fmt: skip
+    return proc, log.read_text() if log.exists() else ""
+
+
+LIVE = {"cluster": True, "outputs": {"ciliumKubeProxyReplacement": "true"}}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [ROLE_WITH_PATH, "arn:aws:iam::111122223333:role/Deployer"],
+    ids=["role-with-path", "role"],
+)
+def test_preflight_passes_a_caller_whose_role_has_an_access_entry(tools, entry):
+    proc, calls = cloud(
+        tools, {**LIVE, "caller": ROLE_SESSION, "entries": ["arn:aws:iam::1:role/x", entry]}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "eks list-access-entries --cluster-name cilium-eks-dev --region ap-northeast-2" in calls
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [],
+        ["arn:aws:iam::111122223333:role/NotDeployer"],  # a longer name is another role
+        ["arn:aws:iam::444455556666:role/Deployer"],  # another account's
+        ["arn:aws:iam::111122223333:user/Deployer"],
+    ],
+    ids=["none", "other-name", "other-account", "a-user"],
+)
+def test_preflight_stops_a_caller_without_an_access_entry_with_the_fix(tools, entries):
+    proc, _ = cloud(
+        tools, {**LIVE, "caller": ROLE_SESSION, "entries": ["arn:aws:iam::1:role/a", *entries]}
+    )
+    assert proc.returncode == 1
+    message = " ".join(proc.stderr.split())
+    assert "arn:aws:iam::111122223333:role/Deployer" in message  # the role, not the session
+    assert "no EKS access entry on cluster cilium-eks-dev" in message
+    assert "Unauthorized" in message and "access.adminPrincipalArns" in message
+
+
+def test_preflight_matches_a_user_exactly(tools):
+    user = "arn:aws:iam::111122223333:user/alice"
+    proc, _ = cloud(tools, {**LIVE, "caller": user, "entries": [user]})
+    assert proc.returncode == 0, proc.stderr
+    proc, _ = cloud(tools, {**LIVE, "caller": user, "entries": [user + "2"]})
+    assert proc.returncode == 1
+
+
+def test_preflight_stops_the_creator_who_also_lists_themselves(tools):
+    access = {"adminPrincipalArns": [ROLE_WITH_PATH], "publicAccessCidrs": ["0.0.0.0/0"]}
+    world = {"caller": ROLE_SESSION, "config": {"aws:region": "eu-west-1", "access": access}}
+    proc, calls = cloud(tools, world)
+    assert proc.returncode == 1
+    assert "409" in proc.stderr and "about to create cluster cilium-eks-dev" in proc.stderr
+    assert "list-access-entries" not in calls  # no cluster yet: nothing to list
+    # listing someone else is fine
+    access["adminPrincipalArns"] = ["arn:aws:iam::111122223333:role/Admin"]
+    assert cloud(tools, world)[0].returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("deployed", "wanted", "ok"),
+    [
+        ("true", None, True),  # default: on
+        ("true", "true", True),
+        ("false", "false", True),
+        ("true", "false", False),
+        ("false", None, False),
+        (None, None, False),  # deployed before the output existed: kube-proxy ran
+        (None, "false", True),
+    ],
+)
+def test_preflight_refuses_to_switch_kube_proxy_replacement_on_a_live_cluster(
+    tools, deployed, wanted, ok
+):
+    world = {
+        "cluster": True, "caller": ROLE_SESSION, "entries": [ROLE_WITH_PATH],
+        "outputs": {"ciliumKubeProxyReplacement": deployed},
+        "config": {"aws:region": "ap-northeast-2", "cilium.kubeProxyReplacement": wanted},
+    }  # fmt: skip
+    proc, _ = cloud(tools, world)
+    assert (proc.returncode == 0) == ok, proc.stderr
+    if not ok:
+        assert "cilium.kubeProxyReplacement" in proc.stderr and "refused" in proc.stderr
+    # destroy has nothing to switch
+    assert cloud(tools, world, action="destroy")[0].returncode == 0
+
+
+def test_preflight_never_creates_a_stack_for_a_preview(tools):
+    proc, calls = cloud(tools, {"caller": ROLE_SESSION, "stack": False}, action="preview")
+    assert proc.returncode == 1 and "does not exist" in proc.stderr
+    assert "--create" not in calls
