@@ -359,6 +359,12 @@ def _instance_facts(
                 "region (see `aws ec2 describe-instance-types`)"
             )
         facts.append(found)
+    unreadable = [f.name for f in facts if not PULUMI_EKS_INSTANCE_RE.search(f.name)]
+    if unreadable:
+        raise ConfigError(
+            f"nodes.instanceTypes: {', '.join(unreadable)} cannot be read by pulumi-eks "
+            "(it takes family, generation and size from the name, e.g. m7g.large)"
+        )
     by_pulumi_eks = {f.name: _pulumi_eks_architecture(f.name) for f in facts}
     if len(set(by_pulumi_eks.values())) > 1:
         listing = ", ".join(f"{n} ({a})" for n, a in by_pulumi_eks.items())
@@ -386,8 +392,7 @@ def _instance_facts(
 
 def _pulumi_eks_architecture(instance_type: str) -> str:
     match = PULUMI_EKS_INSTANCE_RE.search(instance_type)
-    assert match, instance_type  # _nodes() only lets names of this shape through
-    return "arm64" if match.group(3) == "g" else "x86_64"
+    return "arm64" if match and match.group(3) == "g" else "x86_64"
 
 
 def _cilium(value: Any) -> CiliumConfig:

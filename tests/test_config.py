@@ -233,6 +233,7 @@ EC2 = {
     "a1.large": InstanceType("a1.large", ("arm64",), True, 3, 10, 2),
     "t2.medium": InstanceType("t2.medium", ("i386", "x86_64"), False, 3, 6, 2),
     "m4.large": InstanceType("m4.large", ("x86_64",), False, 2, 10, 2),
+    "mac.metal": InstanceType("mac.metal", ("x86_64",), True, 8, 30, 12),  # hypothetical
 }
 
 
@@ -254,6 +255,7 @@ def test_instance_types_of_one_architecture_keep_their_facts(types):
         (["t3.mediun"], ["'t3.mediun' is not an EC2 instance type"]),
         (["t2.medium"], ["t2.medium", "Nitro", "cilium.prefixDelegation: false"]),
         (["t3.medium", "m4.large"], ["m4.large", "Nitro"]),
+        (["mac.metal"], ["mac.metal cannot be read by pulumi-eks"]),  # no generation digit
     ],
 )
 def test_instance_types_pulumi_eks_or_prefix_delegation_would_refuse(types, fragments):
