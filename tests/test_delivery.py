@@ -149,10 +149,11 @@ needs_uv = pytest.mark.skipif(not UV.exists(), reason="uv is installed by `make 
 
 
 def uv(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    # Online (PyPI, as `make venv`): offline, a changed requirement could fail to resolve
+    # for want of cached metadata rather than for the drift the test looks for.
     return subprocess.run(
-        [str(UV), *args, "--offline", "--quiet"], capture_output=True, text=True, cwd=cwd,
-        timeout=60,
-    )  # fmt: skip
+        [str(UV), *args, "--quiet"], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 @needs_uv
@@ -167,11 +168,12 @@ def test_a_requirement_changed_without_relocking_fails_the_lock_check(tmp_path):
         (tmp_path / name).write_text((ROOT / name).read_text())
     pyproject = tmp_path / "pyproject.toml"
     text = pyproject.read_text()
+    # a narrower range that the locked version still satisfies: drift all the same
     assert '"pulumi-aws>=7.0,<8",' in text
-    pyproject.write_text(text.replace('"pulumi-aws>=7.0,<8",', '"pulumi-aws>=7.0,<7.1",'))
+    pyproject.write_text(text.replace('"pulumi-aws>=7.0,<8",', '"pulumi-aws>=7.1,<8",'))
     proc = uv("lock", "--check", cwd=tmp_path)
     assert proc.returncode != 0
-    assert "pulumi-aws" in proc.stderr or "lockfile" in proc.stderr.lower()
+    assert "needs to be updated" in proc.stderr, proc.stderr
 
 
 @needs_uv
