@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -205,37 +206,29 @@ def vpc_endpoints(
         opts=child,
     )
     endpoints: list[pulumi.Resource] = []
-    for service in INTERFACE_ENDPOINT_SERVICES:
+    kinds = {service: "Interface" for service in INTERFACE_ENDPOINT_SERVICES}
+    kinds.update({service: "Gateway" for service in GATEWAY_ENDPOINT_SERVICES})
+    for service, kind in kinds.items():
         # The service name differs by partition (cn.com.amazonaws... in China): ask AWS.
-        found = aws.ec2.get_vpc_endpoint_service(
-            service=service, service_type="Interface", opts=invoke
+        found = aws.ec2.get_vpc_endpoint_service(service=service, service_type=kind, opts=invoke)
+        placement: dict[str, Any] = (
+            {
+                "private_dns_enabled": True,
+                "subnet_ids": [s.id for s in subnets],
+                "security_group_ids": [group.id],
+            }
+            if kind == "Interface"
+            else {"route_table_ids": [t.id for t in route_tables]}
         )
         endpoints.append(
             aws.ec2.VpcEndpoint(
                 service,
                 vpc_id=vpc.id,
                 service_name=found.service_name,
-                vpc_endpoint_type="Interface",
-                private_dns_enabled=True,
-                subnet_ids=[s.id for s in subnets],
-                security_group_ids=[group.id],
+                vpc_endpoint_type=kind,
                 tags=tags(f"endpoint-{service}"),
                 opts=child,
-            )
-        )
-    for service in GATEWAY_ENDPOINT_SERVICES:
-        found = aws.ec2.get_vpc_endpoint_service(
-            service=service, service_type="Gateway", opts=invoke
-        )
-        endpoints.append(
-            aws.ec2.VpcEndpoint(
-                service,
-                vpc_id=vpc.id,
-                service_name=found.service_name,
-                vpc_endpoint_type="Gateway",
-                route_table_ids=[t.id for t in route_tables],
-                tags=tags(f"endpoint-{service}"),
-                opts=child,
+                **placement,
             )
         )
     return endpoints
