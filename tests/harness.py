@@ -92,6 +92,8 @@ class Graph:
             for r in data["resources"]
         ]
         self.by_urn = {r.urn: r for r in self.resources}
+        # what each component passed to register_outputs (absent: it never did)
+        self.component_outputs: dict[str, dict[str, Any]] = data["componentOutputs"]
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]

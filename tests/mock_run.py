@@ -12,8 +12,8 @@ which are most of a run's cost (about 1.8 s cold, a fraction of that forked).
 
 The recording monitor keeps, for every registered resource: type, name, URN, whether it
 is custom or a remote component, parent, provider, explicit and property dependencies,
-and its inputs as sent to the engine (resource references become {"$ref": urn}; secret
-values are unwrapped).
+and its inputs as sent to the engine; and the outputs each component registers (resource
+references become {"$ref": urn}; secret values are unwrapped).
 """
 
 from __future__ import annotations
@@ -125,6 +125,11 @@ class RecordingMonitor(mocks.MockMonitor):
     def __init__(self, m: Mocks) -> None:
         super().__init__(m)
         self.records: list[dict[str, Any]] = []
+        self.component_outputs: dict[str, Any] = {}
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802 (gRPC method name)
+        self.component_outputs[request.urn] = plain(json_format.MessageToDict(request.outputs))
+        return super().RegisterResourceOutputs(request)
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         response = super().RegisterResource(request)
@@ -181,7 +186,13 @@ def main() -> None:
         outputs = {}
     seconds = time.perf_counter() - started
     json.dump(
-        {"resources": monitor.records, "outputs": outputs, "error": error, "seconds": seconds},
+        {
+            "resources": monitor.records,
+            "componentOutputs": monitor.component_outputs,
+            "outputs": outputs,
+            "error": error,
+            "seconds": seconds,
+        },
         sys.stdout,
         default=str,
     )

@@ -45,6 +45,24 @@ def cold() -> Graph:
     return run_program(cached=False)
 
 
+def test_every_component_registers_its_outputs(dev):
+    # register_outputs marks a component complete and shows its outputs in the stack
+    components = [r for r in dev.resources if r.type.startswith("cilium-eks:index:")]
+    assert {r.type for r in components} == COMPONENTS
+    for component in components:
+        assert component.urn in dev.component_outputs, component.type
+    network = dev.one("cilium-eks:index:Network")
+    outputs = dev.component_outputs[network.urn]
+    assert outputs["vpcId"] == "vpc-id"
+    assert sorted(outputs["privateSubnetIds"]) == dev.subnet_ids("private")
+    assert sorted(outputs["publicSubnetIds"]) == dev.subnet_ids("public")
+    cluster = dev.component_outputs[dev.one("cilium-eks:index:Cluster").urn]
+    assert cluster["name"] == "cilium-eks-dev" and "cilium-eks-dev" in cluster["kubeconfig"]
+    assert dev.component_outputs[dev.one("cilium-eks:index:Cilium").urn] == {"version": "1.19.6"}
+    demo = dev.component_outputs[dev.one("cilium-eks:index:StarWarsDemo").urn]
+    assert demo == {"namespace": "starwars"}
+
+
 def test_two_runs_declare_the_identical_graph(dev, cold):
     def declared(graph):
         # Registration order and the order of dependency sets vary with asyncio

@@ -7,6 +7,7 @@ the comparison with Cilium's upstream files (reference data) comes on top.
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 import jsonschema
@@ -279,6 +280,28 @@ def test_demo_outputs_give_the_manual_checks_and_hubble_commands(dev):
     assert checks["tiefighterExhaustPort"]["expect"] == "Access denied"
     assert "-XPUT" in checks["tiefighterExhaustPort"]["command"]
     assert demo["hubble"]["dropped"] == "hubble observe --namespace starwars --verdict DROPPED"
+
+
+# The runbook's calls: (ship, method, path) of each check, and its answer per mode.
+RUNBOOK = {
+    "tiefighterLands": ("tiefighter", "POST", "/v1/request-landing"),
+    "xwingLands": ("xwing", "POST", "/v1/request-landing"),
+    "tiefighterExhaustPort": ("tiefighter", "PUT", "/v1/exhaust-port"),
+}
+
+
+@pytest.mark.parametrize("policy", MODES)
+def test_the_outputs_commands_make_the_runbook_s_calls_from_the_right_ship(policy):
+    graph = mode(policy)
+    deployments = {d.inputs["metadata"]["name"] for d in graph.of_type(DEPLOYMENT)}
+    for name, check in graph.output("demo")["checks"].items():
+        ship, method, path = RUNBOOK[name]
+        words = shlex.split(check["command"])
+        assert words[:5] == ["kubectl", "-n", "starwars", "exec", f"deploy/{ship}"], name
+        assert ship in deployments
+        curl = words[words.index("--") + 1 :]
+        assert curl[0] == "curl" and f"-X{method}" in curl, name
+        assert f"deathstar.starwars.svc.cluster.local{path}" in curl, name
 
 
 @pytest.mark.parametrize(

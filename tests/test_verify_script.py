@@ -750,3 +750,14 @@ def test_every_verdict_run_pinned_its_calls(fake_bin):
         run = run_script(fake_bin, ship, declared, enforced)
         resolves = {e["resolve"] for e in run.log if e["kind"] == "deathstar"}
         assert resolves == {f"{HOST}:80:{CLUSTER_IP}"}, (ship, declared, enforced)
+
+
+def test_a_daemonset_without_the_agent_container_is_never_taken_for_a_rollout(fake_bin):
+    # the right image on a container of another name is not Cilium's agent
+    renamed = cilium_ds(
+        containers=[{"name": "agent", "image": f"quay.io/cilium/cilium:v{VERSION}"}]
+    )
+    run = run_script(fake_bin, "xwing", "l3l4", cilium=[renamed], ROLLOUT_TIMEOUT="2")
+    assert run.proc.returncode == 1 and not run.calls
+    [line] = run.starting("FAIL cilium-rollout")
+    assert "no container cilium-agent in the pod template" in line
