@@ -15,7 +15,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import pulumi
 
@@ -188,32 +188,30 @@ def parse(
     against what pulumi-eks and prefix delegation accept, and their facts kept.
     """
     errors: list[str] = []
-    T = TypeVar("T")
-
-    def section(parser: Callable[[], T], default: T) -> T:
+    parsed: dict[str, Any] = {}
+    sections: dict[str, Callable[[], Any]] = {
+        "region": lambda: _region(raw.get("aws:region")),
+        "cluster_name": lambda: _cluster_name(raw.get("clusterName"), stack),
+        "kubernetes_version": lambda: _kubernetes_version(raw.get("kubernetesVersion")),
+        "network": lambda: _network(raw.get("network")),
+        "nodes": lambda: _nodes(raw.get("nodes")),
+        "cilium": lambda: _cilium(raw.get("cilium")),
+        "access": lambda: _access(raw.get("access")),
+        "demo": lambda: _demo(raw.get("demo")),
+    }
+    for key, section in sections.items():
         try:
-            return parser()
+            parsed[key] = section()
         except ConfigError as err:
             errors.append(str(err))
-            return default
-
-    region = section(lambda: _region(raw.get("aws:region")), "")
-    cluster_name = section(lambda: _cluster_name(raw.get("clusterName"), stack), "")
-    kubernetes_version = section(
-        lambda: _kubernetes_version(raw.get("kubernetesVersion")), DEFAULT_KUBERNETES_VERSION
-    )
-    network = section(lambda: _network(raw.get("network")), NetworkConfig())
-    nodes = section(lambda: _nodes(raw.get("nodes")), NodesConfig())
-    cilium = section(lambda: _cilium(raw.get("cilium")), CiliumConfig())
-    access = section(lambda: _access(raw.get("access")), AccessConfig())
-    demo = section(lambda: _demo(raw.get("demo")), DemoConfig())
-    if describe is not None and not errors:
-        nodes = section(lambda: _instance_facts(nodes, cilium, describe), nodes)
+    if describe is not None and not errors:  # EC2 is asked only with a valid region and list
+        try:
+            parsed["nodes"] = _instance_facts(parsed["nodes"], parsed["cilium"], describe)
+        except ConfigError as err:
+            errors.append(str(err))
     if errors:
         raise ConfigError("invalid stack configuration:\n  - " + "\n  - ".join(errors))
-    return StackConfig(
-        region, cluster_name, kubernetes_version, network, nodes, cilium, access, demo
-    )
+    return StackConfig(**parsed)
 
 
 def _region(value: Any) -> str:
@@ -399,7 +397,8 @@ def _cilium(value: Any) -> CiliumConfig:
     obj = _object(
         "cilium", value, ("version", "hubble", "kubeProxyReplacement", "prefixDelegation")
     )
-    version = obj.get("version", DEFAULT_CILIUM_VERSION)
+    default = CiliumConfig()
+    version = obj.get("version", default.version)
     match = SEMVER_RE.match(version) if isinstance(version, str) else None
     if not match:
         raise ConfigError(
@@ -414,8 +413,8 @@ def _cilium(value: Any) -> CiliumConfig:
             "the install never finishes)"
         )
     hubble = _object("cilium.hubble", obj.get("hubble"), ("relay", "ui"))
-    relay = _bool("cilium.hubble.relay", hubble.get("relay", True))
-    ui = _bool("cilium.hubble.ui", hubble.get("ui", True))
+    relay = _bool("cilium.hubble.relay", hubble.get("relay", default.hubble.relay))
+    ui = _bool("cilium.hubble.ui", hubble.get("ui", default.hubble.ui))
     if ui and not relay:
         raise ConfigError(
             "cilium.hubble.ui: true requires cilium.hubble.relay: true (the UI reads flows "
@@ -425,9 +424,12 @@ def _cilium(value: Any) -> CiliumConfig:
         version=version,
         hubble=HubbleConfig(relay=relay, ui=ui),
         kube_proxy_replacement=_bool(
-            "cilium.kubeProxyReplacement", obj.get("kubeProxyReplacement", True)
+            "cilium.kubeProxyReplacement",
+            obj.get("kubeProxyReplacement", default.kube_proxy_replacement),
         ),
-        prefix_delegation=_bool("cilium.prefixDelegation", obj.get("prefixDelegation", True)),
+        prefix_delegation=_bool(
+            "cilium.prefixDelegation", obj.get("prefixDelegation", default.prefix_delegation)
+        ),
     )
 
 
@@ -443,7 +445,7 @@ def _access(value: Any) -> AccessConfig:
             f"access.viewerPrincipalArns: {', '.join(both)} also in access.adminPrincipalArns; "
             "EKS allows one access entry per principal: list each in one of them"
         )
-    cidrs = obj.get("publicAccessCidrs", list(AccessConfig.public_access_cidrs))
+    cidrs = obj.get("publicAccessCidrs", list(AccessConfig().public_access_cidrs))
     if not isinstance(cidrs, list) or not cidrs:
         raise ConfigError(
             "access.publicAccessCidrs: must be a non-empty list of IPv4 CIDRs, e.g. "
@@ -489,8 +491,9 @@ def _principals(key: str, arns: Any) -> tuple[str, ...]:
 
 def _demo(value: Any) -> DemoConfig:
     obj = _object("demo", value, ("enabled", "policy", "verify"))
+    default = DemoConfig()
     return DemoConfig(
-        enabled=_bool("demo.enabled", obj.get("enabled", True)),
-        policy=_choice("demo.policy", obj.get("policy", "l7"), DEMO_POLICIES),
-        verify=_bool("demo.verify", obj.get("verify", True)),
+        enabled=_bool("demo.enabled", obj.get("enabled", default.enabled)),
+        policy=_choice("demo.policy", obj.get("policy", default.policy), DEMO_POLICIES),
+        verify=_bool("demo.verify", obj.get("verify", default.verify)),
     )

@@ -55,6 +55,7 @@ INSTANCE_TYPES = {
 }
 # Zones the mock region offers; MOCK_AZS overrides (to test a region with too few).
 DEFAULT_AZS = "ap-northeast-2a,ap-northeast-2b,ap-northeast-2c,ap-northeast-2d"
+OPT_IN_ZONE = "ap-northeast-2-wl1-cjj-wlz-1"  # a Wavelength zone (sorts before the others)
 
 
 def plain(value: Any) -> Any:
@@ -101,7 +102,17 @@ class Mocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            names = os.environ.get("MOCK_AZS", DEFAULT_AZS).split(",")
+            # the region's zones, and a Wavelength zone the account opted in to: EC2
+            # answers with it unless the request filters opt-in zones out
+            zones = {
+                name: "opt-in-not-required"
+                for name in os.environ.get("MOCK_AZS", DEFAULT_AZS).split(",")
+            }
+            zones[OPT_IN_ZONE] = "opted-in"
+            for wanted in args.args.get("filters", []):
+                if wanted["name"] == "opt-in-status":
+                    zones = {n: s for n, s in zones.items() if s in wanted["values"]}
+            names = sorted(zones)
             return {"names": names, "zoneIds": [f"apne2-az{i + 1}" for i in range(len(names))]}
         if args.token == "aws:ec2/getInstanceType:getInstanceType":
             name = args.args["instanceType"]
@@ -114,8 +125,12 @@ class Mocks(pulumi.runtime.Mocks):
                 "maximumIpv4AddressesPerInterface": ips, "defaultVcpus": vcpus,
             }  # fmt: skip
         if args.token == "aws:eks/getAddonVersion:getAddonVersion":
-            k8s = args.args["kubernetesVersion"]
-            return {**args.args, "version": f"v1.12.{k8s.split('.')[1]}-eksbuild.1"}
+            # EKS's default version of an add-on for a Kubernetes minor, or its newest
+            addon, k8s = args.args["addonName"], args.args["kubernetesVersion"]
+            if addon not in ("coredns", "kube-proxy", "vpc-cni"):
+                raise Exception(f"no EKS add-on {addon}")
+            build = 3 if args.args.get("mostRecent") else 1
+            return {**args.args, "version": f"v1.12.{k8s.split('.')[1]}-eksbuild.{build}"}
         if args.token == "aws:ec2/getVpcEndpointService:getVpcEndpointService":
             return {**args.args, "serviceName": f"com.amazonaws.{REGION}.{args.args['service']}"}
         raise NotImplementedError(f"no mock for invoke {args.token}")

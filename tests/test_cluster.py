@@ -56,6 +56,8 @@ def test_cluster_security_settings(dev):
 def test_secrets_are_encrypted_with_the_programs_kms_key(dev):
     cluster = dev.one(CLUSTER)
     key = dev.one("aws:kms/key:Key")
+    # `pulumi destroy` schedules its deletion: the shortest wait AWS allows (7 to 30 days)
+    assert key.inputs["deletionWindowInDays"] == 7
     assert cluster.property_dependencies["encryptionConfigKeyArn"] == [key.urn]
     assert cluster.inputs["encryptionConfigKeyArn"].startswith("arn:aws:kms:")
 
@@ -117,6 +119,8 @@ def test_access_entry_keys_are_stable_and_distinct():
     user = "arn:aws:iam::123456789012:user/ci/deployer"
     assert access_entry_key(role) == "role-ci-deployer"
     assert access_entry_key(role) != access_entry_key(user)
+    assert access_entry_key("arn:aws:iam::123456789012:user/max") == "user-max"
+    assert access_entry_key("arn:aws:iam::123456789012:role/a.b@c") == "role-a-b-c"
 
 
 def test_no_admin_principals_means_no_access_entries(dev):
@@ -147,7 +151,8 @@ def test_control_plane_logs_go_to_a_log_group_the_stack_owns(dev):
     # the name EKS writes to, created before the cluster so EKS does not make its own
     # (unbounded, and left behind by `pulumi destroy`)
     assert logs.inputs["name"] == f"/aws/eks/{cluster.inputs['name']}/cluster"
-    assert 1 <= logs.inputs["retentionInDays"] <= 365
+    # a value CloudWatch Logs accepts (PutRetentionPolicy refuses any other)
+    assert logs.inputs["retentionInDays"] in {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365}
     # a property dependency: it reaches inside pulumi-eks, where depends_on would not
     assert logs.urn in cluster.property_dependencies["name"]
 

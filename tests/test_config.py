@@ -49,8 +49,13 @@ def test_dev_config_parses_to_the_documented_values():
 
 
 def test_defaults_apply_when_only_the_region_is_set():
+    # the defaults README's configuration table documents
     cfg = parse({"aws:region": "eu-west-1"}, stack="staging")
     assert cfg.cluster_name == "cilium-eks-staging"  # derived from the stack name
+    assert cfg.kubernetes_version == "1.35"
+    assert cfg.cilium.hubble.relay is True and cfg.cilium.hubble.ui is True
+    assert cfg.access.public_access_cidrs == ("0.0.0.0/0",)
+    assert cfg.access.admin_principal_arns == () == cfg.access.viewer_principal_arns
     assert cfg.network.cidr == "10.0.0.0/16" and cfg.network.az_count == 3
     assert cfg.network.nat_gateways == "single"
     assert cfg.nodes.instance_types == ("t3.medium",)
@@ -131,6 +136,16 @@ BAD_INPUTS = [
     ({"access.publicAccessCidrs": ["1.2.3.4"]}, ["access.publicAccessCidrs", "IPv4 CIDR"]),
     ({"access.publicAccessCidrs": ["10.0.0.1/8"]}, ["access.publicAccessCidrs", "'10.0.0.1/8'"]),
     ({"demo.policy": "l4"}, ["demo.policy", "'l4'", "none, l3l4, l7"]),
+    # a typo in a key is an error, not a silent default
+    ({"cilium.kubeproxyReplacement": True}, ["cilium: unknown key(s) kubeproxyReplacement"]),
+    ({"cilium.hubble.uii": True}, ["cilium.hubble: unknown key(s) uii", "allowed: relay, ui"]),
+    ({"demo.polic": "l7"}, ["demo: unknown key(s) polic", "allowed: enabled, policy, verify"]),
+    ({"nodes.size": 3}, ["nodes: unknown key(s) size"]),
+    ({"access.admins": []}, ["access: unknown key(s) admins"]),
+    (
+        {"access.adminPrincipalArns": ["arn:aws:iam::123456789012:role/a"] * 2},
+        ["access.adminPrincipalArns", "same ARN twice"],
+    ),
     ({"demo.enabled": "true"}, ["demo.enabled", "true or false"]),
     ({"demo.verify": 1}, ["demo.verify", "true or false"]),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.harness import Graph, run_ok, run_program
@@ -180,3 +182,22 @@ def test_six_azs_in_a_region_that_has_six():
     azs = ",".join(f"us-east-1{z}" for z in "abcdef")
     graph = run_ok({"network.azCount": 6, "network.cidr": "172.16.0.0/17"}, azs=azs)
     assert len(graph.subnet_ids("private")) == 6
+
+
+def policy_documents(graph: Graph) -> list[tuple[str, dict]]:
+    """Every IAM policy document the program writes: trust and permission policies."""
+    found = []
+    for res in graph.resources:
+        for key in ("assumeRolePolicy", "policy"):
+            if res.type.startswith("aws:iam/") and isinstance(res.inputs.get(key), str):
+                found.append((f"{res.name}.{key}", json.loads(res.inputs[key])))
+    return found
+
+
+def test_every_iam_policy_uses_the_current_policy_language(dev):
+    # without Version, IAM reads a document as 2008-10-17: no policy variables, and
+    # conditions on variables silently never match
+    documents = policy_documents(dev)
+    assert len(documents) >= 3
+    for name, document in documents:
+        assert document.get("Version") == "2012-10-17", name

@@ -49,8 +49,9 @@ def test_one_public_and_one_private_subnet_per_az(dev):
     azs = ["ap-northeast-2a", "ap-northeast-2b", "ap-northeast-2c"]
     assert sorted(s.inputs["availabilityZone"] for s in public) == azs
     assert sorted(s.inputs["availabilityZone"] for s in private) == azs
-    for s in private:
+    for s in subnets:  # public ones hold only NAT gateways and load balancers
         assert s.inputs["mapPublicIpOnLaunch"] is False
+    for s in private:  # pod IPs live here
         assert ipaddress.ip_network(s.inputs["cidrBlock"]).prefixlen <= 20
 
 
@@ -84,6 +85,17 @@ def test_nat_per_az_gives_each_private_subnet_its_own_nat():
     nat_az = {mock_id(n): az_of[n.inputs["subnetId"]] for n in nats}
     for subnet_id, nat_id in zip(graph.subnet_ids("private"), routes, strict=True):
         assert nat_az[nat_id] == az_of[subnet_id]
+
+
+def test_subnets_avoid_opt_in_zones_and_the_gateway_is_the_vpcs(dev):
+    # Local and Wavelength zones are opt-in; EKS does not run its control plane there
+    zones = {s.inputs["availabilityZone"] for s in dev.of_type(SUBNET)}
+    assert zones == {"ap-northeast-2a", "ap-northeast-2b", "ap-northeast-2c"}
+    vpc = dev.one("aws:ec2/vpc:Vpc")
+    assert dev.one("aws:ec2/internetGateway:InternetGateway").inputs["vpcId"] == mock_id(vpc)
+    for res in dev.resources:  # everything of the network is in this VPC
+        if "vpcId" in res.inputs and res.type.startswith("aws:ec2/"):
+            assert res.inputs["vpcId"] == mock_id(vpc), res.name
 
 
 def test_az_count_sets_the_number_of_subnets():
@@ -126,3 +138,24 @@ def test_endpoints_give_private_paths_to_the_apis_the_cluster_needs():
     assert (rule["protocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 443, 443)
     assert rule["cidrBlocks"] == ["10.0.0.0/16"]
     assert not group.inputs.get("egress")
+
+
+def test_the_networks_resources_are_named_for_the_cluster():
+    # in the EC2 console, a resource's Name tag is how a person finds its cluster
+    graph = run_ok({"network.vpcEndpoints": True})
+    (network,) = graph.of_type("cilium-eks:index:Network")
+    named = [r for r in graph.children(network) if "tags" in r.inputs or r.type in TAGGABLE]
+    assert {r.type for r in named} == TAGGABLE
+    assert all(r.inputs["tags"]["Name"].startswith("cilium-eks-dev-") for r in named)
+
+
+TAGGABLE = {
+    "aws:ec2/vpc:Vpc",
+    "aws:ec2/subnet:Subnet",
+    "aws:ec2/internetGateway:InternetGateway",
+    "aws:ec2/routeTable:RouteTable",
+    "aws:ec2/eip:Eip",
+    NAT,
+    "aws:ec2/securityGroup:SecurityGroup",
+    "aws:ec2/vpcEndpoint:VpcEndpoint",
+}

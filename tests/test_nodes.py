@@ -98,6 +98,7 @@ def test_node_role_has_worker_and_ecr_policies_but_not_the_vpc_cni_policy(dev):
     assert dev.one(NODE_GROUP).inputs["nodeRole"] == {"$ref": role.urn}
     (stmt,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert stmt["Principal"] == {"Service": "ec2.amazonaws.com"}
+    assert (stmt["Effect"], stmt["Action"]) == ("Allow", "sts:AssumeRole")
     attached = {
         a.inputs["policyArn"]
         for a in dev.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
@@ -173,8 +174,9 @@ def test_coredns_is_an_eks_addon_that_adopts_the_bootstrap_copy(dev):
     assert addon.inputs["addonName"] == "coredns"
     assert addon.inputs["clusterName"] == "cilium-eks-dev"
     assert addon.inputs["resolveConflictsOnCreate"] == "OVERWRITE"
-    # pinned to the version EKS names for the cluster's Kubernetes version (the mock
-    # answers v1.12.<minor>-eksbuild.1), so an upgrade moves it along
+    # pinned to the version EKS names the default for the cluster's Kubernetes version
+    # (the mock: v1.12.<minor>-eksbuild.1; the newest would be .3), so an upgrade moves it
+    # along and nothing else does
     assert addon.inputs["addonVersion"] == "v1.12.35-eksbuild.1"
     upgraded = run_ok({"kubernetesVersion": "1.36"}).one("aws:eks/addon:Addon", "coredns")
     assert upgraded.inputs["addonVersion"] == "v1.12.36-eksbuild.1"

@@ -280,6 +280,9 @@ def test_demo_outputs_give_the_manual_checks_and_hubble_commands(dev):
     assert checks["tiefighterExhaustPort"]["expect"] == "Access denied"
     assert "-XPUT" in checks["tiefighterExhaustPort"]["command"]
     assert demo["hubble"]["dropped"] == "hubble observe --namespace starwars --verdict DROPPED"
+    assert demo["hubble"]["http"] == "hubble observe --namespace starwars --protocol http"
+    assert demo["hubble"]["portForward"] == "cilium hubble port-forward"  # what observe reads
+    assert demo["hubble"]["ui"] == "cilium hubble ui"
 
 
 # The runbook's calls: (ship, method, path) of each check, and its answer per mode.
