@@ -90,6 +90,14 @@ def test_the_eni_sweep_runs_on_destroy_after_cilium_and_the_nodes_and_before_the
         if s.inputs["tags"].get("kubernetes.io/role/internal-elb") == "1"
     ]
     assert private and all(dev.waits_for(sweeper, s) for s in private)
+    # and it records what its delete needs: where to sweep, and whose ENIs
+    inputs = sweeper.inputs
+    assert (inputs["region"], inputs["vpc_id"], inputs["cluster_name"]) == (
+        "ap-northeast-2",
+        "vpc-id",
+        "cilium-eks-dev",
+    )
+    assert sorted(inputs["subnet_ids"]) == dev.subnet_ids("private")
 
 
 def test_the_graph_has_no_cycle(dev):

@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from components.starwars import VERIFY_SCRIPT
 from tests.harness import Graph, run_ok
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -226,6 +227,13 @@ def test_jobs_run_as_each_ship_with_bounded_time_and_no_ttl(dev):
         assert env["KUBE_PROXY_REPLACEMENT"] == "true"
         assert pod["spec"]["restartPolicy"] == "Never"
         assert pod["spec"]["serviceAccountName"] == "starwars-verify"
+        (container,) = pod["spec"]["containers"]
+        assert container["command"] == ["sh", "-c", VERIFY_SCRIPT.read_text()]
+        assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+        assert spec["backoffLimit"] >= 1  # a node hiccup gets a second pod
+        # `kubectl -n starwars get jobs,pods -l app.kubernetes.io/name=starwars-verify`
+        assert job.inputs["metadata"]["labels"] == {"app.kubernetes.io/name": "starwars-verify"}
+        assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "starwars-verify"
 
 
 def test_the_checks_may_only_read_daemonsets_in_kube_system(dev):

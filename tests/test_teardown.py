@@ -251,16 +251,18 @@ def test_an_interface_deleted_meanwhile_is_neither_an_error_nor_reported(ec2):
     assert existing(ec2, vpc) == set()
 
 
-def test_a_throttled_delete_is_retried_after_a_pause(ec2):
+# The codes EC2 (RequestLimitExceeded) and botocore's retry modes call throttling.
+@pytest.mark.parametrize("code", ["RequestLimitExceeded", "Throttling", "ThrottlingException"])
+def test_a_throttled_delete_is_retried_after_a_pause(ec2, code):
     vpc, subnet = make_vpc(ec2)
     eni = make_eni(ec2, subnet, eni_gc_tags(CLUSTER))
-    throttled = FailingDeletes(ec2, {1: "RequestLimitExceeded"})
+    throttled = FailingDeletes(ec2, {1: code, 2: code})
 
     deleted, _, clock = sweep(throttled, vpc)
 
     assert deleted == [eni]
-    assert throttled.calls == [eni, eni]
-    assert len(clock.sleeps) == 1 and clock.sleeps[0] > 0
+    assert throttled.calls == [eni, eni, eni]
+    assert clock.sleeps == [1, 2]  # a pause that doubles
     assert existing(ec2, vpc) == set()
 
 
@@ -271,7 +273,8 @@ def test_throttling_that_does_not_end_gives_up_after_bounded_retries(ec2):
 
     with pytest.raises(SweepError, match="Throttling"):
         sweep(always, vpc)
-    assert 1 < len(always.calls) <= 10
+    # six tries over about half a minute: 1, 2, 4, 8, 16 s between them
+    assert len(always.calls) == 6
 
 
 def test_errors_do_not_stop_the_other_deletions_and_are_named_at_the_end(ec2):
@@ -293,11 +296,23 @@ def test_errors_do_not_stop_the_other_deletions_and_are_named_at_the_end(ec2):
     assert set(failing.calls) == enis
 
 
-def test_interfaces_of_ending_instances_are_waited_for_then_swept(ec2):
+def instances_in(client: Any, state: str) -> None:
+    """Make every instance DescribeInstances returns be in `state` (moto has no
+    transient states)."""
+
+    def after(parsed: dict[str, Any], **_: Any) -> None:
+        for reservation in parsed["Reservations"]:
+            for instance in reservation["Instances"]:
+                instance["State"]["Name"] = state
+
+    client.meta.events.register("after-call.ec2.DescribeInstances", after)
+
+
+@pytest.mark.parametrize("state", ["shutting-down", "terminated", "stopping"])
+def test_interfaces_of_ending_instances_are_waited_for_then_swept(ec2, state):
     vpc, subnet = make_vpc(ec2)
     eni = make_eni(ec2, subnet, eni_gc_tags(CLUSTER))
     instance, attachment = attach_to_new_instance(ec2, subnet, eni)
-    ec2.terminate_instances(InstanceIds=[instance])  # moto keeps the ENI in-use
     clock = Clock()
 
     def ec2_detaches_on_the_second_poll() -> None:
@@ -307,6 +322,8 @@ def test_interfaces_of_ending_instances_are_waited_for_then_swept(ec2):
     clock.on_sleep = ec2_detaches_on_the_second_poll
     logs: list[str] = []
 
+    instances_in(ec2, state)
+
     deleted = sweep_enis(
         ec2, vpc, CLUSTER, poll_interval=10, log=logs.append, sleep=clock.sleep, clock=clock.clock
     )
@@ -314,7 +331,7 @@ def test_interfaces_of_ending_instances_are_waited_for_then_swept(ec2):
     assert deleted == [eni]
     assert clock.sleeps == [10, 10]
     assert len(logs) == 2
-    assert all(eni in line and instance in line and "terminated" in line for line in logs)
+    assert all(eni in line and instance in line and state in line for line in logs)
 
 
 def test_the_wait_is_bounded_and_then_the_sweep_goes_on(ec2):
@@ -414,3 +431,39 @@ def test_the_serialized_provider_is_stable_and_loads_in_a_fresh_process():
     assert loaded == "components.teardown EniSweeperProvider"
     assert boto3_imported == "boto3 not imported"
     assert reserialized == serialized
+
+
+def test_a_detaching_interface_of_an_ending_instance_is_waited_for(ec2):
+    vpc, subnet = make_vpc(ec2)
+    eni = make_eni(ec2, subnet, eni_gc_tags(CLUSTER))
+    _, attachment = attach_to_new_instance(ec2, subnet, eni)
+    instances_in(ec2, "terminated")
+
+    def detaching(parsed: dict[str, Any], **_: Any) -> None:
+        for interface in parsed["NetworkInterfaces"]:
+            if interface["Status"] == "in-use":
+                interface["Status"] = "detaching"  # on its way to available
+
+    ec2.meta.events.register("after-call.ec2.DescribeNetworkInterfaces", detaching)
+    clock = Clock()
+    clock.on_sleep = lambda: ec2.detach_network_interface(AttachmentId=attachment, Force=True)
+
+    deleted = sweep_enis(ec2, vpc, CLUSTER, poll_interval=10, sleep=clock.sleep, clock=clock.clock)
+
+    assert deleted == [eni] and clock.sleeps == [10]
+
+
+def test_delete_asks_for_botocore_s_standard_retries(ec2, monkeypatch):
+    made: list[dict[str, Any]] = []
+    real = boto3.client
+
+    def client(service: str, **kwargs: Any) -> Any:
+        made.append(kwargs)
+        return real(service, region_name=kwargs["region_name"])
+
+    monkeypatch.setattr(boto3, "client", client)
+    vpc, _ = make_vpc(ec2)
+    EniSweeperProvider().delete("id", {**RECORD, "vpc_id": vpc})
+    (kwargs,) = made
+    assert kwargs["region_name"] == REGION
+    assert kwargs["config"].retries == {"mode": "standard", "max_attempts": 10}

@@ -136,7 +136,8 @@ def earlier(**match):
 
 world = json.load(open(env["FAKE_WORLD"]))
 url = args[-1]
-bounded = opt("--max-time") is not None and float(opt("--max-time")) > 0
+max_time = opt("--max-time")
+bounded = max_time is not None and float(max_time) > 0
 api = "https://{{}}:{{}}/apis/apps/v1/namespaces/kube-system/daemonsets/".format(
     env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]
 )
@@ -145,13 +146,16 @@ if url.startswith(api):
     name = url[len(api):]
     answers = world["api"].get(name, [404])
     answer = answers[min(earlier(kind="api", name=name), len(answers) - 1)]
-    log(dict(kind="api", name=name, bounded=bounded, cacert=opt("--cacert"), auth=opt("-H")))
+    log(dict(kind="api", name=name, bounded=bounded, max_time=max_time, cacert=opt("--cacert"),
+             auth=opt("-H")))
     if isinstance(answer, list):  # ["curl", exit code]: no HTTP answer at all
         sys.stderr.write("curl: ({{}}) Failed to connect to the API server\\n".format(answer[1]))
         sys.stdout.write((opt("-w") or "").replace("%{{http_code}}", "000"))
         sys.exit(answer[1])
     if isinstance(answer, dict):
         code, body = 200, json.dumps(answer)
+    elif isinstance(answer, str):  # a 200 that is not JSON (a proxy's page, say)
+        code, body = 200, answer
     else:
         code = answer
         message = "fake API says " + str(code)
@@ -166,7 +170,8 @@ if url.startswith(api):
 assert url.startswith(env["DEATHSTAR"]), url
 method, path = opt("-X"), url[len(env["DEATHSTAR"]):]
 resolve = opt("--resolve")
-log(dict(kind="deathstar", method=method, path=path, resolve=resolve, bounded=bounded))
+log(dict(kind="deathstar", method=method, path=path, resolve=resolve, bounded=bounded,
+         max_time=max_time))
 # Where the name leads. --resolve for this host and port pins it: curl does no lookup.
 # Otherwise curl looks the name up itself and, with DNS broken, that lookup times out:
 # exit 28, the same as a dropped packet.
@@ -761,3 +766,33 @@ def test_a_daemonset_without_the_agent_container_is_never_taken_for_a_rollout(fa
     assert run.proc.returncode == 1 and not run.calls
     [line] = run.starting("FAIL cilium-rollout")
     assert "no container cilium-agent in the pod template" in line
+
+
+def test_an_answer_that_is_not_json_is_reported_as_such(fake_bin):
+    run = run_script(
+        fake_bin, "xwing", "l3l4", cilium=["<html>502 Bad Gateway</html>"], ROLLOUT_TIMEOUT="2"
+    )
+    assert run.proc.returncode == 1 and not run.calls
+    [line] = run.starting("FAIL cilium-rollout")
+    assert "unreadable answer from the API server (not JSON)" in line
+
+
+def test_the_defaults_the_job_relies_on(fake_bin, tmp_path):
+    # The Job sets only ROLLOUT_TIMEOUT; its deadline is sized on these defaults: 8 tries
+    # 2 s apart, calls of at most 5 s, a look at the DaemonSet every 5 s.
+    slept = tmp_path / "slept"
+    sleeper = tmp_path / "sleeper"
+    sleeper.mkdir()
+    (sleeper / "sleep").write_text(f'#!/bin/sh\necho "$1" >> {slept}\n')
+    (sleeper / "sleep").chmod(0o755)
+    not_yet = cilium_ds(updated=1)
+    run = run_script(
+        fake_bin, "xwing", "l3l4", "none", cilium=[not_yet, ROLLED_OUT],
+        PATH=f"{sleeper}{os.pathsep}{fake_bin}{os.pathsep}{os.environ['PATH']}",
+        ATTEMPTS=None, DELAY=None, CURL_TIMEOUT=None, ROLLOUT_POLL=None,
+    )  # fmt: skip
+    assert run.proc.returncode == 1  # xwing lands: the undeclared-policy world
+    assert run.calls == [("POST", "/v1/request-landing")] * 8
+    assert {e["max_time"] for e in run.log if e["kind"] in ("api", "deathstar")} == {"5"}
+    assert slept.read_text().split() == ["5"] + ["2"] * 7
+    assert "after 8 tries" in run.out
