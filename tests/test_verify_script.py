@@ -498,6 +498,8 @@ NOT_YET = [
         f"image v1.19.5, want v{VERSION}",
     ),
     ("no node scheduled", cilium_ds(desired=0, updated=0, available=0), "no node"),
+    # one node, none updated yet: the API omits updatedNumberScheduled when it is 0
+    ("one node, not updated", cilium_ds(desired=1, updated=0, available=1), "0/1 updated"),
 ]
 
 
