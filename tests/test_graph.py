@@ -92,7 +92,11 @@ def test_stack_outputs(dev):
     # what the preflight compares with the config before a kube-proxy replacement switch
     assert dev.output("ciliumKubeProxyReplacement") is True
     commands = dev.output("commands")
+    # the kubeconfig command reads the secret output of that name
+    assert "pulumi stack output kubeconfig --show-secrets" in commands["kubeconfig"]
+    assert "kubeconfig" in dev.outputs
     assert "cilium status" in commands["ciliumStatus"]
+    assert "hubble observe" in commands["hubbleObserve"]
     assert "cilium hubble ui" in commands["hubbleUi"]
     assert "port-forward" in commands["hubbleUiPortForward"]
     # Only the kubeconfig is secret, and nothing else carries it.

@@ -399,7 +399,10 @@ def test_verdicts(fake_bin, ship, declared, enforced, passes, check, expected, o
     run = run_script(fake_bin, ship, declared, enforced)
     assert (run.proc.returncode == 0) == passes, run.out + run.proc.stderr
     assert "PASS cilium-rollout" in run.out
-    if not passes:
+    if passes:  # each check says what it saw, for the Job's log
+        landing = "blocked" if ship == "xwing" and declared != "none" else "landed"
+        assert f"PASS {ship}-request-landing: {landing} (try 1)" in run.out
+    else:
         line = f"FAIL {check}: expected {expected}, observed {observed}"
         assert line in run.out
         assert line in run.message  # what `kubectl describe pod` and Pulumi's error show
