@@ -338,11 +338,17 @@ if tool == "aws":
     if args[:2] == ["sts", "get-caller-identity"]:
         answer(world["caller"])
     if args[:2] == ["eks", "describe-cluster"]:
+        if world.get("cluster") == "denied":
+            sys.stderr.write("An error occurred (AccessDeniedException): not authorized")
+            sys.exit(254)
         if world.get("cluster"):
             answer("{{}}")
         sys.stderr.write("An error occurred (ResourceNotFoundException): No cluster found")
         sys.exit(254)
     if args[:2] == ["eks", "list-access-entries"]:
+        if world.get("entries") is None:
+            sys.stderr.write("An error occurred (AccessDeniedException): not authorized")
+            sys.exit(254)
         answer("\\t".join(world["entries"]))
 if tool == "pulumi":
     if args[0] == "whoami":
@@ -360,19 +366,24 @@ ROLE_SESSION = "arn:aws:sts::111122223333:assumed-role/Deployer/ci-run-42"
 ROLE_WITH_PATH = "arn:aws:iam::111122223333:role/ci/Deployer"
 
 
-def cloud(
-    tools: Path, world: dict, action: str = "up"
-) -> tuple[subprocess.CompletedProcess[str], str]:
+def preflight_as(tools: Path, world: dict, **env: str) -> subprocess.CompletedProcess[str]:
+    """The preflight against FAKE_CLOUD playing `world`; its calls go to calls.log."""
     for name in ("aws", "pulumi"):
         path = tools / name
         path.write_text(FAKE_CLOUD.format(python=sys.executable))
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    log = tools.parent / "calls.log"
     world = {"config": {"aws:region": "ap-northeast-2"}, **world}
-    proc = preflight(
-        tools, STACK="dev", ACTION=action, FAKE_WORLD=json.dumps(world), FAKE_LOG=str(log),
-        PULUMI_BACKEND_URL="https://api.pulumi.com",
+    return preflight(
+        tools, FAKE_WORLD=json.dumps(world), FAKE_LOG=str(tools.parent / "calls.log"),
+        PULUMI_BACKEND_URL="https://api.pulumi.com", **env,
     )  # fmt: skip
+
+
+def cloud(
+    tools: Path, world: dict, action: str = "up"
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    proc = preflight_as(tools, world, STACK="dev", ACTION=action)
+    log = tools.parent / "calls.log"
     return proc, log.read_text() if log.exists() else ""
 
 
@@ -465,3 +476,28 @@ def test_preflight_never_creates_a_stack_for_a_preview(tools):
     proc, calls = cloud(tools, {"caller": ROLE_SESSION, "stack": False}, action="preview")
     assert proc.returncode == 1 and "does not exist" in proc.stderr
     assert "--create" not in calls
+
+
+def test_preflight_says_which_stack_and_identity_it_runs_as(tools):
+    proc, _ = cloud(tools, {**LIVE, "caller": ROLE_SESSION, "entries": [ROLE_WITH_PATH]})
+    assert proc.returncode == 0, proc.stderr
+    assert f"stack dev on https://api.pulumi.com, AWS identity {ROLE_SESSION}" in proc.stdout
+
+
+def test_preflight_looks_for_the_default_cluster_name_in_lower_case(tools):
+    world = {**LIVE, "caller": ROLE_SESSION, "entries": [ROLE_WITH_PATH]}
+    proc = preflight_as(tools, world, STACK="Prod")
+    assert proc.returncode == 0, proc.stderr
+    calls = (tools.parent / "calls.log").read_text()
+    assert "describe-cluster --name cilium-eks-prod" in calls  # as config.py derives it
+
+
+@pytest.mark.parametrize(
+    "world",
+    [{"cluster": "denied"}, {**LIVE, "entries": None}],
+    ids=["describe-denied", "list-denied"],
+)
+def test_preflight_skips_what_it_may_not_read_and_says_so(tools, world):
+    proc, _ = cloud(tools, {**world, "caller": ROLE_SESSION})
+    assert proc.returncode == 0, proc.stderr
+    assert "could not" in proc.stderr and "AccessDeniedException" in proc.stderr

@@ -115,6 +115,7 @@ MANAGED_TAINTS = [
     ([{**TAINT, "value": "false"}], True),
     ([{**TAINT, "key": "node.cilium.io/agent-ready"}], True),
     (SELF_TAINT, True),  # the self-managed map is not a managed group's shape
+    ("node.cilium.io/agent-not-ready=true:NoExecute", True),  # kubelet's flag, not a list
 ]
 # (taints, violates) for pulumi-eks's self-managed groups: a map, kubelet's spelling
 SELF_MANAGED_TAINTS = [
@@ -163,6 +164,7 @@ CHART_REFERENCES = [
     ("internal-mirror/cilium", "cilium", None),
     ("./install/kubernetes/cilium/", "cilium", None),
     ("charts\\cilium", "cilium", None),
+    ("charts\\cilium\\", "cilium", None),  # a Windows path with a trailing separator
     (CILIUM_OCI, "cilium", None),
     (f"{CILIUM_OCI}:1.19.6", "cilium", "1.19.6"),
     (f"{CILIUM_OCI}@{DIGEST}", "cilium", None),
@@ -770,6 +772,7 @@ def test_the_pack_catches_a_program_that_breaks_an_invariant(dev, breakage):
     [
         (policies.node_groups_carry_the_cilium_taint, "eks:index:ManagedNodeGroup"),
         (policies.node_groups_carry_the_cilium_taint, "eks:index:NodeGroupV2"),
+        (policies.node_groups_carry_the_cilium_taint, "eks:index:NodeGroup"),
         (policies.clusters_use_the_standard_upgrade_policy, "eks:index:Cluster"),
     ],
 )

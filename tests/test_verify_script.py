@@ -801,3 +801,11 @@ def test_the_defaults_the_job_relies_on(fake_bin, tmp_path):
     assert {e["max_time"] for e in run.log if e["kind"] in ("api", "deathstar")} == {"5"}
     assert slept.read_text().split() == ["5"] + ["2"] * 7
     assert "after 8 tries" in run.out
+
+
+def test_a_lookup_that_answers_no_address_is_a_dns_failure(fake_bin):
+    # getent exits 0 but prints no address: nothing to pin the calls to
+    run = run_script(fake_bin, "tiefighter", "l3l4", dns=[""])
+    assert run.proc.returncode == 1 and not run.calls
+    [line] = run.starting("FAIL dns")
+    assert "unexpected answer" in line
