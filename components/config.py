@@ -296,8 +296,9 @@ def _network(value: Any) -> NetworkConfig:
     cidr = obj.get("cidr", default.cidr)
     low, high = VPC_PREFIX_RANGE
     try:
-        net = ipaddress.ip_network(cidr, strict=True)
-    except (TypeError, ValueError):
+        # a number would be read as one address (10 -> 0.0.0.10/32): only strings here
+        net = ipaddress.ip_network(cidr, strict=True) if isinstance(cidr, str) else None
+    except ValueError:
         net = None
     if not isinstance(net, ipaddress.IPv4Network) or not net.is_private:
         raise ConfigError(

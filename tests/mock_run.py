@@ -55,7 +55,8 @@ INSTANCE_TYPES = {
 }
 # Zones the mock region offers; MOCK_AZS overrides (to test a region with too few).
 DEFAULT_AZS = "ap-northeast-2a,ap-northeast-2b,ap-northeast-2c,ap-northeast-2d"
-OPT_IN_ZONE = "ap-northeast-2-wl1-cjj-wlz-1"  # a Wavelength zone (sorts before the others)
+OPT_IN_ZONE = "ap-northeast-2-wl1-cjj-wlz-1"  # a Wavelength zone
+IMPAIRED_ZONE = "ap-northeast-2-0"
 
 
 def plain(value: Any) -> Any:
@@ -102,16 +103,20 @@ class Mocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            # the region's zones, and a Wavelength zone the account opted in to: EC2
-            # answers with it unless the request filters opt-in zones out
+            # the region's zones, a Wavelength zone the account opted in to, and a zone EC2
+            # reports impaired (both sort first): EC2 answers with them unless the request
+            # filters them out
             zones = {
-                name: "opt-in-not-required"
+                name: ("available", "opt-in-not-required")
                 for name in os.environ.get("MOCK_AZS", DEFAULT_AZS).split(",")
             }
-            zones[OPT_IN_ZONE] = "opted-in"
+            zones[OPT_IN_ZONE] = ("available", "opted-in")
+            zones[IMPAIRED_ZONE] = ("impaired", "opt-in-not-required")
+            if "state" in args.args:
+                zones = {n: z for n, z in zones.items() if z[0] == args.args["state"]}
             for wanted in args.args.get("filters", []):
                 if wanted["name"] == "opt-in-status":
-                    zones = {n: s for n, s in zones.items() if s in wanted["values"]}
+                    zones = {n: z for n, z in zones.items() if z[1] in wanted["values"]}
             names = sorted(zones)
             return {"names": names, "zoneIds": [f"apne2-az{i + 1}" for i in range(len(names))]}
         if args.token == "aws:ec2/getInstanceType:getInstanceType":
@@ -132,6 +137,9 @@ class Mocks(pulumi.runtime.Mocks):
             build = 3 if args.args.get("mostRecent") else 1
             return {**args.args, "version": f"v1.12.{k8s.split('.')[1]}-eksbuild.{build}"}
         if args.token == "aws:ec2/getVpcEndpointService:getVpcEndpointService":
+            # S3 offers both kinds of endpoint: EC2 needs to be told which
+            if args.args["service"] == "s3" and "serviceType" not in args.args:
+                raise Exception("multiple VPC Endpoint Services matched")
             return {**args.args, "serviceName": f"com.amazonaws.{REGION}.{args.args['service']}"}
         raise NotImplementedError(f"no mock for invoke {args.token}")
 

@@ -35,7 +35,7 @@ def test_operator_role_trusts_only_the_cilium_operator_service_account(dev):
     role = dev.one("aws:iam/role:Role", "operator")
     (stmt,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     issuer = "oidc.eks.ap-northeast-2.amazonaws.com/id/CILIUM-EKS-DEV"  # the mock's issuer
-    assert stmt["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert stmt["Effect"] == "Allow" and stmt["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert stmt["Principal"] == {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{issuer}"}
     assert stmt["Condition"] == {
         "StringEquals": {

@@ -42,6 +42,15 @@ def test_kube_proxy_is_an_eks_addon_only_when_cilium_does_not_replace_it(replace
     assert inputs["kubeProxyAddonOptions"]["enabled"] is (not replaced)
 
 
+def test_the_configured_cluster_name_names_the_cluster_everywhere():
+    graph = run_ok({"clusterName": "team-a"})
+    assert graph.one(CLUSTER).inputs["name"] == "team-a"
+    values = graph.one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert values["cluster"]["name"] == "team-a"
+    assert graph.one("pulumi-python:dynamic:EniSweeper").inputs["cluster_name"] == "team-a"
+    assert graph.output("clusterName") == "team-a"
+
+
 def test_cluster_security_settings(dev):
     inputs = dev.one(CLUSTER).inputs
     assert inputs["name"] == "cilium-eks-dev"

@@ -86,6 +86,9 @@ BAD_INPUTS = [
     ({"network.cidr": "not-a-cidr"}, ["network.cidr", "'not-a-cidr'"]),
     ({"network.cidr": "10.0.0.1/16"}, ["network.cidr", "'10.0.0.1/16'"]),  # host bits set
     ({"network.cidr": "8.8.0.0/16"}, ["network.cidr", "private"]),
+    ({"network.cidr": 167772160}, ["network.cidr", "167772160", "CIDR notation"]),  # 10.0.0.0
+    ({"access.publicAccessCidrs": [123]}, ["access.publicAccessCidrs", "123", "IPv4 CIDR"]),
+    ({"cilium.hubble.relay": "yes"}, ["cilium.hubble.relay: 'yes'", "true or false"]),
     ({"network.cidr": "10.0.0.0/20"}, ["network.cidr", "/20", "allowed: /16 or /17"]),
     ({"network.azCount": 1}, ["network.azCount", "1", "from 2 to 6"]),
     ({"network.azCount": 7}, ["network.azCount", "from 2 to 6"]),

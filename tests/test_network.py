@@ -91,11 +91,17 @@ def test_subnets_avoid_opt_in_zones_and_the_gateway_is_the_vpcs(dev):
     # Local and Wavelength zones are opt-in; EKS does not run its control plane there
     zones = {s.inputs["availabilityZone"] for s in dev.of_type(SUBNET)}
     assert zones == {"ap-northeast-2a", "ap-northeast-2b", "ap-northeast-2c"}
-    vpc = dev.one("aws:ec2/vpc:Vpc")
-    assert dev.one("aws:ec2/internetGateway:InternetGateway").inputs["vpcId"] == mock_id(vpc)
-    for res in dev.resources:  # everything of the network is in this VPC
-        if "vpcId" in res.inputs and res.type.startswith("aws:ec2/"):
-            assert res.inputs["vpcId"] == mock_id(vpc), res.name
+    graph = run_ok({"network.vpcEndpoints": True})
+    vpc = graph.one("aws:ec2/vpc:Vpc")
+    in_a_vpc = {
+        SUBNET, ROUTE_TABLE, "aws:ec2/internetGateway:InternetGateway",
+        "aws:ec2/securityGroup:SecurityGroup", "aws:ec2/vpcEndpoint:VpcEndpoint",
+    }  # fmt: skip
+    found = [r for r in graph.resources if r.type in in_a_vpc]
+    assert {r.type for r in found} == in_a_vpc
+    for res in found:  # in this VPC, not the account's default one
+        assert res.inputs.get("vpcId") == mock_id(vpc), res.name
+    assert graph.one("aws:ec2/eip:Eip").inputs["domain"] == "vpc"  # a NAT gateway's address
 
 
 def test_az_count_sets_the_number_of_subnets():
