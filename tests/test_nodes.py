@@ -14,6 +14,8 @@ import json
 import pytest
 import yaml
 
+from components.config import InstanceType
+from components.nodes import max_pods_with_prefix_delegation
 from tests.harness import mock_id, run_ok
 
 NODE_GROUP = "eks:index:ManagedNodeGroup"
@@ -157,6 +159,13 @@ def test_kubelet_max_pods_is_what_prefix_delegation_allows(types, max_pods):
     assert config is not None
     assert config["apiVersion"] == "node.eks.aws/v1alpha1" and config["kind"] == "NodeConfig"
     assert config["spec"] == {"kubelet": {"config": {"maxPods": max_pods}}}
+
+
+@pytest.mark.parametrize(("vcpus", "cap"), [(29, 110), (30, 250)])
+def test_the_cap_steps_up_at_30_vcpus(vcpus, cap):
+    # the calculator's own boundary: below 30 vCPUs 110 pods, from 30 on 250
+    big = InstanceType("x.large", ("x86_64",), True, max_enis=8, ipv4_per_eni=30, vcpus=vcpus)
+    assert max_pods_with_prefix_delegation([big]) == cap
 
 
 def test_without_prefix_delegation_eks_computes_max_pods():
