@@ -63,6 +63,7 @@ class Resource:
     dependencies: list[str]
     property_dependencies: dict[str, list[str]]
     inputs: dict[str, Any]
+    custom_timeouts: dict[str, str]  # how long Pulumi waits: {"create": "20m", ...}
 
 
 class Graph:
@@ -88,6 +89,7 @@ class Graph:
                 dependencies=r["dependencies"],
                 property_dependencies=r["propertyDependencies"],
                 inputs=r["inputs"],
+                custom_timeouts=r["customTimeouts"],
             )
             for r in data["resources"]
         ]

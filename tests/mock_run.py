@@ -171,6 +171,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     k: list(v.urns) for k, v in request.propertyDependencies.items()
                 },
                 "inputs": inputs,
+                "customTimeouts": plain(json_format.MessageToDict(request.customTimeouts)),
             }
         )
         return response

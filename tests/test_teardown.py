@@ -8,11 +8,13 @@ import sys
 from typing import Any
 
 import boto3
+import pulumi
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from pulumi.dynamic.dynamic import serialize_provider
 
+from components import teardown
 from components.teardown import (
     EniSweeperProvider,
     SweepError,
@@ -467,3 +469,22 @@ def test_delete_asks_for_botocore_s_standard_retries(ec2, monkeypatch):
     (kwargs,) = made
     assert kwargs["region_name"] == REGION
     assert kwargs["config"].retries == {"mode": "standard", "max_attempts": 10}
+
+
+def test_delete_reports_through_pulumi_s_log(ec2, monkeypatch):
+    # the dynamic provider's stdout is not the user's terminal: pulumi.log reaches the CLI,
+    # for the sweep's progress (what it waits for) and for its result
+    vpc, subnet = make_vpc(ec2)
+    eni = make_eni(ec2, subnet, eni_gc_tags(CLUSTER))
+    logged: list[str] = []
+    monkeypatch.setattr(pulumi.log, "info", lambda message, *a, **k: logged.append(message))
+    real_sweep = teardown.sweep_enis
+
+    def sweep_logging(*args: Any, **kwargs: Any) -> list[str]:
+        kwargs["log"]("progress")  # what the sweep says while it waits
+        return real_sweep(*args, **kwargs)
+
+    monkeypatch.setattr(teardown, "sweep_enis", sweep_logging)
+    EniSweeperProvider().delete("id", {**RECORD, "vpc_id": vpc})
+    assert logged[0] == "progress"
+    assert eni in logged[-1] and vpc in logged[-1]
