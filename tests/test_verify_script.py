@@ -734,6 +734,22 @@ def test_dns_is_retried_until_it_answers(fake_bin):
     assert run.proc.returncode == 0, run.out
     assert len(run.positions("dns")) == 3
     assert min(run.positions("deathstar")) > max(run.positions("dns"))
+    # each failed try says so in the Job's log
+    assert [line.split("(try ")[1] for line in run.starting(f"dns: {HOST}: ")] == ["1)", "2)"]
+
+
+def test_a_deathstar_that_is_not_an_http_url_is_an_error_before_any_call(fake_bin):
+    run = run_script(fake_bin, "xwing", "l3l4", DEATHSTAR="deathstar.starwars")
+    assert run.proc.returncode == 2 and not run.log
+    assert "DEATHSTAR must be an http:// or https:// URL" in run.proc.stderr + run.out
+
+
+def test_the_script_leaves_no_temporary_files(fake_bin, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    run = run_script(fake_bin, "tiefighter", "l7", TMPDIR=str(scratch))
+    assert run.proc.returncode == 0, run.out
+    assert not list(scratch.iterdir())
 
 
 @pytest.mark.parametrize(
