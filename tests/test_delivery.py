@@ -494,7 +494,18 @@ def test_preflight_looks_for_the_default_cluster_name_in_lower_case(tools):
 
 @pytest.mark.parametrize(
     "world",
-    [{"cluster": "denied"}, {**LIVE, "entries": None}],
+    [
+        # listed as well: were the look-up's failure taken for "no cluster", the creator
+        # check would stop this run
+        {
+            "cluster": "denied",
+            "config": {
+                "aws:region": "ap-northeast-2",
+                "access": {"adminPrincipalArns": [ROLE_WITH_PATH]},
+            },
+        },
+        {**LIVE, "entries": None},
+    ],
     ids=["describe-denied", "list-denied"],
 )
 def test_preflight_skips_what_it_may_not_read_and_says_so(tools, world):
