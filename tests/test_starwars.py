@@ -95,6 +95,8 @@ def spec_of(graph: Graph) -> dict[str, Any]:
 
 def test_l3l4_lets_only_the_empire_reach_the_deathstar_on_port_80():
     assert spec_of(mode("l3l4")) == {"endpointSelector": DEATHSTAR, "ingress": [EMPIRE_ON_PORT_80]}
+    # `kubectl describe cnp rule1` says which policy it is (upstream's words)
+    assert mode("l3l4").one(CNP).inputs["spec"]["description"].startswith("L3-L4 policy")
 
 
 def test_l7_also_lets_the_empire_only_request_a_landing():
@@ -108,6 +110,7 @@ def test_l7_also_lets_the_empire_only_request_a_landing():
         ],
     }
     assert spec_of(mode("l7")) == {"endpointSelector": DEATHSTAR, "ingress": [rule]}
+    assert mode("l7").one(CNP).inputs["spec"]["description"].startswith("L7 policy")
 
 
 def pod_labels(graph: Graph) -> list[dict[str, str]]:
