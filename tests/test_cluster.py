@@ -115,6 +115,9 @@ def test_viewers_get_read_only_access_entries_that_can_read_secrets():
     )
     by_arn = {e["principalArn"]: e for e in entries.values()}
     assert set(by_arn) == {admin, viewer}
+    # the keys name the association resources inside pulumi-eks: renamed, they are replaced
+    assert list(by_arn[viewer]["accessPolicies"]) == ["cluster-viewer"]
+    assert list(by_arn[admin]["accessPolicies"]) == ["cluster-admin"]
     (policy,) = by_arn[viewer]["accessPolicies"].values()
     # a preview reads the Helm release's Secret; AmazonEKSViewPolicy does not show Secrets
     assert policy["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"

@@ -103,6 +103,7 @@ BAD_INPUTS = [
     ({"nodes.minSize": 3, "nodes.desiredSize": 2}, ["minSize (3) <= desiredSize (2)"]),
     ({"nodes.maxSize": 1}, ["desiredSize (2) <= maxSize (1)"]),
     ({"nodes.minSize": 0}, ["nodes.minSize", "1 or more"]),
+    ({"nodes.desiredSize": 0, "nodes.minSize": 0}, ["nodes.desiredSize: 0", "1 or more"]),
     ({"cilium.version": "latest"}, ["cilium.version", "'latest'", "X.Y.Z"]),
     ({"cilium.version": "1.19"}, ["cilium.version", "X.Y.Z"]),
     ({"cilium.version": "1.15.9"}, ["cilium.version", "too old", "1.19.0 or newer"]),
@@ -268,7 +269,7 @@ def test_instance_types_of_one_architecture_keep_their_facts(types):
 @pytest.mark.parametrize(
     ("types", "fragments"),
     [
-        (["t3.medium", "t4g.medium"], ["t3.medium (x86_64)", "t4g.medium (arm64)", "mix"]),
+        (["t3.medium", "t4g.medium"], ["t3.medium (x86_64), t4g.medium (arm64) mix"]),
         (["a1.large"], ["'a1.large' is arm64", "x86_64 AMI"]),  # pulumi-eks misreads a1
         (["t3.mediun"], ["'t3.mediun' is not an EC2 instance type"]),
         (["t2.medium"], ["t2.medium", "Nitro", "cilium.prefixDelegation: false"]),
@@ -310,3 +311,8 @@ def test_the_program_refuses_them_before_any_resource(overrides, key):
     assert graph.error is not None and graph.error["type"] == "ConfigError"
     assert key in graph.error["message"]
     assert declared(graph) == []
+
+
+@pytest.mark.parametrize("version", ["1.19.0", "1.20.0", "2.0.0"])
+def test_cilium_from_1_19_0_is_accepted(version):
+    assert parse(raw({"cilium.version": version}), stack="dev").cilium.version == version
