@@ -399,9 +399,10 @@ def test_verdicts(fake_bin, ship, declared, enforced, passes, check, expected, o
     run = run_script(fake_bin, ship, declared, enforced)
     assert (run.proc.returncode == 0) == passes, run.out + run.proc.stderr
     assert "PASS cilium-rollout" in run.out
-    if passes:  # each check says what it saw, for the Job's log
+    if passes:  # each check says what it saw, for the Job's log, and the last line sums up
         landing = "blocked" if ship == "xwing" and declared != "none" else "landed"
         assert f"PASS {ship}-request-landing: {landing} (try 1)" in run.out
+        assert run.lines[-1] == f"OK: {ship} sees policy {declared} enforced on Cilium v{VERSION}"
     else:
         line = f"FAIL {check}: expected {expected}, observed {observed}"
         assert line in run.out
@@ -810,8 +811,10 @@ def test_the_defaults_the_job_relies_on(fake_bin, tmp_path):
     run = run_script(
         fake_bin, "xwing", "l3l4", "none", cilium=[not_yet, ROLLED_OUT],
         PATH=f"{sleeper}{os.pathsep}{fake_bin}{os.pathsep}{os.environ['PATH']}",
-        ATTEMPTS=None, DELAY=None, CURL_TIMEOUT=None, ROLLOUT_POLL=None,
+        ATTEMPTS=None, DELAY=None, CURL_TIMEOUT=None, ROLLOUT_POLL=None, ROLLOUT_TIMEOUT=None,
     )  # fmt: skip
+    [progress] = run.starting("waiting for DaemonSet kube-system/cilium")
+    assert progress.endswith("of 600s]")  # ten minutes for Cilium to roll
     assert run.proc.returncode == 1  # xwing lands: the undeclared-policy world
     assert run.calls == [("POST", "/v1/request-landing")] * 8
     assert {e["max_time"] for e in run.log if e["kind"] in ("api", "deathstar")} == {"5"}
@@ -825,3 +828,10 @@ def test_a_lookup_that_answers_no_address_is_a_dns_failure(fake_bin):
     assert run.proc.returncode == 1 and not run.calls
     [line] = run.starting("FAIL dns")
     assert "unexpected answer" in line
+
+
+@pytest.mark.parametrize("missing", ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"])
+def test_no_api_server_address_is_an_error_before_any_call(fake_bin, missing):
+    run = run_script(fake_bin, "xwing", "l3l4", **{missing: None})
+    assert run.proc.returncode == 2 and not run.log
+    assert missing in run.proc.stderr
