@@ -574,12 +574,15 @@ def test_a_leading_v_in_the_version_is_accepted(fake_bin):
 
 
 def test_api_errors_are_reported_and_retried(fake_bin):
-    errors = [401, 403, 404, 503, CURL_CANNOT_CONNECT]
+    errors = [401, 403, 404, 503, 409, CURL_CANNOT_CONNECT]
     run = run_script(fake_bin, "tiefighter", "none", cilium=[*errors, ROLLED_OUT])
     assert run.proc.returncode == 0, run.out
-    assert len(run.api("cilium")) == 6
+    assert len(run.api("cilium")) == 7
     progress = run.starting("waiting for DaemonSet kube-system/cilium: ")
-    shown = ["HTTP 401", "HTTP 403 forbidden", "HTTP 404", "HTTP 503", "curl error 7"]
+    shown = [
+        "HTTP 401 unauthorized", "HTTP 403 forbidden", "HTTP 404 not found: no DaemonSet",
+        "HTTP 503: the API server failed", "HTTP 409 from the API server", "curl error 7",
+    ]  # fmt: skip
     for line, words in zip(progress, shown, strict=True):
         assert words in line, line
     assert "fake API says 403" in progress[1]  # the API server's own words
@@ -599,10 +602,23 @@ def test_forbidden_fails_naming_it(fake_bin):
     assert not run.calls
 
 
-def test_no_service_account_token_fails_at_once(fake_bin):
-    run = run_script(fake_bin, "xwing", "l3l4", SA_DIR=str(fake_bin.parent / "nowhere"))
+@pytest.mark.parametrize(
+    "present", [(), ("token",), ("ca.crt",)], ids=["none", "no-ca", "no-token"]
+)
+def test_no_service_account_token_or_ca_fails_at_once(fake_bin, present):
+    mount = fake_bin.parent / f"mount-{len(present)}-{'-'.join(present)}"
+    mount.mkdir()
+    for name in present:
+        (mount / name).write_text((fake_bin.parent / "serviceaccount" / name).read_text())
+    run = run_script(fake_bin, "xwing", "l3l4", SA_DIR=str(mount))
     assert run.proc.returncode == 1 and not run.log
     assert "FAIL cilium-rollout: no ServiceAccount token" in run.message
+
+
+def test_a_first_look_that_fails_is_retried(fake_bin):
+    run = run_script(fake_bin, "tiefighter", "none", cilium=[CURL_CANNOT_CONNECT, ROLLED_OUT])
+    assert run.proc.returncode == 0, run.out + run.proc.stderr
+    assert len(run.api("cilium")) == 2
 
 
 # --- 2. No kube-proxy pod with kube-proxy replacement ------------------------------------------
