@@ -76,7 +76,8 @@ class Graph:
     def __init__(self, data: dict[str, Any]) -> None:
         self.error: dict[str, str] | None = data["error"]
         self.outputs: dict[str, Any] = data["outputs"]
-        self.seconds: float = data["seconds"]
+        self.seconds: float = data["seconds"]  # wall clock
+        self.cpu_seconds: float = data["cpuSeconds"]  # this process's CPU, all threads
         self.resources = [
             Resource(
                 urn=r["urn"],

@@ -197,6 +197,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     error = None
     started = time.perf_counter()
+    cpu_started = time.process_time()
     try:
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
         _sync_await(wait_for_rpcs())
@@ -209,6 +210,7 @@ def main() -> None:
         }
         outputs = {}
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     json.dump(
         {
             "resources": monitor.records,
@@ -216,6 +218,7 @@ def main() -> None:
             "outputs": outputs,
             "error": error,
             "seconds": seconds,
+            "cpuSeconds": cpu_seconds,
         },
         sys.stdout,
         default=str,

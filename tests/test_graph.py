@@ -106,9 +106,13 @@ def test_stack_outputs(dev):
 
 
 def test_the_program_evaluates_quickly_under_mocks(cold):
-    # Measured around 1.5 s on the 2-core CI machine in a fresh interpreter (imports
-    # included); a regression to several seconds means something slow crept in.
-    assert cold.seconds < 4
+    # Idle, on the 2-core CI machine, a fresh interpreter (imports included) takes about
+    # 1.3 s of wall clock and as much CPU. The suite runs a worker per core, so the wall
+    # clock of this run triples when the other worker is busy: the CPU this process spent
+    # is what shows a regression (work crept in); the loose wall-clock bound catches
+    # waiting instead (a sleep, a timeout, an RPC that never answers).
+    assert cold.cpu_seconds < 3
+    assert cold.seconds < 15
 
 
 def test_components_carry_no_depends_on_their_children_would_not_inherit(dev):
