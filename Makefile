@@ -13,6 +13,9 @@ PULUMI_FLAGS ?=
 # on PATH when it installs the same lock itself (Pulumi.yaml: toolchain uv).
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
+# uv installs no bytecode; Python writes it on first import unless this is set (as on CI
+# machines), and then every test worker and mock run would compile pulumi_aws again.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: venv reference test lint preview up destroy lock upgrade clean
 

@@ -42,8 +42,12 @@ def test_each_step_is_a_component_owning_its_resources(dev):
 
 
 @pytest.fixture(scope="module")
-def cold() -> Graph:
-    """The dev stack run in a fresh interpreter, as `pulumi up` runs it."""
+def cold(dev: Graph) -> Graph:
+    """The dev stack run in a fresh interpreter, as `pulumi up` runs it.
+
+    After `dev`: this worker's warm server has imported (and so byte-compiled) what the
+    program imports, as a user's first `pulumi up` leaves it for every later one.
+    """
     return run_program(cached=False)
 
 
