@@ -113,6 +113,8 @@ BAD_INPUTS = [
     ({"network.vpcEndpoints": "yes"}, ["network.vpcEndpoints", "true or false"]),
     ({"network.azCount": True}, ["network.azCount", "True", "whole number"]),
     ({"nodes.desiredSize": 2.5}, ["nodes.desiredSize", "whole number"]),
+    ({"nodes.minSize": "1"}, ["nodes.minSize: '1'", "whole number"]),
+    ({"nodes.maxSize": 4.0}, ["nodes.maxSize: 4.0", "whole number"]),
     (
         {"access.adminPrincipalArns": ["arn:aws:sts::123456789012:assumed-role/Admin/alice"]},
         ["access.adminPrincipalArns", "STS session", "arn:aws:iam::123456789012:role/Admin"],
