@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -209,8 +210,18 @@ def test_the_agent_runs_everywhere_and_reaches_the_api_without_kube_proxy(refere
 
 @pytest.mark.parametrize("version", ACCEPTED)
 def test_hubble_relay_and_ui_follow_config(reference, dev, version):
-    names = {(o["kind"], o["metadata"]["name"]) for o in rendered(reference, version, dev)}
+    objects = rendered(reference, version, dev)
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert {("Deployment", "hubble-relay"), ("Deployment", "hubble-ui")} <= names
+    # the stack output's port-forward reaches a Service the chart renders, on its port
+    kubectl, flag, namespace, verb, target, ports = shlex.split(
+        dev.output("commands")["hubbleUiPortForward"]
+    )
+    assert (kubectl, flag, verb, namespace) == ("kubectl", "-n", "port-forward", "kube-system")
+    kind, name = target.split("/")
+    service = find(objects, "Service", name)
+    assert kind == "svc" and service["metadata"]["namespace"] == namespace
+    assert int(ports.split(":")[1]) in [p["port"] for p in service["spec"]["ports"]]
     off = run_ok({"cilium.hubble.ui": False, "cilium.hubble.relay": False})
     names = {(o["kind"], o["metadata"]["name"]) for o in rendered(reference, version, off)}
     assert not {n for n in names if n[1] in ("hubble-relay", "hubble-ui")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
@@ -99,10 +100,14 @@ def test_stack_outputs(dev):
     # the kubeconfig command reads the secret output of that name
     assert "pulumi stack output kubeconfig --show-secrets" in commands["kubeconfig"]
     assert "kubeconfig" in dev.outputs
-    assert "cilium status" in commands["ciliumStatus"]
-    assert "hubble observe" in commands["hubbleObserve"]
-    assert "cilium hubble ui" in commands["hubbleUi"]
-    assert "port-forward" in commands["hubbleUiPortForward"]
+    # cilium CLI commands as its docs spell them (the port-forward's target: chart tests)
+    assert shlex.split(commands["ciliumStatus"]) == ["cilium", "status", "--wait"]
+    assert shlex.split(commands["hubbleUi"]) == ["cilium", "hubble", "ui"]
+    relay, observe = commands["hubbleObserve"].split("&")
+    assert shlex.split(relay) == ["cilium", "hubble", "port-forward"]
+    assert shlex.split(observe) == ["hubble", "observe", "--follow"]
+    forward = shlex.split(commands["hubbleUiPortForward"])
+    assert forward[:4] == ["kubectl", "-n", "kube-system", "port-forward"]
     # Only the kubeconfig is secret, and nothing else carries it.
     assert [k for k, v in dev.outputs.items() if v["secret"]] == ["kubeconfig"]
     kubeconfig = dev.output("kubeconfig")
