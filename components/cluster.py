@@ -76,9 +76,9 @@ class Cluster(pulumi.ComponentResource):
     - `use_default_vpc_cni=True`: pulumi-eks must not install or manage the vpc-cni
       add-on; it would fight Cilium. The self-managed aws-node DaemonSet that EKS
       bootstraps is switched off by components/aws_node.py instead.
-    - CoreDNS is not made an EKS add-on: with no nodes at creation it would sit in
-      DEGRADED until the add-on create times out. The self-managed CoreDNS from EKS's
-      bootstrap schedules once Cilium makes the nodes Ready.
+    - pulumi-eks's CoreDNS add-on is off: with no nodes at creation it would sit in
+      DEGRADED until the add-on create times out. The stack makes CoreDNS an EKS add-on
+      once the nodes are Ready (components/nodes.py).
     - kube-proxy: an EKS add-on only when Cilium does not replace it; otherwise the
       DaemonSet EKS bootstraps is switched off by components/aws_node.py.
     - Only subnets, the KMS key and the log group feed the cluster, so it does not wait

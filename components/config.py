@@ -155,7 +155,7 @@ def load() -> StackConfig:
     return parse(raw, stack=pulumi.get_stack(), describe=describe_instance_type)
 
 
-def describe_instance_type(name: str) -> InstanceType | None:
+def describe_instance_type(name: str) -> InstanceType:
     """EC2's facts about an instance type in the stack's region (DescribeInstanceTypes)."""
     import pulumi_aws as aws  # here, so that parse() and its tests never load the AWS SDK
 
@@ -180,7 +180,7 @@ def describe_instance_type(name: str) -> InstanceType | None:
 def parse(
     raw: Mapping[str, Any],
     stack: str,
-    describe: Callable[[str], InstanceType | None] | None = None,
+    describe: Callable[[str], InstanceType] | None = None,
 ) -> StackConfig:
     """Validate raw config values (None = unset) into a StackConfig, or raise ConfigError.
 
@@ -345,19 +345,11 @@ def _nodes(value: Any) -> NodesConfig:
 
 
 def _instance_facts(
-    nodes: NodesConfig, cilium: CiliumConfig, describe: Callable[[str], InstanceType | None]
+    nodes: NodesConfig, cilium: CiliumConfig, describe: Callable[[str], InstanceType]
 ) -> NodesConfig:
     """The instance types checked against EC2's facts and against what pulumi-eks accepts,
     which it would otherwise refuse only at `pulumi up` (nodegroup.ts getArchitecture)."""
-    facts = []
-    for name in nodes.instance_types:
-        found = describe(name)
-        if found is None:
-            raise ConfigError(
-                f"nodes.instanceTypes: {name!r} is not an EC2 instance type offered in this "
-                "region (see `aws ec2 describe-instance-types`)"
-            )
-        facts.append(found)
+    facts = [describe(name) for name in nodes.instance_types]
     unreadable = [f.name for f in facts if not PULUMI_EKS_INSTANCE_RE.search(f.name)]
     if unreadable:
         raise ConfigError(

@@ -171,10 +171,9 @@ class StarWarsDemo(pulumi.ComponentResource):
             name: str,
             labels: dict[str, str] | None = None,
             annotations: dict[str, str] | None = None,
-            in_namespace: pulumi.Input[str] = namespace,
         ) -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(
-                name=name, namespace=in_namespace, labels=labels, annotations=annotations
+                name=name, namespace=namespace, labels=labels, annotations=annotations
             )
 
         service = k8s.core.v1.Service(
@@ -212,7 +211,7 @@ class StarWarsDemo(pulumi.ComponentResource):
         )
 
         if args.config.verify:
-            access = daemonset_reader(namespace, meta, after())
+            access = daemonset_reader(namespace, after())
             script = VERIFY_SCRIPT.read_text()
             for ship, labels in SHIPS.items():
                 verify_job(
@@ -272,15 +271,20 @@ def deployment(
 
 
 def daemonset_reader(
-    namespace: pulumi.Input[str], meta: Any, opts: pulumi.ResourceOptions
+    namespace: pulumi.Input[str], opts: pulumi.ResourceOptions
 ) -> list[pulumi.Resource]:
     """The Jobs' identity: a ServiceAccount that may only get, list and watch DaemonSets in
     kube-system (to see Cilium's rollout, and kube-proxy's absence). Nothing leaves the
     cluster: the Jobs ask the API server from inside, with this account's token."""
-    account = k8s.core.v1.ServiceAccount("verify", metadata=meta(VERIFY_ACCOUNT), opts=opts)
+    account = k8s.core.v1.ServiceAccount(
+        "verify",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=VERIFY_ACCOUNT, namespace=namespace),
+        opts=opts,
+    )
+    in_kube_system = k8s.meta.v1.ObjectMetaArgs(name=VERIFY_ACCOUNT, namespace="kube-system")
     role = k8s.rbac.v1.Role(
         "verify",
-        metadata=meta(VERIFY_ACCOUNT, in_namespace="kube-system"),
+        metadata=in_kube_system,
         rules=[
             k8s.rbac.v1.PolicyRuleArgs(
                 api_groups=["apps"], resources=["daemonsets"], verbs=["get", "list", "watch"]
@@ -290,7 +294,7 @@ def daemonset_reader(
     )
     binding = k8s.rbac.v1.RoleBinding(
         "verify",
-        metadata=meta(VERIFY_ACCOUNT, in_namespace="kube-system"),
+        metadata=in_kube_system,
         role_ref=k8s.rbac.v1.RoleRefArgs(
             api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name
         ),
