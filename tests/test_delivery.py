@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import ROOT
+from tests.harness import ROOT, dev_config
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
@@ -222,10 +222,8 @@ def test_workflows_put_the_pinned_uv_on_path_before_pulumi_runs():
 
 def test_config_keys_in_the_dev_stack_are_documented():
     readme = (ROOT / "README.md").read_text()
-    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
-    for key in config:
-        name = key.removeprefix("cilium-eks:")
-        assert re.search(rf"`{re.escape(name)}[`.]", readme), f"{key} is not in README's table"
+    for name in dev_config():
+        assert re.search(rf"`{re.escape(name)}[`.]", readme), f"{name} is not in README's table"
 
 
 # --- scripts/pulumi-preflight.sh: gaps are caught with a fix, not a trace -----------------

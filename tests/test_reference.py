@@ -11,10 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests import reference as upstream
-from tests.harness import ROOT
+from tests.harness import dev_config
 
 BY_URL = {a.url: a for a in upstream.MANIFEST if a.url}
 ARCHIVES = [a for a in upstream.MANIFEST if a.path.endswith(".tgz")]
@@ -30,15 +29,13 @@ def no_network(url: str) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def real() -> Path:
-    """A reference folder whose every file matches its pin ($CILIUM_EKS_REFERENCE, the
-    cache, or the shared folder beside the checkout)."""
-    for folder in (upstream.location(), ROOT.parent / "shared" / "reference"):
-        if not upstream.missing(folder) and all(
-            upstream.sha256((folder / a.path).read_bytes()) == a.sha256 for a in upstream.MANIFEST
-        ):
-            return folder
-    pytest.skip("no verified reference data to serve (run `make reference`)")
+def real(reference: Path) -> Path:
+    """The reference folder (conftest's), every file of it matching its pin."""
+    if not all(
+        upstream.sha256((reference / a.path).read_bytes()) == a.sha256 for a in upstream.MANIFEST
+    ):
+        pytest.skip(f"reference data at {reference} does not match its pins (`make reference`)")
+    return reference
 
 
 @pytest.fixture
@@ -115,8 +112,7 @@ def test_every_artifact_is_pinned_by_a_sha256_and_has_one_source():
 
 
 def test_the_default_cilium_version_is_pinned():
-    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
-    version = config["cilium-eks:cilium"]["version"]
+    version = dev_config()["cilium"]["version"]
     assert version in upstream.CHART_VERSIONS
     assert f"v{version}" == upstream.STARWARS_TAG
 

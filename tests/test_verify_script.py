@@ -565,6 +565,7 @@ def test_the_agent_image_tag_must_match_exactly(fake_bin, accepted):
     assert run.proc.returncode == 0, run.out
     assert len(run.api("cilium")) == len(rejected) + 1, run.out
     progress = run.starting("waiting for DaemonSet kube-system/cilium: ")
+    assert len(progress) == len(rejected), run.out  # a line for each image turned down
     assert all(f"want v{VERSION}" in line for line in progress), progress
 
 
