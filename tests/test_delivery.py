@@ -94,6 +94,10 @@ def test_previews_run_the_pull_requests_code_as_a_read_only_role_never_the_deplo
     for name in ("deploy.yml", "destroy.yml"):
         (job,) = workflow(name)["jobs"].values()
         assert role_assumed(job) == "${{ vars.AWS_ROLE_ARN }}"
+    # a preview reads state with a token of its own (Stack Read), never the deployer's
+    assert preview["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_PREVIEW_ACCESS_TOKEN }}"
+    # forks get no secrets or OIDC token: their pull requests are tested, not previewed
+    assert preview["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
     # nothing in the pull request's workflow can reach the deploy role
     assert "AWS_ROLE_ARN" not in (ROOT / ".github/workflows/pull-request.yml").read_text().replace(
         "AWS_PREVIEW_ROLE_ARN", ""
