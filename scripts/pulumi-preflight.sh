@@ -20,6 +20,11 @@ fail() {
   exit 1
 }
 
+case "$ACTION" in
+  preview | up | destroy) ;;
+  *) fail "ACTION=$ACTION: use preview, up or destroy" ;;
+esac
+
 command -v pulumi >/dev/null 2>&1 ||
   fail "the Pulumi CLI is not installed: see https://www.pulumi.com/docs/install/ (curl -fsSL https://get.pulumi.com | sh)"
 command -v aws >/dev/null 2>&1 ||
@@ -73,8 +78,12 @@ is_listed() {
 }
 
 region="$(pulumi config get aws:region --stack "$STACK" 2>/dev/null || true)"
-cluster="$(pulumi config get clusterName --stack "$STACK" 2>/dev/null || printf 'cilium-eks-%s' "$STACK")"
-cluster="$(printf '%s' "$cluster" | tr '[:upper:]' '[:lower:]')"
+# The deployed cluster's name (the stack's output), else the one config names or that
+# components/config.py derives: cilium-eks-<stack name>, lower case, without the
+# org/project/ a fully qualified STACK carries.
+cluster="$(pulumi stack output clusterName --stack "$STACK" 2>/dev/null ||
+  pulumi config get clusterName --stack "$STACK" 2>/dev/null ||
+  printf 'cilium-eks-%s' "${STACK##*/}" | tr '[:upper:]' '[:lower:]')"
 
 if ! described="$(aws eks describe-cluster --name "$cluster" --region "$region" 2>&1 >/dev/null)"; then
   if [[ "$described" != *ResourceNotFoundException* ]]; then

@@ -481,18 +481,37 @@ def test_preflight_never_creates_a_stack_for_a_preview(tools):
     assert "--create" not in calls
 
 
+def test_preflight_refuses_an_action_it_does_not_know_before_any_call(tools):
+    # a misspelt ACTION would otherwise skip the stack's creation and still check the rest
+    proc = preflight_as(tools, {**LIVE, "caller": ROLE_SESSION}, STACK="dev", ACTION="Up")
+    assert proc.returncode == 1 and "ACTION=Up: use preview, up or destroy" in proc.stderr
+    assert not (tools.parent / "calls.log").exists()
+
+
 def test_preflight_says_which_stack_and_identity_it_runs_as(tools):
     proc, _ = cloud(tools, {**LIVE, "caller": ROLE_SESSION, "entries": [ROLE_WITH_PATH]})
     assert proc.returncode == 0, proc.stderr
     assert f"stack dev on https://api.pulumi.com, AWS identity {ROLE_SESSION}" in proc.stdout
 
 
-def test_preflight_looks_for_the_default_cluster_name_in_lower_case(tools):
+@pytest.mark.parametrize("stack", ["Prod", "acme/cilium-eks/Prod"])
+def test_preflight_looks_for_the_default_cluster_name_in_lower_case(tools, stack):
     world = {**LIVE, "caller": ROLE_SESSION, "entries": [ROLE_WITH_PATH]}
-    proc = preflight_as(tools, world, STACK="Prod")
+    proc = preflight_as(tools, world, STACK=stack)
     assert proc.returncode == 0, proc.stderr
     calls = (tools.parent / "calls.log").read_text()
-    assert "describe-cluster --name cilium-eks-prod" in calls  # as config.py derives it
+    # as config.py derives it from the stack's name (pulumi.get_stack(): no org/project)
+    assert "describe-cluster --name cilium-eks-prod " in calls
+
+
+def test_preflight_checks_the_deployed_cluster_when_the_stack_has_one(tools):
+    # the output names the cluster that exists, whatever config says it should become
+    world = {**LIVE, "caller": ROLE_SESSION, "entries": [ROLE_WITH_PATH]}
+    world["outputs"] = {**LIVE["outputs"], "clusterName": "cilium-eks-old"}
+    world["config"] = {"aws:region": "ap-northeast-2", "clusterName": "cilium-eks-new"}
+    proc, calls = cloud(tools, world)
+    assert proc.returncode == 0, proc.stderr
+    assert "describe-cluster --name cilium-eks-old " in calls
 
 
 @pytest.mark.parametrize(
