@@ -60,14 +60,17 @@ destroy: venv
 
 # Versions move on purpose, in a pull request whose CI preview shows what they change.
 # `lock`: after editing pyproject.toml, keeping every other pin. `upgrade`: the newest
-# releases the ranges in pyproject.toml allow, uv included.
+# releases the ranges in pyproject.toml allow, uv included. Both export requirements.txt
+# for plain pip: what `make up` runs, the program and the policy pack, without the tests.
+EXPORT := $(UV) export --quiet --no-dev --group policy --no-emit-project --format requirements-txt -o requirements.txt
+
 lock: $(UV)
 	$(UV) lock
-	$(UV) export --quiet --no-dev --no-emit-project --format requirements-txt -o requirements.txt
+	$(EXPORT)
 
 upgrade: $(UV)
 	$(UV) lock --upgrade
-	$(UV) export --quiet --no-dev --no-emit-project --format requirements-txt -o requirements.txt
+	$(EXPORT)
 	echo uv | $(UV) pip compile - --quiet --upgrade --generate-hashes --universal --no-header -o requirements-uv.txt
 
 clean:

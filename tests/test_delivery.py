@@ -183,7 +183,10 @@ def test_a_requirement_changed_without_relocking_fails_the_lock_check(tmp_path):
 
 @needs_uv
 def test_requirements_txt_is_the_lock_exported_for_plain_pip():
-    proc = uv("export", "--no-dev", "--no-emit-project", "--format", "requirements-txt")
+    proc = uv(
+        "export", "--no-dev", "--group", "policy", "--no-emit-project", "--format",
+        "requirements-txt",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     exported = proc.stdout.splitlines()
     committed = (ROOT / "requirements.txt").read_text().splitlines()
