@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,9 +46,11 @@ from pulumi_policy import (
 # "Installation on EKS"): until then no pod gets an address from anything but Cilium.
 CILIUM_TAINT_KEY = "node.cilium.io/agent-not-ready"
 CILIUM_TAINT_VALUE = "true"
+# What pulumi-eks's ManagedNodeGroup creates: the EKS node group itself.
+AWS_NODE_GROUP_TYPE = "aws:eks/nodeGroup:NodeGroup"
 # Managed node groups take EKS API taints, a list of {key, value, effect}, the effect in
 # the EKS enum's spelling.
-MANAGED_NODE_GROUP_TYPES = ("eks:index:ManagedNodeGroup", "aws:eks/nodeGroup:NodeGroup")
+MANAGED_NODE_GROUP_TYPES = ("eks:index:ManagedNodeGroup", AWS_NODE_GROUP_TYPE)
 EKS_NO_EXECUTE = "NO_EXECUTE"
 # pulumi-eks's self-managed node groups take a map {key: {value, effect}} and pass it to
 # kubelet's --register-with-taints, so the effect is Kubernetes' spelling.
@@ -56,8 +58,6 @@ SELF_MANAGED_NODE_GROUP_TYPES = ("eks:index:NodeGroupV2", "eks:index:NodeGroup")
 KUBELET_NO_EXECUTE = "NoExecute"
 
 SUBNET_TYPE = "aws:ec2/subnet:Subnet"
-# What pulumi-eks's ManagedNodeGroup creates: the EKS node group itself.
-AWS_NODE_GROUP_TYPE = "aws:eks/nodeGroup:NodeGroup"
 # Components registered by pulumi-eks's provider (see the module docstring).
 PULUMI_EKS_COMPONENTS = (
     "eks:index:Cluster",
@@ -354,24 +354,37 @@ def launch_templates_require_imdsv2_with_hop_limit_1(
 # --- node-groups-imdsv2-launch-template -----------------------------------------------
 
 
-def launch_templates_of(
-    group: PolicyResource, templates: list[PolicyResource]
+def _linked(
+    group: PolicyResource,
+    prop: str,
+    rtype: str,
+    candidates: list[PolicyResource],
+    refers: Callable[[Any, PolicyResource], bool],
 ) -> list[PolicyResource]:
-    """The launch templates of this stack a managed node group's `launchTemplate` names:
-    from its property dependencies (known in a preview too), else by matching the
-    template's `id` or `name` (a group given literal ones)."""
+    """The resources of type `rtype` a node group's `prop` names: from its property
+    dependencies (known in a preview too), else the candidates `refers(value of prop,
+    candidate)` accepts (a group given literal ids)."""
     by_dependency = [
-        t
-        for t in group.property_dependencies.get("launchTemplate", [])
-        if t.resource_type == LAUNCH_TEMPLATE_TYPE
+        r for r in group.property_dependencies.get(prop, []) if r.resource_type == rtype
     ]
     if by_dependency:
         return by_dependency
-    spec = group.props.get("launchTemplate")
-    if not isinstance(spec, Mapping):
-        return []
-    wanted = [(key, spec.get(key)) for key in ("id", "name") if spec.get(key)]
-    return [t for t in templates if any(t.props.get(key) == ref for key, ref in wanted)]
+    value = group.props.get(prop)
+    return [c for c in candidates if refers(value, c)]
+
+
+def launch_templates_of(
+    group: PolicyResource, templates: list[PolicyResource]
+) -> list[PolicyResource]:
+    """The launch templates of this stack a managed node group's `launchTemplate` names,
+    by dependency or by the template's `id` or `name`."""
+
+    def refers(spec: Any, template: PolicyResource) -> bool:
+        return isinstance(spec, Mapping) and any(
+            spec.get(key) and template.props.get(key) == spec.get(key) for key in ("id", "name")
+        )
+
+    return _linked(group, "launchTemplate", LAUNCH_TEMPLATE_TYPE, templates, refers)
 
 
 def node_groups_use_an_imdsv2_hop_limit_1_launch_template(
@@ -422,17 +435,10 @@ def clusters_use_the_standard_upgrade_policy(args: ResourceValidationArgs, repor
 
 
 def _node_subnets(group: PolicyResource, subnets: list[PolicyResource]) -> list[PolicyResource]:
-    """The subnets a node group's nodes land in: from its property dependencies (known in
-    a preview too), else by matching subnet ids (a group given literal ids)."""
-    by_dependency = [
-        s
-        for s in group.property_dependencies.get("subnetIds", [])
-        if s.resource_type == SUBNET_TYPE
-    ]
-    if by_dependency:
-        return by_dependency
-    ids = group.props.get("subnetIds") or []
-    return [s for s in subnets if s.props.get("id") in ids]
+    """The subnets a node group's nodes land in, by dependency or by subnet id."""
+    return _linked(
+        group, "subnetIds", SUBNET_TYPE, subnets, lambda ids, s: s.props.get("id") in (ids or [])
+    )
 
 
 def node_subnets_do_not_map_public_ips(args: StackValidationArgs, report: ReportViolation):
