@@ -81,10 +81,13 @@ case "${KUBE_PROXY_REPLACEMENT:-false}" in
   false | False | FALSE) kube_proxy_replacement=false ;;
   *) config_error "KUBE_PROXY_REPLACEMENT must be true or false, not '$KUBE_PROXY_REPLACEMENT'" ;;
 esac
-# Arithmetic on a non-number would abort dash with a cryptic message.
-case "$ATTEMPTS:$ROLLOUT_TIMEOUT" in
-  *[!0-9:]* | :* | *:) config_error "ATTEMPTS and ROLLOUT_TIMEOUT must be whole numbers" ;;
-esac
+# Arithmetic on a non-number would abort dash with a cryptic message, and a test of one
+# would be false forever (a retry loop that never ends).
+for count in "$ATTEMPTS" "$ROLLOUT_TIMEOUT"; do
+  case "$count" in
+    '' | *[!0-9]*) config_error "ATTEMPTS and ROLLOUT_TIMEOUT must be whole numbers, not '$count'" ;;
+  esac
+done
 # The chart tags the agent's image with a leading v; accept the version either way.
 want_tag="v${CILIUM_VERSION#v}"
 
@@ -301,7 +304,7 @@ observe() {
       case "$body" in
         *"Ship landed"*) echo landed ;;
         *"Access denied"*) echo denied ;;
-        *) echo "response '$(printf '%s' "$body" | tr '\n' ' ' | cut -c1-80)'" ;;
+        *) say "response '$(printf '%s' "$body" | tr '\n' ' ' | cut -c1-80)'" ;;
       esac
       ;;
     28) echo blocked ;; # curl: operation timed out

@@ -716,6 +716,16 @@ def test_without_kube_proxy_replacement_kube_proxy_is_not_looked_at(fake_bin, se
     assert run.starting("SKIP kube-proxy-absent: ")
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [{"ATTEMPTS": "x"}, {"ATTEMPTS": "1:2"}, {"ROLLOUT_TIMEOUT": "1.5"}, {"ROLLOUT_TIMEOUT": "-1"}],
+)
+def test_a_count_that_is_not_a_whole_number_is_an_error_before_any_call(fake_bin, setting):
+    run = run_script(fake_bin, "xwing", "l3l4", **setting)
+    assert run.proc.returncode == 2 and not run.log
+    assert "must be whole numbers" in run.proc.stderr
+
+
 def test_a_malformed_kube_proxy_replacement_is_an_error(fake_bin):
     run = run_script(fake_bin, "xwing", "l3l4", KUBE_PROXY_REPLACEMENT="yes")
     assert run.proc.returncode == 2 and not run.log
@@ -852,3 +862,12 @@ def test_no_api_server_address_is_an_error_before_any_call(fake_bin, missing):
     run = run_script(fake_bin, "xwing", "l3l4", **{missing: None})
     assert run.proc.returncode == 2 and not run.log
     assert missing in run.proc.stderr
+
+
+def test_a_reply_with_backslashes_is_reported_as_it_came(fake_bin):
+    # dash's echo would act on "\c" (stop output) and "\n": the report must show the reply
+    reply = (0, "Panic: C:\\cache\\now\n")
+    run = run_script(fake_bin, "tiefighter", "l7", sequence=[LANDED, reply, reply, reply])
+    assert run.proc.returncode == 1
+    [line] = run.starting("FAIL tiefighter-exhaust-port: ")
+    assert "observed response 'Panic: C:\\cache\\now" in line
