@@ -77,7 +77,7 @@ def test_pull_requests_run_the_tests_then_a_commented_preview_with_the_policy_pa
     wf = workflow("pull-request.yml")
     assert "pull_request" in wf["on"]
     test, preview = wf["jobs"]["test"], wf["jobs"]["preview"]
-    assert any("make" in s.get("run", "") and "test" in s.get("run", "") for s in test["steps"])
+    assert {"run": "make lint test"} in test["steps"]
     assert preview["needs"] == "test"
     assert preview["permissions"]["id-token"] == "write"
     pulumi = pulumi_command(preview)["with"]
@@ -215,6 +215,7 @@ def test_every_install_path_uses_the_lock():
 
 
 def test_workflows_put_the_pinned_uv_on_path_before_pulumi_runs():
+    checked = []
     for path in WORKFLOWS:
         data = yaml.safe_load(path.read_text())
         for job in data["jobs"].values():
@@ -225,6 +226,8 @@ def test_workflows_put_the_pinned_uv_on_path_before_pulumi_runs():
                 continue
             on_path = [i for i, r in enumerate(runs) if ".tools/bin" in r and "GITHUB_PATH" in r]
             assert on_path and on_path[0] < pulumi[0], (path.name, "uv is not on PATH")
+            checked.append(path.name)
+    assert sorted(checked) == ["deploy.yml", "destroy.yml", "pull-request.yml"]
 
 
 def test_config_keys_in_the_dev_stack_are_documented():

@@ -135,6 +135,7 @@ def test_components_carry_no_depends_on_their_children_would_not_inherit(dev):
 # --- every configuration dimension's edges, through the whole program ---------------------
 
 EDGES = {
+    "dev": {},
     "china": {"aws:region": "cn-north-1"},
     "govcloud": {"aws:region": "us-gov-west-1"},
     "hubble-off": {"cilium.hubble.relay": False, "cilium.hubble.ui": False},

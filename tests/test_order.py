@@ -100,11 +100,6 @@ def test_the_eni_sweep_runs_on_destroy_after_cilium_and_the_nodes_and_before_the
     assert sorted(inputs["subnet_ids"]) == dev.subnet_ids("private")
 
 
-def test_the_graph_has_no_cycle(dev):
-    for res in dev.resources:
-        assert res.urn not in dev.upstream(res), res.urn
-
-
 NAT_PATH = {
     "aws:ec2/natGateway:NatGateway",
     "aws:ec2/eip:Eip",
