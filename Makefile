@@ -10,14 +10,14 @@ STACK ?= dev
 # Extra flags for pulumi, e.g. make up PULUMI_FLAGS=--yes
 PULUMI_FLAGS ?=
 # uv installs into ./venv (the virtualenv Pulumi.yaml names), and `pulumi` finds this uv
-# on PATH when it installs the same lock itself (Pulumi.yaml: toolchain uv).
+# on PATH when it syncs the same lock itself (Pulumi.yaml: toolchain uv).
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 # uv installs no bytecode; Python writes it on first import unless this is set (as on CI
 # machines), and then every test worker and mock run would compile pulumi_aws again.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: venv reference test lint preview up destroy lock upgrade clean
+.PHONY: runtime venv reference test lint check preview up destroy verify hubble lock upgrade clean
 
 # uv itself, into a bootstrap venv of its own: all a machine needs beforehand is python3.
 $(UV): requirements-uv.txt
@@ -25,13 +25,16 @@ $(UV): requirements-uv.txt
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-uv.txt
 	touch $@
 
-# The venv is synced whenever the lock changes; --locked fails if pyproject.toml and
-# uv.lock disagree (a hand edit that skipped `make lock`).
-$(VENV)/.installed: uv.lock pyproject.toml $(UV)
-	$(UV) sync --locked --quiet
-	touch $@
+# What the program and the policy pack need, nothing else: uv's default groups
+# (pyproject.toml [tool.uv] default-groups), as Pulumi's own `uv sync --inexact` installs
+# them. --locked fails if pyproject.toml and uv.lock disagree (a hand edit that skipped
+# `make lock`); --inexact leaves the test tools of an earlier `make test` in place.
+runtime: $(UV)
+	@$(UV) sync --locked --inexact --quiet
 
-venv: $(VENV)/.installed
+# Everything: the runtime and the test and lint tools (all dependency groups), exactly.
+venv: $(UV)
+	@$(UV) sync --locked --all-groups --quiet
 
 reference: venv
 	$(PY) -m tests.reference
@@ -44,19 +47,34 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pyright
 
-# scripts/pulumi-preflight.sh: tools, credentials, backend, stack, and on a live cluster
-# the caller's access entry and no kube-proxy replacement switch. CI runs it too.
-preview: venv
-	@STACK=$(STACK) ACTION=preview scripts/pulumi-preflight.sh
+# The stack's config, offline, in a few seconds: every mistake named by its key.
+check: runtime
+	@$(PY) scripts/check_config.py $(STACK)
+
+# scripts/preflight.py: tools, credentials, backend, stack, and on a live stack what only
+# AWS or Cilium would refuse halfway (access entry, kube-proxy replacement, AZs, CIDR,
+# Cilium minors, mesh peers). CI runs it too. Pulumi's own `uv sync` must not re-lock.
+preview up destroy: export UV_LOCKED := 1
+
+preview: runtime check
+	@STACK=$(STACK) ACTION=preview $(PY) scripts/preflight.py
 	pulumi preview --stack $(STACK) --policy-pack policy $(PULUMI_FLAGS)
 
-up: venv
-	@STACK=$(STACK) ACTION=up scripts/pulumi-preflight.sh
+up: runtime check
+	@STACK=$(STACK) ACTION=up $(PY) scripts/preflight.py
 	pulumi up --stack $(STACK) --policy-pack policy $(PULUMI_FLAGS)
 
-destroy: venv
-	@STACK=$(STACK) ACTION=destroy scripts/pulumi-preflight.sh
+destroy: runtime
+	@STACK=$(STACK) ACTION=destroy $(PY) scripts/preflight.py
 	pulumi destroy --stack $(STACK) $(PULUMI_FLAGS)
+
+# The in-cluster checks, again, on the live cluster: each PASS/FAIL (scripts/verify.py).
+verify: runtime
+	@$(PY) scripts/verify.py --stack $(STACK)
+
+# Hubble UI on http://localhost:12000 (until Ctrl-C), through the stack's kubeconfig.
+hubble: runtime
+	@$(PY) scripts/verify.py --stack $(STACK) --hubble-ui
 
 # Versions move on purpose, in a pull request whose CI preview shows what they change.
 # `lock`: after editing pyproject.toml, keeping every other pin. `upgrade`: the newest

@@ -9,15 +9,21 @@ import pulumi
 from components.aws_node import AwsNodeOff, AwsNodeOffArgs
 from components.cilium import Cilium, CiliumArgs, operator_replicas
 from components.cluster import Cluster, ClusterArgs
-from components.config import load
+from components.config import load, with_instance_facts
 from components.network import Network, NetworkArgs
 from components.nodes import NodeGroup, NodeGroupArgs
+from components.provider import aws_provider
 from components.starwars import StarWarsDemo, StarWarsDemoArgs, manual_checks, proof_env
 from components.teardown import Teardown, TeardownArgs
 
-cfg = load()  # raises on bad config, before any resource is declared
+cfg = load()  # every key, offline rules: raises on bad config before any resource
+# Every AWS call and resource below uses this provider (region, derived tags).
+provider = aws_provider(cfg, pulumi.get_stack())
+cfg = with_instance_facts(cfg, provider)  # EC2's facts (read-only): raises on a bad type
+on_aws = pulumi.ResourceOptions(providers=[provider])
 
-network = Network("network", NetworkArgs(config=cfg.network, name_prefix=cfg.cluster_name))
+network = Network("network", NetworkArgs(config=cfg.network, name_prefix=cfg.cluster_name),
+                  opts=on_aws)  # fmt: skip
 cluster = Cluster("cluster", ClusterArgs(
     name=cfg.cluster_name, kubernetes_version=cfg.kubernetes_version, vpc_id=network.vpc_id,
     public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids,
@@ -25,7 +31,7 @@ cluster = Cluster("cluster", ClusterArgs(
     viewer_principal_arns=cfg.access.viewer_principal_arns,
     public_access_cidrs=cfg.access.public_access_cidrs, partition=cfg.partition,
     kube_proxy_addon=not cfg.cilium.kube_proxy_replacement,
-))  # fmt: skip
+), opts=on_aws)  # fmt: skip
 teardown = Teardown("teardown", TeardownArgs(
     region=cfg.region, vpc_id=network.vpc_id, cluster_name=cluster.cluster_name,
     subnet_ids=network.private_subnet_ids,
@@ -39,13 +45,13 @@ cilium = Cilium("cilium", CiliumArgs(
     operator_replicas=operator_replicas(cfg.nodes.min_size),
     api_server_host=cluster.api_server_host, provider=cluster.provider,
     bootstrap_patches=bootstrap.patches, eni_sweeper=teardown.sweeper,
-))  # fmt: skip
+), opts=on_aws)  # fmt: skip
 nodes = NodeGroup("nodes", NodeGroupArgs(
     cluster=cluster.eks_cluster, cluster_name=cfg.cluster_name, config=cfg.nodes,
     kubernetes_version=cfg.kubernetes_version, prefix_delegation=cfg.cilium.prefix_delegation,
     subnet_ids=network.private_subnet_ids, partition=cfg.partition, cni_release=cilium.release,
     egress=network.egress, eni_sweeper=teardown.sweeper,
-))  # fmt: skip
+), opts=on_aws)  # fmt: skip
 if cfg.demo.enabled:
     demo = StarWarsDemo("starwars", StarWarsDemoArgs(
         config=cfg.demo, provider=cluster.provider, cni_release=cilium.release,

@@ -20,9 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "cilium-eks"
 
 
+STACK_FIXTURE = ROOT / "tests" / "fixtures" / "stack.yaml"
+
+
 def dev_config() -> dict[str, Any]:
-    """Pulumi.dev.yaml's config, as {key: value} with project keys unprefixed."""
-    raw = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    """The suite's own stack (tests/fixtures/stack.yaml, never the user's Pulumi.dev.yaml),
+    as {key: value} with project keys unprefixed."""
+    raw = yaml.safe_load(STACK_FIXTURE.read_text())["config"]
     return {k.removeprefix(f"{PROJECT}:"): v for k, v in raw.items()}
 
 
@@ -60,6 +64,9 @@ class Resource:
     remote: bool
     parent: str | None
     provider: str | None
+    providers: dict[str, str]  # a remote component's, by package
+    import_id: str | None
+    retain_on_delete: bool
     dependencies: list[str]
     property_dependencies: dict[str, list[str]]
     inputs: dict[str, Any]
@@ -87,6 +94,9 @@ class Graph:
                 remote=r["remote"],
                 parent=r["parent"],
                 provider=r["provider"],
+                providers=r["providers"],
+                import_id=r["importId"],
+                retain_on_delete=r["retainOnDelete"],
                 dependencies=r["dependencies"],
                 property_dependencies=r["propertyDependencies"],
                 inputs=r["inputs"],
@@ -97,6 +107,8 @@ class Graph:
         self.by_urn = {r.urn: r for r in self.resources}
         # what each component passed to register_outputs (absent: it never did)
         self.component_outputs: dict[str, dict[str, Any]] = data["componentOutputs"]
+        # every provider function the run called: {"token", "args", "provider"}
+        self.invokes: list[dict[str, Any]] = data["invokes"]
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]

@@ -149,6 +149,17 @@ class RecordingMonitor(mocks.MockMonitor):
         super().__init__(m)
         self.records: list[dict[str, Any]] = []
         self.component_outputs: dict[str, Any] = {}
+        self.invokes: list[dict[str, Any]] = []
+
+    def Invoke(self, request):  # noqa: N802 (gRPC method name)
+        self.invokes.append(
+            {
+                "token": request.tok,
+                "args": plain(json_format.MessageToDict(request.args)),
+                "provider": request.provider.rsplit("::", 1)[0] if request.provider else None,
+            }
+        )
+        return super().Invoke(request)
 
     def RegisterResourceOutputs(self, request):  # noqa: N802 (gRPC method name)
         self.component_outputs[request.urn] = plain(json_format.MessageToDict(request.outputs))
@@ -166,6 +177,10 @@ class RecordingMonitor(mocks.MockMonitor):
                 "remote": request.remote,
                 "parent": request.parent or None,
                 "provider": request.provider.rsplit("::", 1)[0] if request.provider else None,
+                # a remote component's providers, by package (its children's)
+                "providers": {k: v.rsplit("::", 1)[0] for k, v in request.providers.items()},
+                "importId": request.importId or None,
+                "retainOnDelete": request.retainOnDelete,
                 "dependencies": list(request.dependencies),
                 "propertyDependencies": {
                     k: list(v.urns) for k, v in request.propertyDependencies.items()
@@ -215,6 +230,7 @@ def main() -> None:
         {
             "resources": monitor.records,
             "componentOutputs": monitor.component_outputs,
+            "invokes": monitor.invokes,
             "outputs": outputs,
             "error": error,
             "seconds": seconds,

@@ -21,6 +21,12 @@ def declared(graph) -> list[str]:
     return [r.type for r in graph.resources if r.type != "pulumi:pulumi:Stack"]
 
 
+def declared_in_aws(graph) -> list[str]:
+    """What a run declared besides the stack and its AWS provider (which EC2's facts about
+    the instance types are asked through, and which creates nothing)."""
+    return [t for t in declared(graph) if t != "pulumi:providers:aws"]
+
+
 def error_of(overrides: dict[str, Any], stack: str = "dev") -> str:
     with pytest.raises(ConfigError) as err:
         parse(raw(overrides), stack=stack)
@@ -98,8 +104,10 @@ BAD_INPUTS = [
         {"network.natGateway": "single"},
         ["network", "natGateway", "allowed: cidr, azCount, natGateways"],
     ),
-    ({"nodes.instanceTypes": []}, ["nodes.instanceTypes", "non-empty list"]),
-    ({"nodes.instanceTypes": "t3.medium"}, ["nodes.instanceTypes", "non-empty list"]),
+    ({"nodes.instanceTypes": []}, ["nodes.instanceTypes", "must not be empty"]),
+    ({"nodes.instanceTypes": "t3.medium"}, ["nodes.instanceTypes: 't3.medium'", "use a list"]),
+    ({"nodes.instanceTypes": ["t3.medium", 3]}, ["nodes.instanceTypes[1]: 3", "instance type"]),
+    ({"nodes.instanceTypes": ["t3.medium"] * 2}, ["nodes.instanceTypes", "same value twice"]),
     ({"nodes.minSize": 3, "nodes.desiredSize": 2}, ["minSize (3) <= desiredSize (2)"]),
     ({"nodes.maxSize": 1}, ["desiredSize (2) <= maxSize (1)"]),
     ({"nodes.minSize": 0}, ["nodes.minSize", "1 or more"]),
@@ -138,22 +146,68 @@ BAD_INPUTS = [
         {"access.adminPrincipalArns": ["arn:aws:iam::123456789012:group/admins"]},
         ["access.adminPrincipalArns", "role or user ARN"],
     ),
-    ({"access.publicAccessCidrs": []}, ["access.publicAccessCidrs", "non-empty list"]),
+    ({"access.publicAccessCidrs": []}, ["access.publicAccessCidrs", "must not be empty"]),
     ({"access.publicAccessCidrs": ["1.2.3.4"]}, ["access.publicAccessCidrs", "IPv4 CIDR"]),
     ({"access.publicAccessCidrs": ["10.0.0.1/8"]}, ["access.publicAccessCidrs", "'10.0.0.1/8'"]),
     ({"demo.policy": "l4"}, ["demo.policy", "'l4'", "none, l3l4, l7"]),
     # a typo in a key is an error, not a silent default
-    ({"cilium.kubeproxyReplacement": True}, ["cilium: unknown key(s) kubeproxyReplacement"]),
-    ({"cilium.hubble.uii": True}, ["cilium.hubble: unknown key(s) uii", "allowed: relay, ui"]),
-    ({"demo.polic": "l7"}, ["demo: unknown key(s) polic", "allowed: enabled, policy, verify"]),
-    ({"nodes.size": 3}, ["nodes: unknown key(s) size"]),
-    ({"access.admins": []}, ["access: unknown key(s) admins"]),
+    ({"cilium.kubeproxyReplacement": True}, ["cilium: unknown key 'kubeproxyReplacement'"]),
+    ({"cilium.hubble.uii": True}, ["cilium.hubble: unknown key 'uii'", "allowed: relay, ui"]),
+    ({"demo.polic": "l7"}, ["demo: unknown key 'polic'", "allowed: enabled, policy, verify"]),
+    ({"nodes.size": 3}, ["nodes: unknown key 'size'"]),
+    ({"nodes.min_size": 3}, ["nodes: unknown key 'min_size'", "minSize"]),  # camelCase only
+    ({"access.admins": []}, ["access: unknown key 'admins'"]),
     (
         {"access.adminPrincipalArns": ["arn:aws:iam::123456789012:role/a"] * 2},
-        ["access.adminPrincipalArns", "same ARN twice"],
+        ["access.adminPrincipalArns", "same value twice"],
     ),
     ({"demo.enabled": "true"}, ["demo.enabled", "true or false"]),
     ({"demo.verify": 1}, ["demo.verify", "true or false"]),
+    # the region against the AWS SDK's own list of EKS regions
+    ({"aws:region": "us-east-11"}, ["aws:region: 'us-east-11'", "knows EKS", "make upgrade"]),
+    ({"aws:region": "eu-west"}, ["aws:region: 'eu-west'"]),
+    # a top-level key's typo, and a namespace nobody reads, are refused, not ignored
+    ({"nodess": {"minSize": 1}}, ["cilium-eks: unknown key 'nodess'", "allowed: clusterName"]),
+    ({"cilium-ek:nodes": {}}, ["cilium-ek:nodes: unknown namespace 'cilium-ek'", "cilium-eks:*"]),
+    # the program builds its AWS provider itself: other aws:* keys would be ignored
+    (
+        {"aws:profile": "prod"},
+        ["aws:profile: not read", "aws:region and aws:defaultTags", "AWS_PROFILE"],
+    ),
+    ({"aws:defaultTags": {"tag": {}}}, ["aws:defaultTags: unknown key 'tag'; allowed: tags"]),
+    ({"aws:defaultTags": {"tags": {"team": 7}}}, ["aws:defaultTags.tags.team: 7", "string"]),
+    ({"cilium.encryption": "ipsec"}, ["cilium.encryption: 'ipsec'", "allowed: wireguard, none"]),
+    ({"cilium.upgradeCompatibility": "1.19.6"}, ["cilium.upgradeCompatibility", "use X.Y"]),
+    ({"cilium.upgradeCompatibility": 1.19}, ["cilium.upgradeCompatibility: 1.19", "string"]),
+    (
+        {"cilium.upgradeCompatibility": "1.20"},  # the version is 1.19.6
+        ["cilium.upgradeCompatibility: '1.20' is newer than cilium.version '1.19.6'"],
+    ),
+    ({"mesh": {"clusterId": 0}}, ["mesh.clusterId: 0", "from 1 to 127"]),
+    ({"mesh": {"clusterId": 128}}, ["mesh.clusterId: 128", "from 1 to 127"]),  # ENI mode
+    ({"mesh": {"peers": []}}, ["mesh.clusterId: not set"]),
+    ({"mesh": {"clusterId": 2}}, ["mesh: clusterId 2 with no peers", "cluster 1"]),
+    (
+        {"mesh": {"clusterId": 1, "peers": ["mesh-b"]}},
+        ["mesh.peers", "'mesh-b'", "ORG/cilium-eks/STACK"],
+    ),
+    ({"mesh": {"clusterId": 1, "peers": ["acme/other/b"]}}, ["mesh.peers", "'acme/other/b'"]),
+    ({"mesh": {"clusterId": 1, "peers": ["acme/cilium-eks/b"] * 2}}, ["mesh.peers", "twice"]),
+    ({"mesh": {"clusterId": 1, "peer": []}}, ["mesh: unknown key 'peer'", "clusterId, peers"]),
+    ({"mesh": 1}, ["mesh: 1 is not allowed; must be an object with keys clusterId, peers"]),
+    ({"karpenter.enabled": "yes"}, ["karpenter.enabled: 'yes'", "true or false"]),
+    ({"karpenter.capacityTypes": []}, ["karpenter.capacityTypes", "must not be empty"]),
+    (
+        {"karpenter.capacityTypes": ["reserved"]},
+        ["karpenter.capacityTypes[0]: 'reserved'", "on-demand, spot"],
+    ),
+    (
+        {"karpenter.instanceCategories": ["x"]},
+        ["karpenter.instanceCategories[0]: 'x'", "c, m, r, t"],
+    ),
+    ({"karpenter.instanceFamilies": ["M7i"]}, ["karpenter.instanceFamilies", "'M7i'", "family"]),
+    ({"karpenter.cpuLimit": "lots"}, ["karpenter.cpuLimit: 'lots'", "quantity"]),
+    ({"karpenter.memoryLimit": "1 TB"}, ["karpenter.memoryLimit: '1 TB'", "quantity"]),
 ]
 
 
@@ -229,7 +283,8 @@ def test_the_program_declares_nothing_before_a_config_error(overrides):
 
 def test_a_config_object_that_is_not_an_object_is_refused_by_the_program():
     graph = run_program({"network": "10.0.0.0/16"})
-    assert graph.error is not None and "network: must be an object" in graph.error["message"]
+    message = graph.error["message"] if graph.error else ""
+    assert "network: '10.0.0.0/16' is not allowed; must be an object with keys cidr" in message
     assert declared(graph) == []
 
 
@@ -240,7 +295,9 @@ def test_more_azs_than_the_region_has_fails_before_any_network_resource():
     assert graph.error is not None and graph.error["type"] == "ConfigError"
     assert "network.azCount: 4" in graph.error["message"]
     assert "only 3 available zones" in graph.error["message"]
-    assert not [r for r in graph.resources if r.custom]
+    assert not [
+        r for r in graph.resources if r.custom and not r.type.startswith("pulumi:providers:")
+    ]
 
 
 # --- instance types against EC2's facts and pulumi-eks's rules -----------------------------
@@ -311,7 +368,71 @@ def test_the_program_refuses_them_before_any_resource(overrides, key):
     graph = run_program(overrides)
     assert graph.error is not None and graph.error["type"] == "ConfigError"
     assert key in graph.error["message"]
+    assert declared_in_aws(graph) == []
+
+
+def test_a_top_level_typo_is_refused_by_the_program_itself():
+    # the CLI hands every key in PULUMI_CONFIG; pulumi.Config would never read this one
+    graph = run_program({"nodess": {"minSize": 1}})
+    assert graph.error is not None and graph.error["type"] == "ConfigError"
+    assert "cilium-eks: unknown key 'nodess'" in graph.error["message"]
     assert declared(graph) == []
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "us-east-1", "ap-southeast-7", "cn-north-1"])
+def test_regions_the_sdk_knows_are_accepted(region):
+    assert parse(raw({"aws:region": region}), stack="dev").region == region
+
+
+def test_offline_instance_type_names_are_checked_against_the_sdks_list():
+    # a type EC2 lists that the tests' own EC2 facts have never heard of
+    assert parse(raw({"nodes.instanceTypes": ["m7i-flex.large"]}), stack="dev", offline=True)
+    with pytest.raises(ConfigError) as err:
+        parse(raw({"nodes.instanceTypes": ["t3.mediun"]}), stack="dev", offline=True)
+    assert "nodes.instanceTypes: t3.mediun not known to the AWS SDK's EC2 model" in str(err.value)
+    # online, the name is EC2's to judge (the preview asks it): not refused here
+    assert parse(raw({"nodes.instanceTypes": ["t3.mediun"]}), stack="dev")
+
+
+def test_every_mistake_is_listed_once_even_beside_a_bad_section():
+    message = error_of(
+        {"nodes.instanceTypes": ["t3.medium", "t4g.medium"], "cilium.hubble.relay": False}
+    )
+    assert message.count("mix architectures") == 1 and "cilium.hubble.ui" in message
+
+
+def test_new_keys_have_their_documented_defaults():
+    cfg = parse({"aws:region": "eu-west-1"}, stack="dev")
+    assert cfg.cilium.encryption == "wireguard" and cfg.cilium.upgrade_compatibility is None
+    assert cfg.mesh is None  # no mesh key, no mesh
+    k = cfg.karpenter
+    assert k.enabled is False and k.capacity_types == ("on-demand",)
+    assert k.instance_categories == ("c", "m", "r") and k.instance_families == ()
+    assert (k.cpu_limit, k.memory_limit) == ("32", "128Gi")
+
+
+def test_good_new_values_are_accepted():
+    cfg = parse(
+        raw(
+            {
+                "cilium.version": "1.20.0",
+                "cilium.upgradeCompatibility": "1.19",
+                "cilium.encryption": "none",
+                "mesh": {"clusterId": 2, "peers": ["acme/cilium-eks/mesh-a"]},
+                "karpenter": {
+                    "enabled": True,
+                    "capacityTypes": ["spot", "on-demand"],
+                    "instanceFamilies": ["m7i", "c7g"],
+                    "cpuLimit": 64,
+                    "memoryLimit": "256Gi",
+                },
+            }
+        ),
+        stack="dev",
+    )
+    assert cfg.cilium.upgrade_compatibility == "1.19" and cfg.cilium.encryption == "none"
+    assert cfg.mesh is not None and cfg.mesh.peers == ("acme/cilium-eks/mesh-a",)
+    assert cfg.karpenter.cpu_limit == "64" and cfg.karpenter.capacity_types == ("spot", "on-demand")
 
 
 @pytest.mark.parametrize("version", ["1.19.0", "1.20.0", "2.0.0"])

@@ -31,12 +31,34 @@ def test_every_kubernetes_resource_uses_the_clusters_provider(dev):
     assert provider.property_dependencies["kubeconfig"] == [dev.one("eks:index:Cluster").urn]
 
 
+def test_every_aws_call_and_resource_uses_the_stacks_aws_provider(dev):
+    provider = dev.one("pulumi:providers:aws")
+    aws = [r for r in dev.resources if r.type.startswith("aws:")]
+    assert aws and all(r.provider == provider.urn for r in aws)
+    # pulumi-eks's components hand it to everything they create
+    for component in [r for r in dev.resources if r.remote]:
+        assert component.providers == {"aws": provider.urn}, component.type
+    calls = [i for i in dev.invokes if i["token"].startswith("aws:")]
+    assert calls and all(i["provider"] == provider.urn for i in calls)
+
+
+def test_the_aws_provider_is_the_stacks_region_with_derived_and_user_tags():
+    tags = {"tags": {"cost-center": "platform", "stack": "mine"}}
+    graph = run_ok({"aws:region": "eu-west-1", "aws:defaultTags": tags})
+    provider = graph.one("pulumi:providers:aws")
+    assert provider.inputs["region"] == "eu-west-1"
+    # project and stack are derived (the stack's own name), never typed per stack
+    tags = json.loads(provider.inputs["defaultTags"])["tags"]
+    assert tags == {"cost-center": "platform", "project": "cilium-eks", "stack": "dev"}
+
+
 def test_each_step_is_a_component_owning_its_resources(dev):
     stack = dev.one(STACK)
     top = [r for r in dev.resources if r.parent == stack.urn]
     assert {r.type for r in top} >= COMPONENTS
-    # Nothing but components hangs off the stack; every cloud resource has an owner.
-    assert all(not r.custom and not r.remote for r in top)
+    # Nothing but components (and the AWS provider they share) hangs off the stack; every
+    # cloud resource has an owner.
+    assert [r.type for r in top if r.custom or r.remote] == ["pulumi:providers:aws"]
     for res in dev.resources:
         if res.type != STACK:
             assert res.parent is not None, res.urn

@@ -1,0 +1,468 @@
+"""Everything `make preview|up|destroy` (and the CI workflows) need before Pulumi runs.
+
+    STACK=dev ACTION=up venv/bin/python scripts/preflight.py
+
+Environment:
+  STACK                      stack to select (created by `up` when missing; default dev)
+  ACTION                     preview | up | destroy (default up)
+  PULUMI_BACKEND_URL         where state lives; unset and not logged in: local files
+  PULUMI_CONFIG_PASSPHRASE   encrypts secrets (the kubeconfig) in a self-managed backend
+
+First the machine: every missing prerequisite is reported in one run, each with its fix.
+Then, on a stack that exists, what Pulumi cannot see until AWS or Cilium refuses it
+halfway through. The stack is judged by what exists, its state (`pulumi stack export`),
+never by outputs a failed first run did not write:
+  - the caller has an EKS access entry on the cluster (or would conflict with creating it);
+  - kube-proxy replacement is not switched once the cluster runs in one mode or the other;
+  - no AZ is removed and the VPC CIDR is unchanged (either would delete subnets in use);
+  - Cilium moves one minor at a time, with cilium.upgradeCompatibility set (upgrade guide);
+  - mesh peers exist, have their own cluster ID and a VPC CIDR that does not overlap.
+Exits 1 with every finding, each naming the config key and the way out; 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from components.config import (  # noqa: E402
+    ConfigError,
+    StackConfig,
+    minor_of,
+    parse,
+    stack_config_keys,
+)
+
+PREFIX = "preflight:"
+ACTIONS = ("preview", "up", "destroy")
+
+PULUMI_INSTALL = "https://www.pulumi.com/docs/install/ (curl -fsSL https://get.pulumi.com | sh)"
+AWS_CLI_INSTALL = (
+    "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html "
+    "(`pip install awscli` installs v1, which is not enough)"
+)
+# Adopting an existing control-plane log group whose settings differ from the declared ones
+# (components/cluster.py) is an import followed by an update from Pulumi 3.174 on
+# (pulumi/pulumi #19339); older CLIs refuse such an import.
+MIN_PULUMI = (3, 174, 0)
+SELF_MANAGED_BACKENDS = ("file://", "s3://", "gs://", "azblob://", "postgres://")
+
+# What the state says, by the types the program (and pulumi-eks) declare.
+EKS_CLUSTER = "aws:eks/cluster:Cluster"
+EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+EKS_ADDON = "aws:eks/addon:Addon"
+DAEMONSET_PATCH = "kubernetes:apps/v1:DaemonSetPatch"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+VPC = "aws:ec2/vpc:Vpc"
+SUBNET = "aws:ec2/subnet:Subnet"
+PRIVATE_SUBNET_TAG = "kubernetes.io/role/internal-elb"
+# How Pulumi writes a secret into an exported state it was not asked to decrypt.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+class RefusedError(Exception):
+    """A finding that stops the run; its text names the key and the way out."""
+
+
+def say(message: str) -> None:
+    print(f"{PREFIX} {message}")
+
+
+def warn(message: str) -> None:
+    print(f"{PREFIX} {message}", file=sys.stderr)
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, check=False)
+
+
+# --- the machine -----------------------------------------------------------------------------
+
+
+def prerequisites(env: Mapping[str, str]) -> tuple[list[str], str | None]:
+    """(each missing prerequisite with its fix, the caller's ARN when credentials work)."""
+    missing: list[str] = []
+    pulumi = shutil.which("pulumi")
+    if not pulumi:
+        missing.append(f"the Pulumi CLI is not installed: see {PULUMI_INSTALL}")
+    else:
+        version = run("pulumi", "version").stdout.strip()
+        found = re.match(r"v?(\d+)\.(\d+)\.(\d+)", version)
+        if found and tuple(map(int, found.groups())) < MIN_PULUMI:
+            missing.append(
+                f"Pulumi CLI {version} is too old; {'.'.join(map(str, MIN_PULUMI))} or newer is "
+                f"needed (it adopts an existing control-plane log group): see {PULUMI_INSTALL}"
+            )
+    caller = None
+    if not shutil.which("aws"):
+        missing.append(
+            "the AWS CLI v2 is not installed (the kubeconfig runs `aws eks get-token`): see "
+            + AWS_CLI_INSTALL
+        )
+    else:
+        version = (run("aws", "--version").stdout or "").strip()
+        if not version.startswith("aws-cli/2."):
+            missing.append(f"the AWS CLI v2 is required, found {version!r}: see {AWS_CLI_INSTALL}")
+    caller = caller_identity(use_cli=not any("AWS CLI" in m for m in missing))
+    if caller is None:
+        missing.append(
+            "no usable AWS credentials: run `aws sso login` (or `aws configure`), or set "
+            "AWS_PROFILE"
+        )
+    backend = env.get("PULUMI_BACKEND_URL") or (logged_in_backend() if pulumi else None)
+    if (backend is None or backend.startswith(SELF_MANAGED_BACKENDS)) and not (
+        "PULUMI_CONFIG_PASSPHRASE" in env or env.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+    ):
+        where = backend or "local state (~/.pulumi, what `make up` logs in to by default)"
+        missing.append(
+            f"{where} encrypts secrets (the kubeconfig) with a passphrase: export "
+            "PULUMI_CONFIG_PASSPHRASE=... (keep it: every later command needs the same one), "
+            "or set PULUMI_BACKEND_URL / `pulumi login` for another backend"
+        )
+    return missing, caller
+
+
+def caller_identity(*, use_cli: bool) -> str | None:
+    """The caller's ARN: through the AWS CLI when it works, else the SDK (same credentials
+    chain), so missing credentials are reported even before the CLI is installed."""
+    if use_cli:
+        proc = run("aws", "sts", "get-caller-identity", "--query", "Arn", "--output", "text")
+        return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+    try:
+        import boto3
+
+        return boto3.client("sts").get_caller_identity()["Arn"]
+    except Exception:  # no credentials, no region, no network: all "not usable" here
+        return None
+
+
+def logged_in_backend() -> str | None:
+    proc = run("pulumi", "whoami", "--verbose")
+    if proc.returncode != 0:
+        return None
+    found = re.search(r"^Backend URL:\s*(\S+)", proc.stdout, re.M)
+    return found.group(1) if found else None
+
+
+# --- the stack's state -------------------------------------------------------------------------
+
+
+@dataclass
+class Deployed:
+    """What a stack's state says exists; None where the state does not say."""
+
+    cluster_name: str | None = None
+    has_nodes: bool = False
+    # True: kube-proxy is patched off; False: its EKS add-on runs; None: neither exists yet
+    kube_proxy_replacement: bool | None = None
+    cilium_version: str | None = None
+    vpc_cidr: str | None = None
+    az_count: int | None = None
+    resources: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_state(cls, export: Mapping[str, Any]) -> Deployed:
+        resources = list((export.get("deployment") or {}).get("resources") or [])
+        facts = cls(resources=resources)
+        subnets = 0
+        for res in resources:
+            kind = res.get("type")
+            inputs = res.get("inputs") or {}
+            outputs = res.get("outputs") or {}
+            if kind == EKS_CLUSTER:
+                facts.cluster_name = plain(outputs.get("name")) or plain(inputs.get("name"))
+            elif kind == EKS_NODE_GROUP:
+                facts.has_nodes = True
+            elif kind == DAEMONSET_PATCH and _name(inputs) == "kube-proxy":
+                facts.kube_proxy_replacement = True
+            elif kind == EKS_ADDON and plain(inputs.get("addonName")) == "kube-proxy":
+                facts.kube_proxy_replacement = False
+            elif kind == HELM_RELEASE and str(plain(inputs.get("chart")) or "").endswith("cilium"):
+                facts.cilium_version = plain(inputs.get("version"))
+            elif kind == VPC:
+                facts.vpc_cidr = plain(inputs.get("cidrBlock")) or plain(outputs.get("cidrBlock"))
+            elif kind == SUBNET and PRIVATE_SUBNET_TAG in (plain(inputs.get("tags")) or {}):
+                subnets += 1
+        facts.az_count = subnets or None
+        return facts
+
+
+def plain(value: Any) -> Any:
+    """A state value, or None where it is a secret the export did not decrypt."""
+    return None if isinstance(value, dict) and SECRET_SIG in value else value
+
+
+def _name(inputs: Mapping[str, Any]) -> Any:
+    metadata = plain(inputs.get("metadata")) or {}
+    return plain(metadata.get("name"))
+
+
+def live_findings(cfg: StackConfig, deployed: Deployed, action: str) -> list[str]:
+    """What this change would break on the stack as it exists (nothing for a destroy)."""
+    if action == "destroy":
+        return []
+    findings = []
+    name = deployed.cluster_name or cfg.cluster_name
+    kpr = deployed.kube_proxy_replacement
+    if kpr is not None and kpr != cfg.cilium.kube_proxy_replacement:
+        evidence = "kube-proxy is patched off" if kpr else "kube-proxy runs as an EKS add-on"
+        findings.append(
+            f"cilium.kubeProxyReplacement: {str(cfg.cilium.kube_proxy_replacement).lower()}, "
+            f"but cluster {name} runs with {str(kpr).lower()} ({evidence}); switching it on a "
+            "live cluster is refused. On: kube-proxy would be switched off before every agent "
+            "runs the replacement, so Services break until Cilium rolls. Off: kube-proxy's "
+            "add-on would fight the patch that keeps it off. Keep "
+            f"`pulumi config set --path cilium.kubeProxyReplacement {str(kpr).lower()}`, or "
+            "rebuild the stack (make destroy, then make up) to change it."
+        )
+    if deployed.az_count and cfg.network.az_count < deployed.az_count:
+        findings.append(
+            f"network.azCount: {cfg.network.az_count}, but the stack has "
+            f"{deployed.az_count} AZs; removing an AZ deletes its subnets, which Cilium's ENIs "
+            "and the nodes may still use. Fewer AZs means a rebuild (make destroy, then make up)."
+            f" Keep `pulumi config set --path network.azCount {deployed.az_count}`."
+        )
+    if deployed.vpc_cidr and deployed.vpc_cidr != cfg.network.cidr:
+        findings.append(
+            f"network.cidr: {cfg.network.cidr}, but the stack's VPC is {deployed.vpc_cidr}; "
+            "a new CIDR replaces the VPC and everything in it (the EKS name is fixed, so the "
+            "replacement would collide). It means a rebuild (make destroy, then make up). Keep "
+            f"`pulumi config set --path network.cidr {deployed.vpc_cidr}`."
+        )
+    findings += cilium_upgrade_findings(cfg, deployed.cilium_version)
+    return findings
+
+
+def cilium_upgrade_findings(cfg: StackConfig, deployed: str | None) -> list[str]:
+    """Cilium's upgrade guide: "The only tested rollback and upgrade path is between
+    consecutive minor releases", and `upgradeCompatibility` "should be set to the initial
+    Cilium version which was installed in this cluster" (else new defaults apply silently,
+    e.g. 1.20's envoy-xds-mode: ads). The initial version is at most the deployed one."""
+    if not deployed or not re.match(r"^\d+\.\d+\.\d+$", deployed):
+        return []
+    wanted = cfg.cilium.version
+    have, want = minor_of(deployed), minor_of(wanted)
+    if want == have:
+        return []
+    deployed_minor = f"{have[0]}.{have[1]}"
+    if want < have:
+        return [
+            f"cilium.version: {wanted} would downgrade Cilium {deployed} across minors; Cilium "
+            "documents a rollback only to the minor upgraded from, with its own procedure "
+            "(upgrade guide, Downgrading). Keep "
+            f"`pulumi config set --path cilium.version {deployed}`."
+        ]
+    if want[0] != have[0] or want[1] != have[1] + 1:
+        return [
+            f"cilium.version: {wanted} skips a minor from the deployed {deployed}; Cilium "
+            f"upgrades one minor at a time: first {have[0]}.{have[1] + 1}.x, then on."
+        ]
+    chosen = cfg.cilium.upgrade_compatibility
+    if chosen is None or minor_of(chosen) > have:
+        return [
+            f"cilium.upgradeCompatibility: {chosen or 'not set'}, but cilium.version {wanted} "
+            f"upgrades the deployed {deployed}; Cilium's upgrade guide asks for the minor "
+            "first installed on this cluster, so that its defaults are kept, e.g. "
+            f'`pulumi config set --path cilium.upgradeCompatibility "{deployed_minor}"`'
+        ]
+    return []
+
+
+# --- mesh peers ---------------------------------------------------------------------------------
+
+
+def peer_findings(cfg: StackConfig, peers: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
+    """Each peer's stack outputs (None: unreadable) against this stack's mesh config."""
+    if cfg.mesh is None:
+        return []
+    findings = []
+    own = ipaddress.ip_network(cfg.network.cidr)
+    ids: dict[int, str] = {}
+    for peer, outputs in peers.items():
+        facts = (outputs or {}).get("mesh")
+        if not isinstance(facts, Mapping):
+            findings.append(
+                f"mesh.peers: {peer} has no `mesh` output (not readable, not deployed, or "
+                "without mesh.clusterId); bring it up as a mesh cluster first"
+            )
+            continue
+        peer_id = facts.get("clusterId")
+        if peer_id == cfg.mesh.cluster_id:
+            findings.append(
+                f"mesh.clusterId: {cfg.mesh.cluster_id} is also the cluster ID of {peer}; "
+                "each cluster of a mesh needs its own"
+            )
+        if isinstance(peer_id, int):
+            if peer_id in ids:
+                findings.append(
+                    f"mesh.peers: {peer} and {ids[peer_id]} have the same cluster ID {peer_id}"
+                )
+            ids[peer_id] = peer
+        if facts.get("clusterName") == cfg.cluster_name:
+            findings.append(
+                f"clusterName: {cfg.cluster_name} is also the cluster name of {peer}; "
+                "ClusterMesh tells clusters apart by name"
+            )
+        cidr = facts.get("vpcCidr")
+        if isinstance(cidr, str) and ipaddress.ip_network(cidr).overlaps(own):
+            findings.append(
+                f"network.cidr: {cfg.network.cidr} overlaps {peer}'s VPC {cidr}; in ENI mode "
+                "pods take VPC addresses, so the clusters of a mesh need disjoint VPCs"
+            )
+    if cfg.mesh.cluster_id != 1 and 1 not in ids and not findings:
+        findings.append(
+            "mesh.peers: none of them is cluster 1, which makes the mesh's CA; list cluster "
+            "1's stack among the peers"
+        )
+    return findings
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def stack_config(stack: str) -> StackConfig:
+    """The stack's config as the CLI resolves it (project defaults, stack file, ESC)."""
+    proc = run("pulumi", "config", "--json", "--stack", stack)
+    if proc.returncode != 0:
+        raise RefusedError(f"could not read the config of stack {stack}: {proc.stderr.strip()}")
+    entries = json.loads(proc.stdout or "{}")
+    handed = {k: v.get("value") for k, v in entries.items() if isinstance(v, dict)}
+    try:
+        return parse(stack_config_keys(handed), stack=stack.rsplit("/", 1)[-1], offline=True)
+    except ConfigError as err:
+        raise RefusedError(str(err)) from None
+
+
+def state_of(stack: str) -> Deployed | None:
+    proc = run("pulumi", "stack", "export", "--stack", stack)
+    if proc.returncode != 0:
+        warn(f"could not read the state of stack {stack} ({proc.stderr.strip()}); "
+             "skipping the checks of what it has deployed")  # fmt: skip
+        return None
+    return Deployed.from_state(json.loads(proc.stdout or "{}"))
+
+
+def peer_outputs(peers: Iterable[str]) -> dict[str, Mapping[str, Any] | None]:
+    found: dict[str, Mapping[str, Any] | None] = {}
+    for peer in peers:
+        proc = run("pulumi", "stack", "output", "--json", "--stack", peer)
+        found[peer] = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout else None
+    return found
+
+
+def role_of(arn: str) -> str:
+    """The IAM principal EKS access entries name for a caller: a role session is its role."""
+    return re.sub(
+        r"^arn:([^:]+):sts::(\d+):assumed-role/([^/]+)/.*$", r"arn:\1:iam::\2:role/\3", arn
+    )
+
+
+def is_listed(principal: str, arns: Sequence[str]) -> bool:
+    """Whether one of `arns` names the principal; a role's ARN may carry a path
+    (role/ci/Deployer) that its session's ARN leaves out."""
+    for arn in arns:
+        if arn == principal:
+            return True
+        if ":role/" in principal:
+            head, name = principal.split(":role/", 1)
+            if arn.startswith(f"{head}:role/") and arn.endswith(f"/{name}"):
+                return True
+    return False
+
+
+def access_findings(cfg: StackConfig, cluster: str, principal: str, action: str) -> list[str]:
+    described = run("aws", "eks", "describe-cluster", "--name", cluster, "--region", cfg.region)
+    if described.returncode != 0:
+        if "ResourceNotFoundException" not in described.stderr:
+            warn(f"could not look up cluster {cluster} in {cfg.region} "
+                 f"({described.stderr.strip()}); skipping the access checks")  # fmt: skip
+            return []
+        # No cluster yet: this run creates it, and its creator becomes admin on its own.
+        listed = [*cfg.access.admin_principal_arns, *cfg.access.viewer_principal_arns]
+        if action == "up" and is_listed(principal, listed):
+            return [
+                f"access.adminPrincipalArns: you ({principal}) are about to create cluster "
+                f"{cluster} and so become its admin (EKS access entry of the creator); listing "
+                "yourself as well would fail the create with 409 ResourceInUseException. "
+                "Remove the ARN from the config, then run make up again."
+            ]
+        return []
+    entries = run(
+        "aws", "eks", "list-access-entries", "--cluster-name", cluster, "--region", cfg.region,
+        "--query", "accessEntries", "--output", "text",
+    )  # fmt: skip
+    if entries.returncode != 0:
+        warn(f"could not list the access entries of {cluster} ({entries.stderr.strip()}); "
+             "skipping the access check")  # fmt: skip
+        return []
+    if not is_listed(principal, entries.stdout.split()):
+        return [
+            f"access.adminPrincipalArns: you ({principal}) have no EKS access entry on cluster "
+            f"{cluster}: every Kubernetes call of this {action} would fail with Unauthorized. "
+            "Admins are the identity that created the cluster and access.adminPrincipalArns; "
+            "access.viewerPrincipalArns may preview. Fix: an admin adds you and deploys, e.g. "
+            f"pulumi config set --path 'access.adminPrincipalArns[0]' {principal} "
+            "(viewerPrincipalArns for a preview-only role), then make up."
+        ]
+    return []
+
+
+def main(env: Mapping[str, str]) -> int:
+    stack = env.get("STACK") or "dev"
+    action = env.get("ACTION") or "up"
+    if action not in ACTIONS:
+        warn(f"ACTION={action}: use {', '.join(ACTIONS)}")
+        return 1
+    missing, caller = prerequisites(env)
+    if missing:
+        warn(f"{len(missing)} prerequisite(s) missing:")
+        for problem in missing:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    assert caller is not None
+
+    if not env.get("PULUMI_BACKEND_URL") and logged_in_backend() is None:
+        say("no Pulumi backend configured; using local state (pulumi login --local)")
+        run("pulumi", "login", "--local")
+    backend = env.get("PULUMI_BACKEND_URL") or logged_in_backend() or "Pulumi Cloud"
+    if action == "up":
+        run("pulumi", "stack", "select", "--create", stack)
+    elif run("pulumi", "stack", "select", stack).returncode != 0:
+        warn(f"stack {stack} does not exist on {backend}: create it with `make up` first")
+        return 1
+    say(f"stack {stack} on {backend}, AWS identity {caller}")
+
+    try:
+        cfg = stack_config(stack)
+    except RefusedError as err:
+        warn(str(err))
+        return 1
+    deployed = state_of(stack) or Deployed()
+    findings = access_findings(
+        cfg, deployed.cluster_name or cfg.cluster_name, role_of(caller), action
+    )
+    findings += live_findings(cfg, deployed, action)
+    if cfg.mesh and cfg.mesh.peers and action != "destroy":
+        findings += peer_findings(cfg, peer_outputs(cfg.mesh.peers))
+    if findings:
+        warn(f"stack {stack}: {len(findings)} change(s) refused before anything is touched:")
+        for finding in findings:
+            print(f"  - {finding}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(os.environ))
