@@ -45,7 +45,7 @@ def type_of(annotation: Any, field: Any) -> str:
     if annotation is int:
         low, high = _bounds(field)
         if low is not None and high is not None:
-            return f"int, {low}–{high}"
+            return f"int, {low} to {high}"
         return f"int, ≥ {low}" if low is not None else "int"
     if annotation is str:
         return "string"
