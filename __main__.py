@@ -26,11 +26,12 @@ network = Network("network", NetworkArgs(config=cfg.network, name_prefix=cfg.clu
                   opts=on_aws)  # fmt: skip
 cluster = Cluster("cluster", ClusterArgs(
     name=cfg.cluster_name, kubernetes_version=cfg.kubernetes_version, vpc_id=network.vpc_id,
-    public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids,
+    control_plane_subnet_ids=network.control_plane_subnet_ids, subnet_ids=network.subnet_ids,
     admin_principal_arns=cfg.access.admin_principal_arns,
     viewer_principal_arns=cfg.access.viewer_principal_arns,
     public_access_cidrs=cfg.access.public_access_cidrs, partition=cfg.partition,
     kube_proxy_addon=not cfg.cilium.kube_proxy_replacement,
+    wireguard=cfg.cilium.encryption == "wireguard",
 ), opts=on_aws)  # fmt: skip
 teardown = Teardown("teardown", TeardownArgs(
     region=cfg.region, vpc_id=network.vpc_id, cluster_name=cluster.cluster_name,
@@ -65,8 +66,6 @@ pulumi.export("region", cfg.region)
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("kubeconfig", cluster.kubeconfig)  # secret
 pulumi.export("ciliumVersion", cfg.cilium.version)
-# Read by `make up`'s preflight: switching kube-proxy replacement on a live cluster is refused.
-pulumi.export("ciliumKubeProxyReplacement", cfg.cilium.kube_proxy_replacement)
 pulumi.export("commands", {
     "kubeconfig": "pulumi stack output kubeconfig --show-secrets > kubeconfig.json"
                   " && export KUBECONFIG=$PWD/kubeconfig.json",

@@ -2,6 +2,19 @@
 
 Nodes come later (components/nodes.py), once the AWS VPC CNI is switched off and Cilium
 is applied: a node that boots before that would get its pod IPs from aws-node.
+
+Two things here are decided by what already exists in AWS, looked up at every run (read
+only), because EKS's own rules make the declared value alone wrong for a live stack:
+- The control plane's subnets. EKS keeps the AZs a cluster was created with: "All subnets
+  that you add must be in the same set of AZs as originally provided" (EKS user guide,
+  "VPC and subnet requirements"). So a cluster that exists keeps exactly its subnets, and
+  a new one gets the /28 control-plane subnets of every AZ; more AZs later are for nodes
+  and pods only.
+- The control-plane log group. EKS creates `/aws/eks/<name>/cluster` itself (without
+  retention) whenever logging is on and the group is missing, e.g. when a stack is
+  re-created; creating it again fails with ResourceAlreadyExistsException
+  (terraform-aws-eks #920, #2763). So an existing group is imported, and the group is
+  retained on destroy, with its retention: nothing unbounded is left behind.
 """
 
 from __future__ import annotations
@@ -10,6 +23,7 @@ import re
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -21,8 +35,12 @@ import pulumi_kubernetes as k8s
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator")
 
 # How long control-plane logs are kept. EKS would create the log group itself with no
-# expiry, and leave it behind on `pulumi destroy`; created here, it has a bound and goes.
+# expiry; here it has a bound, also after `pulumi destroy`, which keeps the group (and the
+# last 30 days of the API and audit logs) for the next stack of the same name to adopt.
 LOG_RETENTION_DAYS = 30
+
+# WireGuard's port (Cilium: pkg/wireguard/types ListenPort): the nodes' tunnel to each other.
+WIREGUARD_PORT = 51871
 
 # EKS access policies (EKS docs, "Review access policy permissions"): full cluster admin,
 # and read-only access to every object, Secrets included (a `pulumi preview` reads the Helm
@@ -51,14 +69,16 @@ class ClusterArgs:
     name: str  # the EKS cluster's name, also Cilium's cluster.name
     kubernetes_version: str
     vpc_id: pulumi.Input[str]
-    public_subnet_ids: Sequence[pulumi.Input[str]]
-    private_subnet_ids: Sequence[pulumi.Input[str]]
+    control_plane_subnet_ids: Sequence[pulumi.Input[str]]  # the /28s, one per AZ
+    # every subnet of the VPC: the cluster is deleted before any of them on destroy
+    subnet_ids: Sequence[pulumi.Input[str]]
     admin_principal_arns: Sequence[str]
     viewer_principal_arns: Sequence[str]  # read-only: the CI preview role
     public_access_cidrs: Sequence[str]  # who may reach the public API endpoint
     partition: str
     # kube-proxy as an EKS add-on (pulumi-eks), or switched off for Cilium's replacement
     kube_proxy_addon: bool
+    wireguard: bool  # nodes accept each other's WireGuard traffic (cilium.encryption)
 
 
 class Cluster(pulumi.ComponentResource):
@@ -83,6 +103,9 @@ class Cluster(pulumi.ComponentResource):
       DaemonSet EKS bootstraps is switched off by components/aws_node.py.
     - Only subnets, the KMS key and the log group feed the cluster, so it does not wait
       for NAT.
+    - With WireGuard, the EKS cluster security group (the one managed nodes, Karpenter's
+      nodes and Cilium's ENIs carry) accepts UDP 51871 from itself: written down, rather
+      than left to EKS's all-traffic self rule, which a hardened account may narrow.
 
     `api_server_host` is the API endpoint's host name, without scheme: Cilium's agents use
     it to reach the API server without kube-proxy. A name, not an IP (those change).
@@ -95,6 +118,7 @@ class Cluster(pulumi.ComponentResource):
     oidc_issuer: pulumi.Output[str]
     api_server_host: pulumi.Output[str]
     cluster_name: pulumi.Output[str]  # the name, once the cluster is built
+    security_group_id: pulumi.Output[str]  # EKS's cluster security group
 
     def __init__(
         self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -111,11 +135,22 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
 
+        log_group = f"/aws/eks/{args.name}/cluster"  # the name EKS writes to
+        invoke = pulumi.InvokeOptions(parent=self)
+        existing_groups = aws.cloudwatch.get_log_groups(
+            log_group_name_prefix=log_group, opts=invoke
+        ).log_group_names
         logs = aws.cloudwatch.LogGroup(
             "control-plane-logs",
-            name=f"/aws/eks/{args.name}/cluster",  # the name EKS writes to
+            name=log_group,
             retention_in_days=LOG_RETENTION_DAYS,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Adopted when it exists (an import followed by an update to this retention,
+                # Pulumi 3.174+; ignored once the group is in the state).
+                import_=log_group if log_group in (existing_groups or []) else None,
+                retain_on_delete=True,
+            ),
         )
 
         admin_policy = CLUSTER_ADMIN_POLICY.format(partition=args.partition)
@@ -128,8 +163,9 @@ class Cluster(pulumi.ComponentResource):
             name=logs.name.apply(lambda _: args.name),
             version=args.kubernetes_version,
             vpc_id=args.vpc_id,
-            public_subnet_ids=args.public_subnet_ids,
-            private_subnet_ids=args.private_subnet_ids,
+            subnet_ids=control_plane_subnets(
+                args.name, args.vpc_id, args.control_plane_subnet_ids, args.subnet_ids, invoke
+            ),
             endpoint_private_access=True,  # nodes reach the API without leaving the VPC
             endpoint_public_access=True,  # `pulumi up` and kubectl from outside the VPC
             public_access_cidrs=list(args.public_access_cidrs),
@@ -167,6 +203,18 @@ class Cluster(pulumi.ComponentResource):
         self.oidc_issuer = self.eks_cluster.oidc_issuer
         self.api_server_host = self.eks_cluster.core.apply(lambda core: host_of(core.endpoint))
         self.cluster_name = self.eks_cluster.core.apply(lambda _: args.name)
+        self.security_group_id = self.eks_cluster.cluster_security_group_id
+        if args.wireguard:
+            aws.vpc.SecurityGroupIngressRule(
+                "wireguard",
+                description="WireGuard between nodes (Cilium transparent encryption)",
+                security_group_id=self.security_group_id,
+                referenced_security_group_id=self.security_group_id,
+                ip_protocol="udp",
+                from_port=WIREGUARD_PORT,
+                to_port=WIREGUARD_PORT,
+                opts=child,
+            )
         self.register_outputs({"name": args.name, "kubeconfig": self.kubeconfig})
 
 
@@ -186,6 +234,29 @@ def access_entries(
         )
         for arn in principal_arns
     }
+
+
+def control_plane_subnets(
+    name: str,
+    vpc_id: pulumi.Input[str],
+    new_cluster_subnets: Sequence[pulumi.Input[str]],
+    all_subnets: Sequence[pulumi.Input[str]],
+    invoke: pulumi.InvokeOptions,
+) -> pulumi.Output[list[str]]:
+    """The subnets the EKS control plane keeps: those of the cluster named `name` in this
+    VPC if it exists (EKS refuses any outside the AZs it was created with), else
+    `new_cluster_subnets`. The value depends on every subnet, so that `pulumi destroy`
+    deletes the cluster before any of them."""
+    names = aws.eks.get_clusters(opts=invoke).names or []
+    current = aws.eks.get_cluster(name=name, opts=invoke).vpc_config if name in names else None
+
+    def choose(values: list[Any]) -> list[str]:
+        vpc, *ids = values
+        if current is not None and current.vpc_id == vpc:
+            return sorted(current.subnet_ids)
+        return list(ids[: len(new_cluster_subnets)])
+
+    return pulumi.Output.all(vpc_id, *new_cluster_subnets, *all_subnets).apply(choose)
 
 
 def host_of(endpoint: str) -> str:

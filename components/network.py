@@ -1,8 +1,11 @@
-"""The VPC: per AZ one public and one private subnet, an internet gateway and NAT egress.
+"""The VPC: per AZ a public, a private and a control-plane subnet, an internet gateway and
+NAT egress.
 
 In ENI IPAM mode every pod takes a VPC address from the private subnet of its node's AZ,
 so the private subnets are large (/19 in a /16 VPC, /20 in a /17) and the public ones,
-which hold only NAT gateways and load balancers, are small.
+which hold only NAT gateways and load balancers, are small. The control-plane subnets are
+/28s for the ENIs EKS puts in the VPC (EKS user guide: at least 6 free addresses, 16
+recommended; small dedicated subnets, so pods never exhaust them).
 """
 
 from __future__ import annotations
@@ -30,17 +33,25 @@ INTERFACE_ENDPOINT_SERVICES = ("sts", "ec2", "ecr.api", "ecr.dkr")
 GATEWAY_ENDPOINT_SERVICES = ("s3",)
 
 
-def subnet_plan(cidr: str, az_count: int) -> list[tuple[str, str]]:
-    """(public, private) CIDR pairs, one per AZ.
+# The size of a control-plane subnet: 16 addresses, 11 usable (AWS keeps 5 per subnet).
+CONTROL_PLANE_PREFIX = 28
+
+
+def subnet_plan(cidr: str, az_count: int) -> list[tuple[str, str, str]]:
+    """(public, private, control-plane) CIDRs, one triple per AZ.
 
     The VPC is cut in eight: blocks 0-5 are the private subnets (one per AZ, up to six),
-    block 7 is cut again into /(prefix+8) public subnets. Fixed positions keep a subnet's
-    CIDR unchanged when azCount grows, so adding an AZ never replaces an existing subnet.
+    block 6 holds the /28 control-plane subnets, block 7 is cut again into /(prefix+8)
+    public subnets. Fixed positions keep a subnet's CIDR unchanged when azCount grows, so
+    adding an AZ never replaces an existing subnet.
     """
     vpc = ipaddress.ip_network(cidr)
     eighths = list(vpc.subnets(prefixlen_diff=3))
     public_blocks = list(eighths[7].subnets(prefixlen_diff=5))
-    return [(str(public_blocks[i]), str(eighths[i])) for i in range(az_count)]
+    control_plane = eighths[6].subnets(new_prefix=CONTROL_PLANE_PREFIX)
+    return [
+        (str(public_blocks[i]), str(eighths[i]), str(next(control_plane))) for i in range(az_count)
+    ]
 
 
 @dataclass
@@ -53,17 +64,22 @@ class Network(pulumi.ComponentResource):
     """VPC, subnets, internet gateway, NAT gateway(s) and routes.
 
     Outputs for the rest of the graph:
-    - `vpc_id`, `public_subnet_ids`, `private_subnet_ids`: what the cluster needs. The
-      cluster depends on these only, so the NAT gateways (a few minutes each) are built
-      while the EKS control plane (about ten minutes) is.
+    - `vpc_id`, `control_plane_subnet_ids`, `subnet_ids` (every subnet): what the cluster
+      needs. The cluster depends on these only, so the NAT gateways (a few minutes each)
+      are built while the EKS control plane (about ten minutes) is.
+    - `private_subnet_ids`: where nodes and, in ENI mode, pods live.
     - `egress`: the route table associations that make the private subnets reach the
       internet, and the VPC endpoints when they are on. Nodes need them to pull images and
       join; nothing before the nodes does.
     """
 
     vpc_id: pulumi.Output[str]
+    cidr: str
     public_subnet_ids: list[pulumi.Output[str]]
     private_subnet_ids: list[pulumi.Output[str]]
+    control_plane_subnet_ids: list[pulumi.Output[str]]
+    subnet_ids: list[pulumi.Output[str]]  # all of the above
+    private_route_table_ids: list[pulumi.Output[str]]
     egress: list[pulumi.Resource]
 
     def __init__(
@@ -108,10 +124,11 @@ class Network(pulumi.ComponentResource):
 
         public: list[aws.ec2.Subnet] = []
         private: list[aws.ec2.Subnet] = []
+        control_plane: list[aws.ec2.Subnet] = []
         egress: list[pulumi.Resource] = []
         nat_ids: list[pulumi.Output[str]] = []
         private_tables: list[aws.ec2.RouteTable] = []
-        for i, (az, (public_cidr, private_cidr)) in enumerate(
+        for i, (az, (public_cidr, private_cidr, control_plane_cidr)) in enumerate(
             zip(az_names[: cfg.az_count], subnet_plan(cfg.cidr, cfg.az_count), strict=True)
         ):
             pub = aws.ec2.Subnet(
@@ -131,6 +148,19 @@ class Network(pulumi.ComponentResource):
                 map_public_ip_on_launch=False,
                 tags=tags(f"private-{az}", PRIVATE_SUBNET_TAGS),
                 opts=child,
+            )
+            # No route table of its own: the VPC's main table (local routes only) is all
+            # that EKS's ENIs need; they answer the nodes and reach nothing outside.
+            control_plane.append(
+                aws.ec2.Subnet(
+                    f"control-plane-{i}",
+                    vpc_id=vpc.id,
+                    cidr_block=control_plane_cidr,
+                    availability_zone=az,
+                    map_public_ip_on_launch=False,
+                    tags=tags(f"control-plane-{az}"),
+                    opts=child,
+                )
             )
             public.append(pub)
             private.append(priv)
@@ -167,14 +197,19 @@ class Network(pulumi.ComponentResource):
             egress += vpc_endpoints(self, vpc, private, private_tables, tags)
 
         self.vpc_id = vpc.id
+        self.cidr = cfg.cidr
         self.public_subnet_ids = [s.id for s in public]
         self.private_subnet_ids = [s.id for s in private]
+        self.control_plane_subnet_ids = [s.id for s in control_plane]
+        self.subnet_ids = [s.id for s in [*public, *private, *control_plane]]
+        self.private_route_table_ids = [t.id for t in private_tables]
         self.egress = egress
         self.register_outputs(
             {
                 "vpcId": self.vpc_id,
                 "publicSubnetIds": self.public_subnet_ids,
                 "privateSubnetIds": self.private_subnet_ids,
+                "controlPlaneSubnetIds": self.control_plane_subnet_ids,
             }
         )
 

@@ -174,15 +174,14 @@ def _env(config_json: str) -> dict[str, str]:
     # run would compile pulumi_aws's modules again (~3.7 s of CPU instead of ~1.3 s). The
     # first run writes them into ./venv; what `pulumi up` on a user's machine does too.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.pop("MOCK_AZS", None)
+    env.pop("MOCK_WORLD", None)
     return env
 
 
-def _run_cold(config_json: str, azs: str | None) -> str:
+def _run_cold(config_json: str, world_json: str) -> str:
     """A run in a fresh interpreter, imports included (what `pulumi up` pays)."""
     env = _env(config_json)
-    if azs is not None:
-        env["MOCK_AZS"] = azs
+    env["MOCK_WORLD"] = world_json
     proc = subprocess.run(
         [sys.executable, str(MOCK_RUN)], capture_output=True, text=True, env=env, cwd=ROOT,
         timeout=120,
@@ -202,12 +201,12 @@ def _server() -> subprocess.Popen[str]:
 
 
 @functools.cache
-def _run(config_json: str, azs: str | None) -> str:
+def _run(config_json: str, world_json: str) -> str:
     """A run forked from the warm server; the same program, config and mocks."""
     server = _server()
     assert server.stdin and server.stdout
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
-        request = {"config": config_json, "azs": azs, "out": out.name}
+        request = {"config": config_json, "world": world_json, "out": out.name}
         server.stdin.write(json.dumps(request) + "\n")
         server.stdin.flush()
         answer = server.stdout.readline()
@@ -220,13 +219,17 @@ def run_program(
     overrides: dict[str, Any] | None = None,
     *,
     azs: str | None = None,
+    world: dict[str, Any] | None = None,
     cached: bool = True,
 ) -> Graph:
     """Run __main__.py under mocks with the dev config (plus overrides): forked from a warm
-    server and cached per input, or with `cached=False` in a fresh interpreter."""
+    server and cached per input, or with `cached=False` in a fresh interpreter. `world` is
+    what already exists in the account (tests/mock_run.py world()); `azs` the region's
+    zones, comma-separated."""
     cfg = with_overrides(dev_config(), overrides or {})
+    facts = {**(world or {}), **({"azs": azs} if azs is not None else {})}
     run = _run if cached else _run_cold
-    return Graph(json.loads(run(pulumi_config_env(cfg), azs)))
+    return Graph(json.loads(run(pulumi_config_env(cfg), json.dumps(facts, sort_keys=True))))
 
 
 def run_ok(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Graph:

@@ -6,7 +6,7 @@ arrives the way the CLI sends it (the PULUMI_CONFIG environment variable).
 
 `python tests/mock_run.py` runs once, in a fresh interpreter. `--serve` is the same run,
 made cheap: a server imports everything the program imports once, then forks a child per
-request (one JSON line on stdin: PULUMI_CONFIG, MOCK_AZS, an output path). Each child is
+request (one JSON line on stdin: PULUMI_CONFIG, MOCK_WORLD, an output path). Each child is
 still one process per configuration with fresh runtime state; it only skips the imports,
 which are most of a run's cost (about 1.8 s cold, a fraction of that forked).
 
@@ -53,8 +53,17 @@ INSTANCE_TYPES = {
     "t2.medium": (["i386", "x86_64"], "xen", 3, 6, 2),
     "m4.large": (["x86_64"], "xen", 2, 10, 2),
 }
-# Zones the mock region offers; MOCK_AZS overrides (to test a region with too few).
+# Zones the mock region offers; the world's "azs" overrides (to test a region with too few).
 DEFAULT_AZS = "ap-northeast-2a,ap-northeast-2b,ap-northeast-2c,ap-northeast-2d"
+
+
+def world() -> dict[str, Any]:
+    """What already exists in the mock account (MOCK_WORLD, JSON), for the program's
+    look-ups: "azs" (comma-separated), "eksCluster" ({name, vpcId, subnetIds}) and
+    "logGroups" (names). Empty: a fresh account."""
+    return json.loads(os.environ.get("MOCK_WORLD") or "{}")
+
+
 OPT_IN_ZONE = "ap-northeast-2-wl1-cjj-wlz-1"  # a Wavelength zone
 IMPAIRED_ZONE = "ap-northeast-2-0"
 
@@ -96,6 +105,7 @@ class Mocks(pulumi.runtime.Mocks):
                 oidcProviderArn=f"arn:aws:iam::{ACCOUNT}:oidc-provider/{issuer}",
                 oidcIssuer=issuer,
                 core={"endpoint": f"https://{name.upper()}.gr7.{REGION}.eks.amazonaws.com"},
+                clusterSecurityGroupId="sg-cluster",  # the security group EKS made
             )
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state["latestVersion"] = 1
@@ -108,7 +118,7 @@ class Mocks(pulumi.runtime.Mocks):
             # filters them out
             zones = {
                 name: ("available", "opt-in-not-required")
-                for name in os.environ.get("MOCK_AZS", DEFAULT_AZS).split(",")
+                for name in world().get("azs", DEFAULT_AZS).split(",")
             }
             zones[OPT_IN_ZONE] = ("available", "opted-in")
             zones[IMPAIRED_ZONE] = ("impaired", "opt-in-not-required")
@@ -141,6 +151,26 @@ class Mocks(pulumi.runtime.Mocks):
             if args.args["service"] == "s3" and "serviceType" not in args.args:
                 raise Exception("multiple VPC Endpoint Services matched")
             return {**args.args, "serviceName": f"com.amazonaws.{REGION}.{args.args['service']}"}
+        if args.token == "aws:eks/getClusters:getClusters":
+            cluster = world().get("eksCluster")
+            return {"names": [cluster["name"]] if cluster else []}
+        if args.token == "aws:eks/getCluster:getCluster":
+            cluster = world().get("eksCluster")
+            if not cluster or cluster["name"] != args.args["name"]:
+                raise Exception(
+                    f"ResourceNotFoundException: No cluster found for name: {args.args['name']}"
+                )
+            return {
+                "name": cluster["name"],
+                "vpcConfig": {"vpcId": cluster["vpcId"], "subnetIds": cluster["subnetIds"]},
+            }
+        if args.token == "aws:cloudwatch/getLogGroups:getLogGroups":
+            prefix = args.args.get("logGroupNamePrefix", "")
+            names = [n for n in world().get("logGroups", []) if n.startswith(prefix)]
+            return {
+                "logGroupNames": names,
+                "arns": [f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{n}" for n in names],
+            }
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
@@ -250,9 +280,7 @@ def serve() -> None:
         pid = os.fork()
         if pid == 0:  # the child: one configuration, like a `pulumi up` process
             os.environ["PULUMI_CONFIG"] = request["config"]
-            os.environ.pop("MOCK_AZS", None)
-            if request["azs"] is not None:
-                os.environ["MOCK_AZS"] = request["azs"]
+            os.environ["MOCK_WORLD"] = request["world"]
             with open(request["out"], "w") as out:
                 sys.stdout = out
                 main()

@@ -10,9 +10,11 @@ from __future__ import annotations
 import pytest
 
 from components.cluster import access_entry_key
-from tests.harness import run_ok
+from tests.harness import mock_id, run_ok
 
 CLUSTER = "eks:index:Cluster"
+SUBNET = "aws:ec2/subnet:Subnet"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 
 
 def test_cluster_has_no_node_group_and_no_managed_vpc_cni(dev):
@@ -75,15 +77,59 @@ def test_api_mode_rules_of_pulumi_eks(dev):
     inputs = dev.one(CLUSTER).inputs
     # cluster.ts validateAuthenticationMode: in API mode roleMappings, userMappings and
     # instanceRoles must be empty; subnetIds excludes public/privateSubnetIds.
-    for prop in ("roleMappings", "userMappings", "instanceRoles", "subnetIds"):
+    for prop in ("roleMappings", "userMappings", "instanceRoles"):
         assert not inputs.get(prop), prop
+    assert inputs["subnetIds"]
+    assert "publicSubnetIds" not in inputs and "privateSubnetIds" not in inputs
 
 
-def test_cluster_gets_public_and_private_subnets(dev):
+def control_plane_subnets(graph) -> list:
+    return [s for s in graph.of_type(SUBNET) if s.name.startswith("control-plane-")]
+
+
+def test_a_new_control_plane_gets_the_small_dedicated_subnets_of_every_az(dev):
     inputs = dev.one(CLUSTER).inputs
-    assert sorted(inputs["privateSubnetIds"]) == dev.subnet_ids("private")
-    assert sorted(inputs["publicSubnetIds"]) == dev.subnet_ids("public")
+    dedicated = control_plane_subnets(dev)
+    assert sorted(inputs["subnetIds"]) == sorted(mock_id(s) for s in dedicated)
+    assert {s.inputs["availabilityZone"] for s in dedicated} == {
+        s.inputs["availabilityZone"] for s in dev.of_type(SUBNET)
+    }
     assert inputs["vpcId"] == "vpc-id"
+
+
+# EKS user guide, "VPC and subnet requirements": "All subnets that you add must be in the
+# same set of AZs as originally provided when you created the cluster"; a subnet update
+# must still name one in each of them. So a live cluster keeps the subnets it has.
+LIVE_CLUSTER = {"name": "cilium-eks-dev", "vpcId": "vpc-id",
+                "subnetIds": ["control-plane-1-id", "control-plane-0-id", "control-plane-2-id"]}  # fmt: skip
+
+
+@pytest.mark.parametrize("az_count", [3, 4])
+def test_a_live_control_plane_keeps_its_subnets_when_azs_are_added(az_count):
+    graph = run_ok({"network.azCount": az_count}, world={"eksCluster": LIVE_CLUSTER})
+    cluster = graph.one(CLUSTER)
+    assert cluster.inputs["subnetIds"] == sorted(LIVE_CLUSTER["subnetIds"])
+    # the new AZ is for nodes and pods
+    assert len(graph.subnet_ids("private")) == az_count
+    node_group = graph.one("eks:index:ManagedNodeGroup")
+    assert sorted(node_group.inputs["subnetIds"]) == graph.subnet_ids("private")
+    values = graph.one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert sorted(values["eni"]["subnetIDsFilter"]) == graph.subnet_ids("private")
+
+
+def test_a_stack_from_before_the_dedicated_subnets_keeps_its_public_and_private_ones(dev):
+    # an older stack's cluster was created in the public and private subnets: kept as is
+    old = {**LIVE_CLUSTER, "subnetIds": [*dev.subnet_ids("public"), *dev.subnet_ids("private")]}
+    cluster = run_ok(world={"eksCluster": old}).one(CLUSTER)
+    assert cluster.inputs["subnetIds"] == sorted(old["subnetIds"])
+
+
+def test_a_cluster_of_the_same_name_in_another_vpc_is_not_adopted(dev):
+    other = {**LIVE_CLUSTER, "vpcId": "vpc-elsewhere"}
+    cluster = run_ok(world={"eksCluster": other}).one(CLUSTER)
+    assert sorted(cluster.inputs["subnetIds"]) == sorted(
+        mock_id(s) for s in control_plane_subnets(dev)
+    )
 
 
 def test_cluster_waits_for_its_subnets(dev):
@@ -158,15 +204,59 @@ def test_kubeconfig_is_exported_only_as_a_secret(dev):
 
 
 def test_control_plane_logs_go_to_a_log_group_the_stack_owns(dev):
-    logs = dev.one("aws:cloudwatch/logGroup:LogGroup")
+    logs = dev.one(LOG_GROUP)
     cluster = dev.one(CLUSTER)
     # the name EKS writes to, created before the cluster so EKS does not make its own
-    # (unbounded, and left behind by `pulumi destroy`)
+    # (unbounded)
     assert logs.inputs["name"] == f"/aws/eks/{cluster.inputs['name']}/cluster"
     # a value CloudWatch Logs accepts (PutRetentionPolicy refuses any other)
     assert logs.inputs["retentionInDays"] in {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365}
     # a property dependency: it reaches inside pulumi-eks, where depends_on would not
     assert logs.urn in cluster.property_dependencies["name"]
+    # nothing to adopt in a fresh account
+    assert logs.import_id is None
+
+
+def test_destroy_keeps_the_log_group_bounded_for_the_next_stack_of_the_name(dev):
+    # EKS writes (and re-creates) the group until the cluster is gone: deleted with the
+    # stack it could come back without retention (terraform-aws-eks #920). Kept, it keeps
+    # its 30 days, and `make up` of the same name adopts it.
+    assert dev.one(LOG_GROUP).retain_on_delete is True
+
+
+@pytest.mark.parametrize("made_by", ["eks", "an earlier stack of the same name"])
+def test_an_existing_log_group_is_adopted_not_created_again(made_by):
+    # ResourceAlreadyExistsException otherwise (terraform-aws-eks #920, #2763). The import
+    # is followed by an update to the declared retention (Pulumi 3.174+, which the
+    # preflight requires), so EKS's unbounded group gets its bound in the same `up`.
+    group = "/aws/eks/cilium-eks-dev/cluster"
+    logs = run_ok(world={"logGroups": [group, group + "-other"]}).one(LOG_GROUP)
+    assert logs.import_id == group
+    assert logs.inputs["retentionInDays"] == 30
+    # a group of a longer name that starts alike is not ours
+    other = run_ok(world={"logGroups": [group + "-other"]}).one(LOG_GROUP)
+    assert other.import_id is None
+
+
+@pytest.mark.parametrize("encryption", ["wireguard", "none"])
+def test_nodes_accept_each_others_wireguard_traffic_on_the_cluster_security_group(encryption):
+    graph = run_ok({"cilium.encryption": encryption})
+    rules = graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    wireguard = [r for r in rules if r.name == "wireguard"]
+    if encryption == "none":
+        assert wireguard == []
+        return
+    (rule,) = wireguard
+    # the security group EKS made for the cluster: managed nodes, Karpenter's nodes and
+    # Cilium's ENIs carry it (pulumi-eks's clusterSecurityGroupId, skipDefaultSecurityGroups)
+    assert rule.inputs["securityGroupId"] == "sg-cluster"
+    assert rule.inputs["referencedSecurityGroupId"] == "sg-cluster"
+    # Cilium's WireGuard listen port (pkg/wireguard/types ListenPort), UDP
+    assert (rule.inputs["ipProtocol"], rule.inputs["fromPort"], rule.inputs["toPort"]) == (
+        "udp",
+        51871,
+        51871,
+    )
 
 
 def test_public_endpoint_is_limited_to_the_configured_cidrs():

@@ -23,12 +23,14 @@ def test_subnet_plan_fits_the_vpc_without_overlap_and_private_subnets_are_large(
     vpc = ipaddress.ip_network(cidr)
     plan = subnet_plan(cidr, az_count)
     assert len(plan) == az_count
-    nets = [ipaddress.ip_network(c) for pair in plan for c in pair]
+    nets = [ipaddress.ip_network(c) for triple in plan for c in triple]
     assert all(n.subnet_of(vpc) for n in nets)
     assert not any(a.overlaps(b) for a, b in itertools.combinations(nets, 2))
-    for public, private in plan:
+    for public, private, control_plane in plan:
         assert ipaddress.ip_network(private).prefixlen <= 20  # pod IPs live here
         assert ipaddress.ip_network(public).prefixlen <= 25  # NAT + load balancers
+        # EKS's ENIs: at least 6 free addresses, 16 recommended (AWS keeps 5 per subnet)
+        assert ipaddress.ip_network(control_plane).num_addresses == 16
 
 
 def test_subnet_plan_keeps_existing_subnets_when_azs_are_added():
@@ -41,11 +43,16 @@ def test_vpc_has_dns_support_and_hostnames(dev):
     assert vpc.inputs["enableDnsSupport"] is True and vpc.inputs["enableDnsHostnames"] is True
 
 
-def test_one_public_and_one_private_subnet_per_az(dev):
+def test_one_public_one_private_and_one_control_plane_subnet_per_az(dev):
     subnets = dev.of_type(SUBNET)
     public = [s for s in subnets if s.inputs["tags"].get("kubernetes.io/role/elb") == "1"]
     private = [s for s in subnets if s.inputs["tags"].get("kubernetes.io/role/internal-elb") == "1"]
-    assert len(public) == len(private) == 3 and len(subnets) == 6
+    control_plane = [s for s in subnets if s.name.startswith("control-plane-")]
+    assert len(public) == len(private) == len(control_plane) == 3 and len(subnets) == 9
+    # no load balancer role: nothing but EKS's ENIs goes there, and no route out
+    assert not any("kubernetes.io/role" in k for s in control_plane for k in s.inputs["tags"])
+    assert not [a for a in dev.of_type(ASSOCIATION)
+                if a.inputs["subnetId"] in {mock_id(s) for s in control_plane}]  # fmt: skip
     azs = ["ap-northeast-2a", "ap-northeast-2b", "ap-northeast-2c"]
     assert sorted(s.inputs["availabilityZone"] for s in public) == azs
     assert sorted(s.inputs["availabilityZone"] for s in private) == azs
@@ -105,7 +112,9 @@ def test_subnets_avoid_opt_in_zones_and_the_gateway_is_the_vpcs(dev):
 
 
 def test_az_count_sets_the_number_of_subnets():
-    assert len(run_ok({"network.azCount": 2}).of_type(SUBNET)) == 4
+    assert (
+        len(run_ok({"network.azCount": 2}).of_type(SUBNET)) == 6
+    )  # public, private, control plane
 
 
 # --- network.vpcEndpoints -----------------------------------------------------------------
