@@ -100,8 +100,11 @@ def test_a_new_control_plane_gets_the_small_dedicated_subnets_of_every_az(dev):
 # EKS user guide, "VPC and subnet requirements": "All subnets that you add must be in the
 # same set of AZs as originally provided when you created the cluster"; a subnet update
 # must still name one in each of them. So a live cluster keeps the subnets it has.
-LIVE_CLUSTER = {"name": "cilium-eks-dev", "vpcId": "vpc-id",
-                "subnetIds": ["control-plane-1-id", "control-plane-0-id", "control-plane-2-id"]}  # fmt: skip
+LIVE_CLUSTER = {
+    "name": "cilium-eks-dev",
+    "vpcId": "vpc-id",
+    "subnetIds": ["control-plane-1-id", "control-plane-0-id", "control-plane-2-id"],
+}
 
 
 @pytest.mark.parametrize("az_count", [3, 4])
