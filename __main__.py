@@ -7,7 +7,7 @@ Each component's docstring says what it waits for and why.
 import pulumi
 
 from components.aws_node import AwsNodeOff, AwsNodeOffArgs
-from components.cilium import Cilium, CiliumArgs, operator_replicas
+from components.cilium import Cilium, CiliumArgs, hubble_commands, operator_replicas
 from components.cluster import Cluster, ClusterArgs
 from components.config import load, with_instance_facts
 from components.network import Network, NetworkArgs
@@ -41,7 +41,8 @@ bootstrap = AwsNodeOff("aws-node-off", AwsNodeOffArgs(
     provider=cluster.provider, kube_proxy=cfg.cilium.kube_proxy_replacement,
 ))  # fmt: skip
 cilium = Cilium("cilium", CiliumArgs(
-    cluster_name=cfg.cluster_name, config=cfg.cilium, oidc_provider_arn=cluster.oidc_provider_arn,
+    cluster_name=cfg.cluster_name, config=cfg.cilium, partition=cfg.partition,
+    oidc_provider_arn=cluster.oidc_provider_arn,
     oidc_issuer=cluster.oidc_issuer, pod_subnet_ids=network.private_subnet_ids,
     operator_replicas=operator_replicas(cfg.nodes.min_size),
     api_server_host=cluster.api_server_host, provider=cluster.provider,
@@ -70,7 +71,5 @@ pulumi.export("commands", {
     "kubeconfig": "pulumi stack output kubeconfig --show-secrets > kubeconfig.json"
                   " && export KUBECONFIG=$PWD/kubeconfig.json",
     "ciliumStatus": "cilium status --wait",
-    "hubbleUi": "cilium hubble ui",
-    "hubbleUiPortForward": "kubectl -n kube-system port-forward svc/hubble-ui 12000:80",
-    "hubbleObserve": "cilium hubble port-forward & hubble observe --follow",
+    **hubble_commands(),
 })  # fmt: skip

@@ -21,26 +21,78 @@ CHART_REPOSITORY = "https://helm.cilium.io"
 NAMESPACE = "kube-system"
 OPERATOR_SERVICE_ACCOUNT = "cilium-operator"
 
-# What cilium-operator calls to manage ENIs and their IPs: the action list of Cilium's
-# docs, "IPAM: AWS ENI" > "Required Privileges". No wildcard actions. The resources are
-# "*" as in those docs: the Describe calls accept nothing narrower, and the ENIs to
-# create, attach and tag do not exist (so have no ARN) when the policy is written.
-ENI_IAM_ACTIONS = (
-    "ec2:CreateNetworkInterface",
-    "ec2:AttachNetworkInterface",
-    "ec2:DeleteNetworkInterface",
-    "ec2:ModifyNetworkInterfaceAttribute",
-    "ec2:AssignPrivateIpAddresses",
-    "ec2:UnassignPrivateIpAddresses",
-    "ec2:CreateTags",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeVpcs",
-    "ec2:DescribeSecurityGroups",
-    "ec2:DescribeInstanceTypes",
-    "ec2:DescribeRouteTables",
-    "ec2:DescribeTags",
-)
+# The EC2 calls cilium-operator makes in ENI mode with prefix delegation, ENI garbage
+# collection on (the default) and this stack's settings, read from its source (1.19:
+# pkg/aws/ec2/ec2.go; 1.20: pkg/aws/api/api.go, same calls): action -> why. Cilium's docs
+# ("IPAM: AWS ENI" > "Required Privileges") list these and some that this stack never
+# triggers: UnassignPrivateIpAddresses (only with eni.awsReleaseExcessIPs), DescribeTags
+# (only when cluster.name is "default" and no GC tags are set), DescribeInstances (only
+# with eni.instanceTagsFilter or toGroups.aws). Resource "*": the Describe calls take
+# nothing narrower, and the ENIs to create, attach and modify have no ARN yet.
+ENI_IAM_ACTIONS = {
+    "ec2:DescribeNetworkInterfaces": "every resync and ENI GC (describeNetworkInterfaces)",
+    "ec2:DescribeVpcs": "every resync (GetVpcs)",
+    "ec2:DescribeSubnets": "every resync, free IPs per subnet (GetSubnets)",
+    "ec2:DescribeSecurityGroups": "every resync, the ENIs' groups (GetSecurityGroups)",
+    "ec2:DescribeRouteTables": "every resync (GetRouteTables)",
+    "ec2:DescribeInstanceTypes": "ENI and address limits; the allocator fails without it",
+    "ec2:CreateNetworkInterface": "a node needs another ENI (Ipv4PrefixCount with prefixes)",
+    "ec2:AttachNetworkInterface": "the new ENI onto its node",
+    "ec2:ModifyNetworkInterfaceAttribute": "DeleteOnTermination on each new ENI",
+    "ec2:DeleteNetworkInterface": "ENI GC (every 5 min), and rollback of a failed attach",
+    "ec2:AssignPrivateIpAddresses": "/28 prefixes (AssignENIPrefixes) or single IPs",
+}
+# CreateTags is never called on its own: the GC tags ride on CreateNetworkInterface's
+# TagSpecifications, which EC2 authorizes as CreateTags too ("Grant permission to tag
+# resources during creation"), so it is allowed for exactly that.
+ENI_TAG_ON_CREATE = "ec2:CreateTags"
+
+
+def eni_policy(partition: str) -> dict[str, Any]:
+    """The operator's whole IAM policy (see ENI_IAM_ACTIONS)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": sorted(ENI_IAM_ACTIONS), "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": ENI_TAG_ON_CREATE,
+                "Resource": f"arn:{partition}:ec2:*:*:network-interface/*",
+                "Condition": {"StringEquals": {"ec2:CreateAction": "CreateNetworkInterface"}},
+            },
+        ],
+    }
+
+
+# Hubble Relay serves TLS (helm_values): the CLI trusts the CA the chart's CronJob made
+# (copied from the relay's server certificate Secret) and names a host its certificate,
+# *.hubble-relay.cilium.io, covers (Cilium docs, "Configure TLS with Hubble": through a
+# port-forward the server name must be given).
+HUBBLE_CA_FILE = "hubble-ca.crt"
+HUBBLE_RELAY_SERVER_NAME = "hubble.hubble-relay.cilium.io"
+HUBBLE_RELAY_CERT_SECRET = "hubble-relay-server-certs"
+
+
+def hubble_observe(filters: str) -> str:
+    """`hubble observe` against the TLS relay that `cilium hubble port-forward` exposes."""
+    tls = f"--tls --tls-ca-cert-files {HUBBLE_CA_FILE} --tls-server-name {HUBBLE_RELAY_SERVER_NAME}"
+    return f"hubble observe {tls} {filters}"
+
+
+def hubble_commands() -> dict[str, str]:
+    """The Hubble commands for this stack, exact: relay behind TLS, UI on localhost:12000."""
+    return {
+        "hubbleCa": (
+            f"kubectl -n {NAMESPACE} get secret {HUBBLE_RELAY_CERT_SECRET} "
+            f"-o jsonpath='{{.data.ca\\.crt}}' | base64 -d > {HUBBLE_CA_FILE}"
+        ),
+        # the relay on localhost:4245 (cilium follows the Service to its TLS port, 443)
+        "hubblePortForward": "cilium hubble port-forward",
+        "hubbleObserve": hubble_observe("--follow"),
+        "hubbleUi": "cilium hubble ui",
+        "hubbleUiPortForward": f"kubectl -n {NAMESPACE} port-forward svc/hubble-ui 12000:80",
+    }
+
 
 # cilium-operator's pods are anti-affine (one per node): more replicas than nodes leaves
 # one Pending forever. Two give a standby when there are two nodes or more.
@@ -96,15 +148,32 @@ def helm_values(
         # Cilium's eBPF service handling instead of kube-proxy's iptables, or not.
         "kubeProxyReplacement": config.kube_proxy_replacement,
         "operator": {"replicas": operator_replicas},
+        # Pod traffic between nodes encrypted with WireGuard (UDP 51871, allowed between
+        # the nodes by components/cluster.py), or not; stated either way.
+        "encryption": (
+            {"enabled": True, "type": "wireguard"}
+            if config.encryption == "wireguard"
+            else {"enabled": False}
+        ),
         "hubble": {
             "enabled": True,
-            "relay": {"enabled": config.hubble.relay},
+            "relay": {
+                "enabled": config.hubble.relay,
+                # Relay serves its gRPC API over TLS (certificate *.hubble-relay.cilium.io
+                # from the same CronJob); the UI gets a client certificate from it too.
+                "tls": {"server": {"enabled": config.hubble.relay}},
+            },
             "ui": {"enabled": config.hubble.ui},
             # Certificates made in the cluster by a CronJob, not by Helm at render time:
             # Helm-made certificates change on every render, a diff on every `pulumi up`.
             "tls": {"auto": {"method": "cronJob"}},
         },
     }
+    if config.upgrade_compatibility:
+        # The minor first installed: the chart keeps its defaults across minor upgrades
+        # (e.g. 1.20 would switch the L7 proxy to envoy-xds-mode ads). Unset on a fresh
+        # install, which takes the chart's own defaults.
+        values["upgradeCompatibility"] = config.upgrade_compatibility
     if config.kube_proxy_replacement:
         # Without kube-proxy nothing translates the `kubernetes` Service's ClusterIP until
         # the agent runs, so agents reach the API server directly: the EKS endpoint's host
@@ -118,6 +187,7 @@ def helm_values(
 class CiliumArgs:
     cluster_name: str
     config: CiliumConfig
+    partition: str
     oidc_provider_arn: pulumi.Input[str]
     oidc_issuer: pulumi.Input[str]  # issuer URL without https://
     pod_subnet_ids: Sequence[pulumi.Input[str]]
@@ -156,17 +226,10 @@ class Cilium(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        eni_policy = aws.iam.RolePolicy(
+        operator_policy = aws.iam.RolePolicy(
             "operator-eni",
             role=self.operator_role.id,
-            policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Action": list(ENI_IAM_ACTIONS), "Resource": "*"}
-                    ],
-                }
-            ),
+            policy=json.dumps(eni_policy(args.partition)),
             opts=child,
         )
 
@@ -190,7 +253,7 @@ class Cilium(pulumi.ComponentResource):
                 parent=self,
                 provider=args.provider,
                 # The role's permissions must exist before the operator first calls EC2.
-                depends_on=[*args.bootstrap_patches, eni_policy, args.eni_sweeper],
+                depends_on=[*args.bootstrap_patches, operator_policy, args.eni_sweeper],
             ),
         )
         self.register_outputs({"version": args.config.version})

@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.cilium import hubble_commands, hubble_observe
 from components.config import DemoConfig, StackConfig
 
 NAMESPACE = "starwars"
@@ -87,6 +88,7 @@ def manual_checks(mode: str) -> dict[str, Any]:
             f"curl -s -X{method} deathstar.{NAMESPACE}.svc.cluster.local{path}"
         )
 
+    hubble = hubble_commands()
     checks = {
         "tiefighterLands": {
             "command": curl("tiefighter", "POST", "/v1/request-landing"),
@@ -105,10 +107,11 @@ def manual_checks(mode: str) -> dict[str, Any]:
     return {
         "checks": checks,
         "hubble": {
-            "dropped": f"hubble observe --namespace {NAMESPACE} --verdict DROPPED",
-            "http": f"hubble observe --namespace {NAMESPACE} --protocol http",
-            "portForward": "cilium hubble port-forward",
-            "ui": "cilium hubble ui",
+            "dropped": hubble_observe(f"--namespace {NAMESPACE} --verdict DROPPED"),
+            "http": hubble_observe(f"--namespace {NAMESPACE} --protocol http"),
+            "ca": hubble["hubbleCa"],
+            "portForward": hubble["hubblePortForward"],
+            "ui": hubble["hubbleUi"],
         },
     }
 

@@ -9,6 +9,7 @@ what a real install depends on is asserted on the manifests Helm would apply.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import json
 import re
@@ -116,15 +117,19 @@ def test_string_choices_are_among_those_the_chart_documents(reference, values, v
 
 
 @functools.cache
-def render(reference: Path, version: str, values_json: str) -> tuple[dict[str, Any], ...]:
-    """The objects `helm install cilium -n kube-system` would create with these values."""
+def render_all(reference: Path, version: str, values_json: str) -> dict[str, str]:
+    """Every file `helm install cilium -n kube-system` renders with these values."""
     chart = helm_python.Chart.load(chart_dir(reference, version) / f"cilium-{version}.tgz")
-    manifests = chart.render(
+    return chart.render(
         json.loads(values_json), name="cilium", namespace="kube-system", is_install=True
     )
+
+
+def render(reference: Path, version: str, values_json: str) -> tuple[dict[str, Any], ...]:
+    """The objects `helm install cilium -n kube-system` would create with these values."""
     return tuple(
         doc
-        for template, text in sorted(manifests.items())
+        for template, text in sorted(render_all(reference, version, values_json).items())
         if template.endswith((".yaml", ".yml"))
         for doc in yaml.safe_load_all(text)
         if doc
@@ -133,6 +138,12 @@ def render(reference: Path, version: str, values_json: str) -> tuple[dict[str, A
 
 def rendered(reference: Path, version: str, graph: Graph) -> tuple[dict[str, Any], ...]:
     return render(reference, version, json.dumps(graph.one(RELEASE).inputs["values"]))
+
+
+def notes(reference: Path, version: str, graph: Graph) -> str:
+    """What `helm install` prints after installing (NOTES.txt, with the chart's warnings)."""
+    files = render_all(reference, version, json.dumps(graph.one(RELEASE).inputs["values"]))
+    return files["cilium/templates/NOTES.txt"]
 
 
 def find(objects, kind: str, name: str) -> dict[str, Any]:
@@ -239,3 +250,70 @@ def test_every_rendered_object_is_valid_for_the_clusters_kubernetes_version(
         except kubernetes_validate.ValidationError as err:
             invalid.append(f"{obj['kind']}/{obj['metadata']['name']}: {err.message}")
     assert not invalid
+
+
+# --- encryption, relay TLS, upgrade compatibility -------------------------------------------
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_wireguard_is_on_in_the_agents_config(reference, dev, version):
+    config = find(rendered(reference, version, dev), "ConfigMap", "cilium-config")["data"]
+    assert config["enable-wireguard"] == "true"
+    off = run_ok({"cilium.encryption": "none"})
+    config = find(rendered(reference, version, off), "ConfigMap", "cilium-config")["data"]
+    assert config.get("enable-wireguard", "false") == "false"
+
+
+def certgen_certificates(objects) -> dict[str, dict[str, Any]]:
+    """The certificates the chart's CronJob method makes: {secret name: its spec}."""
+    job = next(
+        o for o in objects if o["kind"] == "Job" and "generate-certs" in o["metadata"]["name"]
+    )
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    return {c["name"]: c for c in yaml.safe_load(env["CILIUM_CERTGEN_CONFIG"])["certs"]}
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_hubble_relay_serves_tls_with_a_certificate_from_the_cronjob(reference, dev, version):
+    objects = rendered(reference, version, dev)
+    relay = yaml.safe_load(find(objects, "ConfigMap", "hubble-relay-config")["data"]["config.yaml"])
+    assert relay["tls-relay-server-cert-file"] and "disable-server-tls" not in relay
+    certs = certgen_certificates(objects)
+    # made in the cluster (no diff on every `pulumi up`), and the UI gets a client one
+    assert {"hubble-relay-server-certs", "hubble-ui-client-certs"} <= set(certs)
+    # the stack's hubble commands: the secret they copy the CA from exists, and the server
+    # name they give matches the relay certificate's host
+    commands = dev.output("commands")
+    assert "get secret hubble-relay-server-certs " in commands["hubbleCa"]
+    server_name = shlex.split(commands["hubbleObserve"])[
+        shlex.split(commands["hubbleObserve"]).index("--tls-server-name") + 1
+    ]
+    assert any(
+        fnmatch.fnmatch(server_name, host) for host in certs["hubble-relay-server-certs"]["hosts"]
+    )
+    # `cilium hubble port-forward` takes the relay Service's first port: the TLS one
+    (port,) = find(objects, "Service", "hubble-relay")["spec"]["ports"]
+    assert port["port"] == 443
+
+
+def test_the_1_20_chart_no_longer_warns_that_relay_serves_without_tls(reference, dev):
+    # chart 1.20.0 templates/warnings.txt, printed after `helm install`
+    assert "1.20.0" in ACCEPTED
+    assert "TLS is not enabled for the Hubble Relay server" not in notes(reference, "1.20.0", dev)
+    # the same values with relay TLS off: the warning is the chart's
+    values = json.loads(json.dumps(dev.one(RELEASE).inputs["values"]))
+    values["hubble"]["relay"]["tls"]["server"]["enabled"] = False
+    files = render_all(reference, "1.20.0", json.dumps(values))
+    assert "TLS is not enabled for the Hubble Relay server" in files["cilium/templates/NOTES.txt"]
+
+
+def test_upgrade_compatibility_keeps_the_l7_proxy_mode_across_the_1_20_upgrade(reference):
+    # chart 1.20.0 _helpers.tpl envoyXdsMode: "ads" unless upgradeCompatibility < 1.20
+    def xds_mode(compatibility: str | None) -> str | None:
+        graph = run_ok({"cilium.version": "1.20.0", "cilium.upgradeCompatibility": compatibility})
+        config = find(rendered(reference, "1.20.0", graph), "ConfigMap", "cilium-config")
+        return config["data"].get("envoy-xds-mode")
+
+    assert xds_mode(None) == "ads"  # a fresh 1.20 install: the chart's new default
+    assert xds_mode("1.19") is None  # upgraded from 1.19: the agent keeps its split mode

@@ -126,9 +126,15 @@ def test_stack_outputs(dev):
     # cilium CLI commands as its docs spell them (the port-forward's target: chart tests)
     assert shlex.split(commands["ciliumStatus"]) == ["cilium", "status", "--wait"]
     assert shlex.split(commands["hubbleUi"]) == ["cilium", "hubble", "ui"]
-    relay, observe = commands["hubbleObserve"].split("&")
-    assert shlex.split(relay) == ["cilium", "hubble", "port-forward"]
-    assert shlex.split(observe) == ["hubble", "observe", "--follow"]
+    assert shlex.split(commands["hubblePortForward"]) == ["cilium", "hubble", "port-forward"]
+    # the relay serves TLS (its CA and certificate name: tests/test_cilium_chart.py)
+    assert shlex.split(commands["hubbleObserve"]) == [
+        "hubble", "observe", "--tls", "--tls-ca-cert-files", "hubble-ca.crt",
+        "--tls-server-name", "hubble.hubble-relay.cilium.io", "--follow",
+    ]  # fmt: skip
+    ca = commands["hubbleCa"]
+    assert ca.startswith("kubectl -n kube-system get secret hubble-relay-server-certs -o ")
+    assert ca.endswith("| base64 -d > hubble-ca.crt")
     forward = shlex.split(commands["hubbleUiPortForward"])
     assert forward[:4] == ["kubectl", "-n", "kube-system", "port-forward"]
     # Only the kubeconfig is secret, and nothing else carries it.

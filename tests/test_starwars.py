@@ -294,9 +294,14 @@ def test_demo_outputs_give_the_manual_checks_and_hubble_commands(dev):
     assert "--max-time" in checks["xwingLands"]["command"]
     assert checks["tiefighterExhaustPort"]["expect"] == "Access denied"
     assert "-XPUT" in checks["tiefighterExhaustPort"]["command"]
-    assert demo["hubble"]["dropped"] == "hubble observe --namespace starwars --verdict DROPPED"
-    assert demo["hubble"]["http"] == "hubble observe --namespace starwars --protocol http"
+    # the relay serves TLS: each observe trusts its CA and names its certificate's host
+    tls = "--tls --tls-ca-cert-files hubble-ca.crt --tls-server-name hubble.hubble-relay.cilium.io"
+    assert demo["hubble"]["dropped"] == (
+        f"hubble observe {tls} --namespace starwars --verdict DROPPED"
+    )
+    assert demo["hubble"]["http"] == f"hubble observe {tls} --namespace starwars --protocol http"
     assert demo["hubble"]["portForward"] == "cilium hubble port-forward"  # what observe reads
+    assert demo["hubble"]["ca"] == dev.output("commands")["hubbleCa"]
     assert demo["hubble"]["ui"] == "cilium hubble ui"
 
 
