@@ -13,7 +13,7 @@ from components.config import load, with_instance_facts
 from components.network import Network, NetworkArgs
 from components.nodes import NodeGroup, NodeGroupArgs
 from components.provider import aws_provider
-from components.starwars import StarWarsDemo, StarWarsDemoArgs, manual_checks, proof_env
+from components.starwars import StarWarsDemo, StarWarsDemoArgs, budget, manual_checks, proof_env
 from components.teardown import Teardown, TeardownArgs
 
 cfg = load()  # every key, offline rules: raises on bad config before any resource
@@ -58,6 +58,7 @@ if cfg.demo.enabled:
     demo = StarWarsDemo("starwars", StarWarsDemoArgs(
         config=cfg.demo, provider=cluster.provider, cni_release=cilium.release,
         node_group=nodes.node_group, dns=nodes.coredns, proof_env=proof_env(cfg),
+        budget=budget(cfg),
     ))  # fmt: skip
     pulumi.export("demo", {"namespace": demo.namespace, "policy": cfg.demo.policy,
                            **manual_checks(cfg.demo.policy)})  # fmt: skip

@@ -567,6 +567,23 @@ class StackConfig(_Section):
         return "aws"
 
 
+# Kubernetes quantity suffixes (apimachinery resource.Quantity), as factors.
+QUANTITY_SUFFIXES = {
+    "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+
+
+def cpu_cores(quantity: str) -> float:
+    """A CPU quantity (as _quantity accepted it) in cores: "500m" -> 0.5, "64" -> 64."""
+    match = QUANTITY_RE.match(quantity)
+    assert match, quantity
+    return (
+        float(quantity[: len(quantity) - len(match.group(2) or "")])
+        * QUANTITY_SUFFIXES[match.group(2) or ""]
+    )
+
+
 def minor_of(version: str) -> tuple[int, int]:
     """(1, 20) for "1.20.0" or "1.20"."""
     major, minor = version.split(".")[:2]

@@ -1,22 +1,23 @@
-"""Cilium's Star Wars demo, its L3/L4 or L7 policy, and Jobs that prove the policy holds.
+"""Cilium's Star Wars demo, its L3/L4 or L7 policy, and the checks that prove it holds.
 
 The objects match Cilium's examples/minikube/http-sw-app.yaml (names, labels, images,
 ports) in a namespace of their own, except that the ships are one-replica Deployments
 rather than bare Pods, so they come back when the nodes are replaced. The policy for
-each mode is in `policy_spec()`.
+each mode is in `policy_spec()`; the checks' pods, Jobs and CronJobs in components/checks.py.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.checks import PART_OF, Budget, check_cronjob, check_job, check_pod, checks_identity
 from components.cilium import hubble_commands, hubble_observe
-from components.config import DemoConfig, StackConfig
+from components.config import DemoConfig, StackConfig, cpu_cores
 
 NAMESPACE = "starwars"
 # Images exactly as upstream pins them (tag and digest).
@@ -34,15 +35,13 @@ SHIPS = {
     "xwing": {"org": "alliance", "class": "xwing"},
 }
 DEATHSTAR_URL = f"http://deathstar.{NAMESPACE}.svc.cluster.local"
-VERIFY_SCRIPT = Path(__file__).with_name("starwars_verify.sh")
-VERIFY_ACCOUNT = "starwars-verify"
 # In `none` mode the policy selects pods with this label, which none has: no pod is under
 # any policy, as in the runbook before a policy is applied.
 NO_POD_LABELS = {"cilium-eks.io/demo-policy": "none"}
-# The verification Jobs' bounds: Cilium's rollout (two agents at a time) gets up to
-# ROLLOUT_TIMEOUT, the checks about a minute more, the Job in all JOB_DEADLINE.
-ROLLOUT_TIMEOUT = 600
-JOB_DEADLINE = 900
+# Karpenter's NodePool (components/karpenter.py), whose readiness the checks prove.
+KARPENTER_NODEPOOL = "default"
+# The fewest vCPUs of a node Karpenter may launch: its NodePool's budget in nodes.
+KARPENTER_MIN_NODE_VCPUS = 2
 
 
 def policy_spec(mode: str) -> dict[str, Any]:
@@ -119,19 +118,33 @@ def manual_checks(mode: str) -> dict[str, Any]:
 def proof_env(cfg: StackConfig) -> dict[str, str]:
     """What the checks prove the policy on, as the verification Jobs' environment: a change
     to any of it replaces the Jobs, so the next `pulumi up` proves the policy again."""
-    return {
+    env = {
         "CILIUM_VERSION": cfg.cilium.version,  # the version the rollout must reach
         "KUBE_PROXY_REPLACEMENT": str(cfg.cilium.kube_proxy_replacement).lower(),
+        "ENCRYPTION": cfg.cilium.encryption,  # wireguard: every node's key is checked
         "PREFIX_DELEGATION": str(cfg.cilium.prefix_delegation).lower(),
         "KUBERNETES_VERSION": cfg.kubernetes_version,
         "INSTANCE_TYPES": ",".join(cfg.nodes.instance_types),
     }
+    if cfg.karpenter.enabled:
+        env["KARPENTER_NODEPOOL"] = KARPENTER_NODEPOOL
+    return env
+
+
+def budget(cfg: StackConfig) -> Budget:
+    """The checks' time bounds for the most nodes the stack may run: the managed group's
+    maximum, and what Karpenter's CPU limit allows in its smallest nodes."""
+    nodes = cfg.nodes.max_size
+    if cfg.karpenter.enabled:
+        nodes += math.ceil(cpu_cores(cfg.karpenter.cpu_limit) / KARPENTER_MIN_NODE_VCPUS)
+    return Budget(max_nodes=nodes)
 
 
 @dataclass
 class StarWarsDemoArgs:
     config: DemoConfig
     proof_env: dict[str, str]  # see proof_env()
+    budget: Budget  # see budget()
     provider: k8s.Provider
     cni_release: pulumi.Resource
     node_group: pulumi.Resource
@@ -146,9 +159,10 @@ class StarWarsDemo(pulumi.ComponentResource):
     the Cilium release and for the node group (nodes Ready => agents ready => CRDs
     registered); each carries that dependency itself, since children do not inherit a
     component's `depends_on`. The verification Jobs also wait for the policy, the
-    deathstar, CoreDNS and the permission to read Cilium's DaemonSet: before any curl they
-    wait until the `cilium` DaemonSet has rolled out the configured version on every node
-    (a Helm upgrade with skipAwait returns before it has).
+    deathstar, CoreDNS and their read access: before any curl they wait until Cilium has
+    rolled out the configured version (a Helm upgrade with skipAwait returns before it
+    has). The suspended CronJobs of the same checks (`make verify`) exist with the demo,
+    whether or not `pulumi up` runs them.
     """
 
     namespace: pulumi.Output[str]
@@ -213,30 +227,41 @@ class StarWarsDemo(pulumi.ComponentResource):
             opts=after(),
         )
 
-        if args.config.verify:
-            access = daemonset_reader(namespace, after())
-            script = VERIFY_SCRIPT.read_text()
-            for ship, labels in SHIPS.items():
-                verify_job(
-                    ship,
-                    metadata=meta(
+        access = checks_identity(namespace, karpenter="KARPENTER_NODEPOOL" in args.proof_env,
+                                 opts=after())  # fmt: skip
+        for ship, labels in SHIPS.items():
+            pod = check_pod(
+                labels,
+                env={
+                    "SHIP": ship,
+                    "POLICY": mode,
+                    "DEATHSTAR": DEATHSTAR_URL,
+                    "ROLLOUT_TIMEOUT": str(args.budget.rollout),
+                    **args.proof_env,
+                },
+                image=SHIP_IMAGE,
+            )
+            if args.config.verify:
+                check_job(
+                    f"verify-{ship}",
+                    meta(
                         f"verify-{ship}-{mode}",
                         {"app.kubernetes.io/name": "starwars-verify"},
                         # A failed check is replaced, so run again, by the next `pulumi up`
                         # (by default Pulumi would only wait on the failed Job again).
                         {"pulumi.com/replaceUnready": "true"},
                     ),
-                    pod_labels={**labels, "app.kubernetes.io/name": "starwars-verify"},
-                    env={
-                        "SHIP": ship,
-                        "POLICY": mode,
-                        "DEATHSTAR": DEATHSTAR_URL,
-                        "ROLLOUT_TIMEOUT": str(ROLLOUT_TIMEOUT),
-                        **args.proof_env,
-                    },
-                    script=script,
+                    pod,
+                    args.budget,
                     opts=after(service, deathstar, policy, args.dns, *access),
                 )
+            check_cronjob(
+                f"verify-{ship}",
+                meta(f"verify-{ship}", {"app.kubernetes.io/name": "starwars-verify", **PART_OF}),
+                pod,
+                args.budget,
+                opts=after(*access),
+            )
 
         self.namespace = namespace
         self.register_outputs({"namespace": namespace})
@@ -270,94 +295,4 @@ def deployment(
             ),
         ),
         opts=opts,
-    )
-
-
-def daemonset_reader(
-    namespace: pulumi.Input[str], opts: pulumi.ResourceOptions
-) -> list[pulumi.Resource]:
-    """The Jobs' identity: a ServiceAccount that may only get, list and watch DaemonSets in
-    kube-system (to see Cilium's rollout, and kube-proxy's absence). Nothing leaves the
-    cluster: the Jobs ask the API server from inside, with this account's token."""
-    account = k8s.core.v1.ServiceAccount(
-        "verify",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=VERIFY_ACCOUNT, namespace=namespace),
-        opts=opts,
-    )
-    in_kube_system = k8s.meta.v1.ObjectMetaArgs(name=VERIFY_ACCOUNT, namespace="kube-system")
-    role = k8s.rbac.v1.Role(
-        "verify",
-        metadata=in_kube_system,
-        rules=[
-            k8s.rbac.v1.PolicyRuleArgs(
-                api_groups=["apps"], resources=["daemonsets"], verbs=["get", "list", "watch"]
-            )
-        ],
-        opts=opts,
-    )
-    binding = k8s.rbac.v1.RoleBinding(
-        "verify",
-        metadata=in_kube_system,
-        role_ref=k8s.rbac.v1.RoleRefArgs(
-            api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name
-        ),
-        subjects=[
-            k8s.rbac.v1.SubjectArgs(
-                kind="ServiceAccount", name=account.metadata.name, namespace=namespace
-            )
-        ],
-        opts=opts,
-    )
-    return [account, binding]
-
-
-def verify_job(
-    ship: str,
-    *,
-    metadata: k8s.meta.v1.ObjectMetaArgs,
-    pod_labels: dict[str, str],
-    env: dict[str, str],
-    script: str,
-    opts: pulumi.ResourceOptions,
-) -> k8s.batch.v1.Job:
-    """A Job running starwars_verify.sh from a pod labelled like `ship`.
-
-    Its name carries the policy mode and its environment what it proves on (Cilium
-    version, kube-proxy replacement, nodes), so changing any of them replaces it and the
-    checks run again. No TTL: a Job that deletes itself would show as drift on the next
-    `pulumi up`. Pulumi waits for it to complete and fails the update if it fails.
-    """
-    return k8s.batch.v1.Job(
-        f"verify-{ship}",
-        metadata=metadata,
-        spec=k8s.batch.v1.JobSpecArgs(
-            # The script retries within one pod; a second pod gives a node hiccup a chance.
-            backoff_limit=1,
-            active_deadline_seconds=JOB_DEADLINE,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
-                spec=k8s.core.v1.PodSpecArgs(
-                    service_account_name=VERIFY_ACCOUNT,
-                    restart_policy="Never",
-                    containers=[
-                        k8s.core.v1.ContainerArgs(
-                            name="verify",
-                            # the ships' image: it has sh, curl, getent and node (for JSON)
-                            image=SHIP_IMAGE,
-                            command=["sh", "-c", script],
-                            env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()],
-                            # The failed checks become the pod's termination message.
-                            termination_message_policy="FallbackToLogsOnError",
-                        )
-                    ],
-                ),
-            ),
-        ),
-        opts=pulumi.ResourceOptions.merge(
-            opts,
-            # Pulumi's own wait for a Job is shorter than the Job's deadline.
-            pulumi.ResourceOptions(
-                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m")
-            ),
-        ),
     )

@@ -1,11 +1,16 @@
 #!/bin/sh
 # The runbook's checks, run by a Job from a pod labelled like a Star Wars ship. First that
 # the platform under the policy is the one declared, then the policy checks themselves:
-#   1. Cilium's DaemonSet has rolled out CILIUM_VERSION on every node (with skipAwait, a
-#      Helm upgrade returns before that, and checks would run against old agents);
+#   1. Cilium has rolled out (with skipAwait, a Helm upgrade returns before that, and checks
+#      would run against old agents): the `cilium` DaemonSet runs CILIUM_VERSION on every
+#      node, the `cilium-operator` Deployment runs it on every replica, and `cilium-envoy`
+#      (the L7 proxy, when the chart deploys it; its tag is Envoy's) runs its current
+#      pod template everywhere;
 #   2. with kube-proxy replacement on, no kube-proxy pod runs;
-#   3. the deathstar's name resolves (so that a curl timeout below can only be a drop);
-#   4. each ship observes what POLICY requires when it asks to land (and, under l7, the
+#   3. with WireGuard, every node's CiliumNode carries its public key;
+#   4. with a Karpenter NodePool named, it is Ready;
+#   5. the deathstar's name resolves (so that a curl timeout below can only be a drop);
+#   6. each ship observes what POLICY requires when it asks to land (and, under l7, the
 #      tiefighter is denied the exhaust port).
 #
 # Environment:
@@ -14,13 +19,17 @@
 #   DEATHSTAR        base URL of the deathstar Service (http://deathstar.starwars.svc.cluster.local)
 #   CILIUM_VERSION   the Cilium release deployed (1.19.6): agents must run image tag v1.19.6
 #   KUBE_PROXY_REPLACEMENT  true: no kube-proxy pod may run; false or unset: not checked
+#   ENCRYPTION       wireguard: every CiliumNode must carry network.cilium.io/wg-pub-key;
+#                    none or unset: not checked
+#   KARPENTER_NODEPOOL  the NodePool that must be Ready; unset: not checked
 #   ATTEMPTS         tries per check and per DNS lookup before it fails (default 8)
 #   DELAY            seconds between those tries (default 2)
 #   CURL_TIMEOUT     seconds one call or lookup may take; a dropped packet shows as a
 #                    timeout (default 5)
-#   ROLLOUT_TIMEOUT  seconds to wait for Cilium's rollout and then kube-proxy's absence, both
-#                    in one budget, so that the Job's deadline covers it once (default 600)
-#   ROLLOUT_POLL     seconds between looks at a DaemonSet (default 5)
+#   ROLLOUT_TIMEOUT  seconds to wait for Cilium's rollout, kube-proxy's absence, the
+#                    WireGuard keys and the NodePool, all in one budget, so that the Job's
+#                    deadline covers it once (default 600; the stack sizes it by its nodes)
+#   ROLLOUT_POLL     seconds between looks at an object (default 5)
 #   SA_DIR           the pod's ServiceAccount mount: token and ca.crt for the API server
 #                    (default /var/run/secrets/kubernetes.io/serviceaccount)
 #   TERMINATION_LOG  where Kubernetes reads the container's termination message
@@ -28,7 +37,8 @@
 #   KUBERNETES_VERSION, INSTANCE_TYPES, PREFIX_DELEGATION  printed only: the stack passes
 #                    them so that changing one replaces the Job, and the checks run again
 #
-# Needs: the Job's ServiceAccount may get DaemonSets in kube-system; the image has sh,
+# Needs: the Job's ServiceAccount may get DaemonSets and Deployments in kube-system, and
+# get/list CiliumNodes (and NodePools, with Karpenter) cluster-wide; the image has sh,
 # curl, node, getent and coreutils (node:18-slim, Debian, has them all).
 #
 # Exits 0 when every check passes. Otherwise prints, and writes to the container's
@@ -68,7 +78,7 @@ expected_landing() {
 # --- Configuration ---------------------------------------------------------------------
 
 line="verifying: SHIP=$SHIP POLICY=$POLICY CILIUM_VERSION=$CILIUM_VERSION"
-line="$line KUBE_PROXY_REPLACEMENT=${KUBE_PROXY_REPLACEMENT:-false}"
+line="$line KUBE_PROXY_REPLACEMENT=${KUBE_PROXY_REPLACEMENT:-false} ENCRYPTION=${ENCRYPTION:-none}"
 for var in KUBERNETES_VERSION INSTANCE_TYPES PREFIX_DELEGATION; do
   eval "value=\${$var:-}"
   [ -n "$value" ] && line="$line $var=$value"
@@ -80,6 +90,10 @@ case "${KUBE_PROXY_REPLACEMENT:-false}" in
   true | True | TRUE) kube_proxy_replacement=true ;;
   false | False | FALSE) kube_proxy_replacement=false ;;
   *) config_error "KUBE_PROXY_REPLACEMENT must be true or false, not '$KUBE_PROXY_REPLACEMENT'" ;;
+esac
+case "${ENCRYPTION:-none}" in
+  wireguard | none) ;;
+  *) config_error "ENCRYPTION must be wireguard or none, not '$ENCRYPTION'" ;;
 esac
 # Arithmetic on a non-number would abort dash with a cryptic message, and a test of one
 # would be false forever (a retry loop that never ends).
@@ -106,7 +120,33 @@ esac
 
 api_host=$KUBERNETES_SERVICE_HOST
 case "$api_host" in *:*) api_host="[$api_host]" ;; esac # an IPv6 address
-daemonsets="https://$api_host:$KUBERNETES_SERVICE_PORT/apis/apps/v1/namespaces/kube-system/daemonsets"
+api="https://$api_host:$KUBERNETES_SERVICE_PORT"
+# The objects the checks read: where each is, and what messages call it.
+url_of() {
+  case "$1" in
+    agent) echo "$api/apis/apps/v1/namespaces/kube-system/daemonsets/cilium" ;;
+    envoy) echo "$api/apis/apps/v1/namespaces/kube-system/daemonsets/cilium-envoy" ;;
+    kube_proxy) echo "$api/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy" ;;
+    operator) echo "$api/apis/apps/v1/namespaces/kube-system/deployments/cilium-operator" ;;
+    wireguard) echo "$api/apis/cilium.io/v2/ciliumnodes" ;;
+    nodepool) echo "$api/apis/karpenter.sh/v1/nodepools/$KARPENTER_NODEPOOL" ;;
+  esac
+}
+what_of() {
+  case "$1" in
+    agent) echo "DaemonSet kube-system/cilium" ;;
+    envoy) echo "DaemonSet kube-system/cilium-envoy" ;;
+    kube_proxy) echo "DaemonSet kube-system/kube-proxy" ;;
+    operator) echo "Deployment kube-system/cilium-operator" ;;
+    wireguard) echo "CiliumNodes" ;;
+    nodepool) echo "NodePool $KARPENTER_NODEPOOL" ;;
+  esac
+}
+# Whether a missing object (HTTP 404) counts as done: no cilium-envoy DaemonSet means the
+# agents embed the L7 proxy, no kube-proxy DaemonSet means no kube-proxy pod.
+absent_ok() {
+  case "$1" in envoy | kube_proxy) return 0 ;; *) return 1 ;; esac
+}
 
 # Each API answer (body, curl's error) goes to a file: the body is parsed by node, and
 # keeping curl's stderr apart from it lets a failure be reported in curl's own words.
@@ -136,121 +176,194 @@ finish() {
   exit 0
 }
 
-# --- DaemonSets, read from the API server ----------------------------------------------
+# --- Cilium's objects, read from the API server ------------------------------------------
 
-# Reads an API answer (JSON) on stdin and prints one line, "<state> <what was seen>".
-# DS=cilium: "ready" when the rollout of WANT_TAG is complete, else "waiting" and what is
-# not yet true. DS=kube-proxy: "ready" when it schedules no pod. DS=status: the message
-# of an error Status, if any. The API server omits counts that are zero.
-DS_STATE_JS='
-let raw = "";
-process.stdin.setEncoding("utf8");
-process.stdin.on("data", (chunk) => { raw += chunk; });
-process.stdin.on("end", () => {
-  let ds = null;
-  try { ds = JSON.parse(raw); } catch (e) { ds = null; }
-  const kind = process.env.DS;
-  if (kind === "status") {
-    if (ds && typeof ds.message === "string") console.log(ds.message.slice(0, 300));
-    return;
+# Reads API answers (JSON), one per argument OBJ:LOOK:FILE, and prints a line per object,
+# "OBJ <state> <what was seen>": "ready" when done, else "waiting" and what is not yet
+# true; for LOOK=status (an error's body) "OBJ detail <the Status message>". LOOKs:
+#   agent      the cilium DaemonSet rolled out, cilium-agent's image tagged WANT_TAG
+#   operator   the cilium-operator Deployment rolled out, its image tagged WANT_TAG
+#   envoy      a DaemonSet rolled out its current pod template (any image: Envoy's tag)
+#   kube_proxy a DaemonSet that schedules no pod
+#   wireguard  a CiliumNode list: at least WANT_NODES, each with a WireGuard public key
+#   nodepool   a Karpenter NodePool whose Ready condition is True
+# One node run for every object of a look: node's start costs more than the rest.
+# The API server omits counts that are zero.
+STATE_JS='
+const fs = require("fs");
+const num = (v) => (typeof v === "number" ? v : 0);
+// The tag sits between the last ":" and any "@digest"; a ":" followed by a "/" is a
+// registry port, not a tag.
+const tagOf = (image) => {
+  const name = String(image || "").split("@")[0];
+  const colon = name.lastIndexOf(":");
+  const tag = colon < 0 ? "" : name.slice(colon + 1);
+  return tag.includes("/") ? "" : tag;
+};
+const judge = (look, doc) => {
+  if (!doc || typeof doc !== "object") return "waiting unreadable answer from the API server (not JSON)";
+  const status = doc.status || {};
+  const verdict = (notYet, done) => (notYet.length ? "waiting " + notYet.join(", ") : "ready " + done);
+  const generation = num((doc.metadata || {}).generation);
+  const notYet = [];
+  if (["agent", "envoy", "operator"].includes(look) && num(status.observedGeneration) < generation) {
+    notYet.push("generation " + generation + " not yet observed (status at " + num(status.observedGeneration) + ")");
   }
-  if (!ds || typeof ds !== "object") {
-    console.log("waiting unreadable answer from the API server (not JSON)");
-    return;
-  }
-  const num = (v) => (typeof v === "number" ? v : 0);
-  const status = ds.status || {};
-  const desired = num(status.desiredNumberScheduled);
-  if (kind === "kube-proxy") {
+  if (look === "kube_proxy") {
+    const desired = num(status.desiredNumberScheduled);
     const current = num(status.currentNumberScheduled);
     const ready = num(status.numberReady);
     const seen = desired + " desired, " + current + " scheduled, " + ready + " ready";
-    console.log((desired === 0 && current === 0 && ready === 0 ? "ready " : "waiting ") + seen);
-    return;
+    return (desired === 0 && current === 0 && ready === 0 ? "ready " : "waiting ") + seen;
   }
-  const want = process.env.WANT_TAG;
-  const generation = num((ds.metadata || {}).generation);
-  const observed = num(status.observedGeneration);
-  const updated = num(status.updatedNumberScheduled);
-  const available = num(status.numberAvailable);
-  const template = ((ds.spec || {}).template || {}).spec || {};
-  const agent = (template.containers || []).find((c) => c && c.name === "cilium-agent");
-  // The tag sits between the last ":" and any "@digest"; a ":" followed by a "/" is a
-  // registry port, not a tag.
-  const name = String((agent && agent.image) || "").split("@")[0];
-  const colon = name.lastIndexOf(":");
-  let tag = colon < 0 ? "" : name.slice(colon + 1);
-  if (tag.includes("/")) tag = "";
-  const notYet = [];
-  if (observed < generation) {
-    notYet.push("generation " + generation + " not yet observed (status at " + observed + ")");
+  if (look === "agent" || look === "envoy") {
+    const desired = num(status.desiredNumberScheduled);
+    const updated = num(status.updatedNumberScheduled);
+    const available = num(status.numberAvailable);
+    if (desired === 0) notYet.push("no node scheduled");
+    if (updated !== desired) notYet.push(updated + "/" + desired + " updated");
+    if (available !== desired) notYet.push(available + "/" + desired + " available");
+    let what = "its current pod template";
+    if (look === "agent") {
+      const want = process.env.WANT_TAG;
+      const template = ((doc.spec || {}).template || {}).spec || {};
+      const agent = (template.containers || []).find((c) => c && c.name === "cilium-agent");
+      if (!agent) notYet.push("no container cilium-agent in the pod template");
+      else if (tagOf(agent.image) !== want) notYet.push("image " + (tagOf(agent.image) || "without a tag") + ", want " + want);
+      what = want;
+    }
+    return verdict(notYet, what + " on " + desired + "/" + desired + " nodes, generation " + generation);
   }
-  if (desired === 0) notYet.push("no node scheduled");
-  if (updated !== desired) notYet.push(updated + "/" + desired + " updated");
-  if (available !== desired) notYet.push(available + "/" + desired + " available");
-  if (!agent) notYet.push("no container cilium-agent in the pod template");
-  else if (tag !== want) notYet.push("image " + (tag || "without a tag") + ", want " + want);
-  if (notYet.length === 0) {
-    console.log("ready " + want + " on " + desired + "/" + desired + " nodes, generation " + generation);
+  if (look === "operator") {
+    const want = process.env.WANT_TAG;
+    const replicas = num((doc.spec || {}).replicas);
+    const updated = num(status.updatedReplicas);
+    const available = num(status.availableReplicas);
+    const total = num(status.replicas);
+    const template = ((doc.spec || {}).template || {}).spec || {};
+    const operator = (template.containers || []).find((c) => c && c.name === "cilium-operator");
+    if (replicas === 0) notYet.push("no replica wanted");
+    if (updated !== replicas) notYet.push(updated + "/" + replicas + " updated");
+    if (available !== replicas) notYet.push(available + "/" + replicas + " available");
+    if (total > replicas) notYet.push((total - replicas) + " old replica(s) still running");
+    if (!operator) notYet.push("no container cilium-operator in the pod template");
+    else if (tagOf(operator.image) !== want) notYet.push("image " + (tagOf(operator.image) || "without a tag") + ", want " + want);
+    return verdict(notYet, want + " on " + replicas + "/" + replicas + " replicas, generation " + generation);
+  }
+  if (look === "wireguard") {
+    const want = num(Number(process.env.WANT_NODES));
+    const items = Array.isArray(doc.items) ? doc.items : [];
+    const key = "network.cilium.io/wg-pub-key";
+    const missing = items
+      .filter((n) => !(((n.metadata || {}).annotations || {})[key]))
+      .map((n) => (n.metadata || {}).name || "?");
+    if (items.length < want) notYet.push(items.length + "/" + want + " CiliumNodes");
+    if (missing.length) notYet.push("no " + key + " on " + missing.slice(0, 5).join(", "));
+    return verdict(notYet, items.length + " CiliumNodes, each with " + key);
+  }
+  if (look === "nodepool") {
+    const ready = (status.conditions || []).find((c) => c && c.type === "Ready");
+    if (!ready) notYet.push("no Ready condition yet");
+    else if (ready.status !== "True") notYet.push("Ready is " + ready.status + (ready.message ? " (" + String(ready.message).slice(0, 200) + ")" : ""));
+    return verdict(notYet, "Ready");
+  }
+  return "waiting unknown look " + look;
+};
+for (const arg of process.argv.slice(1)) {
+  const [obj, look, file] = arg.split(":");
+  let doc = null;
+  try { doc = JSON.parse(fs.readFileSync(file, "utf8")); } catch (e) { doc = null; }
+  if (look === "status") {
+    const message = doc && typeof doc.message === "string" ? doc.message.slice(0, 300) : "";
+    console.log(obj + " detail " + message);
   } else {
-    console.log("waiting " + notYet.join(", "));
+    console.log(obj + " " + judge(look, doc));
   }
-});
+}
 '
 
-# http_problem CODE NAME: what an HTTP error from the API server means here.
+# http_problem CODE WHAT: what an HTTP error from the API server means here.
 http_problem() {
   case "$1" in
     401) say "HTTP 401 unauthorized: the API server rejected the ServiceAccount token" ;;
-    403) say "HTTP 403 forbidden: the Job's ServiceAccount cannot read DaemonSets in kube-system" ;;
-    404) say "HTTP 404 not found: no DaemonSet kube-system/$2" ;;
+    403) say "HTTP 403 forbidden: the Job's ServiceAccount cannot read $2" ;;
+    404) say "HTTP 404 not found: no $2" ;;
     5??) say "HTTP $1: the API server failed" ;;
     *) say "HTTP $1 from the API server" ;;
   esac
 }
 
-# look_at NAME: one bounded GET of DaemonSet kube-system/NAME. Sets `state` (ready,
-# waiting, or absent for a 404), `seen` (for progress and FAIL lines) and `detail` (the
-# API server's own words on an error, for progress lines only).
+# look_at OBJ...: one bounded GET of each object, then one node run that judges every
+# answer. Sets, for each OBJ, `state_OBJ` (ready, waiting, or absent for a 404), `seen_OBJ`
+# (for progress and FAIL lines) and `detail_OBJ` (the API server's own words on an error,
+# for progress lines only).
 look_at() {
-  detail=""
-  # The token is read at each look: projected tokens are rotated.
-  code=$(curl -sS --max-time "$CURL_TIMEOUT" --cacert "$SA_DIR/ca.crt" \
-    -H "Authorization: Bearer $(cat "$SA_DIR/token")" \
-    -o "$work/body" -w '%{http_code}' "$daemonsets/$1" 2>"$work/err")
-  rc=$?
-  if [ "$rc" -ne 0 ]; then
-    state=waiting
-    reason=$(head -n 1 "$work/err" | cut -c1-200) # "curl: (7) Failed to connect to ..."
-    seen="curl error $rc: ${reason#curl: (*) }"
-    return
-  fi
-  if [ "$code" != 200 ]; then
-    state=waiting
-    [ "$code" = 404 ] && state=absent
-    seen=$(http_problem "$code" "$1")
-    detail=$(DS=status node -e "$DS_STATE_JS" <"$work/body")
-    return
-  fi
-  seen=$(DS=$1 WANT_TAG=$want_tag node -e "$DS_STATE_JS" <"$work/body")
-  state=${seen%% *}
-  seen=${seen#* }
-  case "$state" in ready | waiting) ;; *) state=waiting seen="node could not read the answer" ;; esac
+  judge=""
+  for obj in "$@"; do
+    eval "detail_$obj=''"
+    # The token is read at each look: projected tokens are rotated.
+    code=$(curl -sS --max-time "$CURL_TIMEOUT" --cacert "$SA_DIR/ca.crt" \
+      -H "Authorization: Bearer $(cat "$SA_DIR/token")" \
+      -o "$work/$obj" -w '%{http_code}' "$(url_of "$obj")" 2>"$work/err")
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+      reason=$(head -n 1 "$work/err" | cut -c1-200) # "curl: (7) Failed to connect to ..."
+      seen="curl error $rc: ${reason#curl: (*) }"
+      eval "state_$obj=waiting seen_$obj=\$seen"
+    elif [ "$code" != 200 ]; then
+      state=waiting
+      [ "$code" = 404 ] && state=absent
+      seen=$(http_problem "$code" "$(what_of "$obj")")
+      eval "state_$obj=\$state seen_$obj=\$seen"
+      judge="$judge $obj:status:$work/$obj"
+    else
+      judge="$judge $obj:$obj:$work/$obj"
+    fi
+  done
+  [ -n "$judge" ] || return 0
+  # shellcheck disable=SC2086 # one word per OBJ:LOOK:FILE (names and paths without spaces)
+  WANT_TAG=$want_tag WANT_NODES=${nodes:-0} node -e "$STATE_JS" $judge >"$work/judged"
+  while read -r obj state seen; do
+    case "$state" in
+      detail) eval "detail_$obj=\$seen" ;;
+      ready | waiting) eval "state_$obj=\$state seen_$obj=\$seen" ;;
+    esac
+  done <"$work/judged"
+  for obj in "$@"; do # an answer node could not judge is not done
+    eval "state=\${state_$obj:-}"
+    [ -n "$state" ] || eval "state_$obj=waiting seen_$obj='node could not read the answer'"
+  done
 }
 
-# wait_for NAME ABSENT_OK: look at DaemonSet kube-system/NAME every ROLLOUT_POLL seconds
-# until it is ready (or, with ABSENT_OK=yes, absent); give up once ROLLOUT_TIMEOUT seconds
-# have passed since `rollout_started` (a timeout of 0 means one look). HTTP and curl
-# errors are retried like a rollout in progress: RBAC created alongside this Job may take
-# a moment to apply.
+# done_with OBJ: whether OBJ's last look found it done.
+done_with() {
+  eval "state=\$state_$1"
+  [ "$state" = ready ] || { [ "$state" = absent ] && absent_ok "$1"; }
+}
+
+# wait_for OBJ...: look at the objects every ROLLOUT_POLL seconds until each is done
+# (ready, or absent where that is fine), or ROLLOUT_TIMEOUT seconds have passed since
+# `rollout_started` (a timeout of 0 means one look). Returns 1 on timeout; each object's
+# state_/seen_ variables say where it stood. HTTP and curl errors are retried like a
+# rollout in progress: RBAC created alongside this Job may take a moment to apply.
 wait_for() {
+  pending="$*"
+  for obj in "$@"; do eval "state_$obj=''"; done
   while :; do
-    look_at "$1"
-    [ "$state" = ready ] && return 0
-    [ "$state" = absent ] && [ "$2" = yes ] && return 0
+    # shellcheck disable=SC2086 # one word per object
+    look_at $pending
+    still=""
+    for obj in $pending; do
+      done_with "$obj" || still="$still $obj"
+    done
+    [ -z "$still" ] && return 0
     elapsed=$(($(date +%s) - rollout_started))
-    say "waiting for DaemonSet kube-system/$1: $seen${detail:+ ($detail)} [${elapsed}s of ${ROLLOUT_TIMEOUT}s]"
+    for obj in $still; do
+      eval "seen=\$seen_$obj detail=\$detail_$obj"
+      say "waiting for $(what_of "$obj"): $seen${detail:+ ($detail)} [${elapsed}s of ${ROLLOUT_TIMEOUT}s]"
+    done
     [ "$elapsed" -ge "$ROLLOUT_TIMEOUT" ] && return 1
+    pending=$still
     sleep "$ROLLOUT_POLL"
   done
 }
@@ -336,29 +449,69 @@ if [ ! -r "$SA_DIR/token" ] || [ ! -r "$SA_DIR/ca.crt" ]; then
   fail "FAIL cilium-rollout: no ServiceAccount token and CA in $SA_DIR (the Job's pod must mount its ServiceAccount token)"
   finish
 fi
-rollout_started=$(date +%s) # the budget both DaemonSet waits share
-if wait_for cilium no; then
-  say "PASS cilium-rollout: DaemonSet kube-system/cilium runs $seen"
+rollout_started=$(date +%s) # the budget every wait below shares
+# What look_at found of each object (it sets them by name, through eval).
+seen_agent="" seen_operator="" state_envoy="" seen_envoy=""
+state_kube_proxy="" seen_kube_proxy="" seen_wireguard="" seen_nodepool=""
+# The agents, the operator and the L7 proxy roll at the same time: one wait for all three.
+wait_for agent operator envoy
+if done_with agent; then
+  say "PASS cilium-rollout: DaemonSet kube-system/cilium runs $seen_agent"
+  nodes=${seen_agent#* on } nodes=${nodes%%/*} # the agents' count: every node runs one
 else
-  fail "FAIL cilium-rollout: DaemonSet kube-system/cilium did not roll out $want_tag on every node within ${ROLLOUT_TIMEOUT}s (last seen: $seen)"
+  fail "FAIL cilium-rollout: DaemonSet kube-system/cilium did not roll out $want_tag on every node within ${ROLLOUT_TIMEOUT}s (last seen: $seen_agent)"
   finish
 fi
+# A failure of the operator or the proxy does not make the policy checks meaningless, so
+# they still run and every failure is reported.
+if done_with operator; then
+  say "PASS cilium-operator-rollout: Deployment kube-system/cilium-operator runs $seen_operator"
+else
+  fail "FAIL cilium-operator-rollout: Deployment kube-system/cilium-operator did not roll out $want_tag within the ${ROLLOUT_TIMEOUT}s allowed for the rollout (last seen: $seen_operator)"
+fi
+if ! done_with envoy; then
+  fail "FAIL cilium-envoy-rollout: DaemonSet kube-system/cilium-envoy did not roll out its current pod template within the ${ROLLOUT_TIMEOUT}s allowed for the rollout (last seen: $seen_envoy)"
+elif [ "$state_envoy" = absent ]; then
+  say "SKIP cilium-envoy-rollout: no DaemonSet kube-system/cilium-envoy (the agents embed the L7 proxy)"
+else
+  say "PASS cilium-envoy-rollout: DaemonSet kube-system/cilium-envoy runs $seen_envoy"
+fi
 
-# 2. No kube-proxy pod when Cilium replaces it. A failure here does not make the policy
-# checks meaningless, so they still run and every failure is reported.
+# 2. No kube-proxy pod when Cilium replaces it.
 if [ "$kube_proxy_replacement" = true ]; then
-  if ! wait_for kube-proxy yes; then
-    fail "FAIL kube-proxy-absent: kube-proxy replacement is on, but DaemonSet kube-system/kube-proxy did not drop to zero pods within the ${ROLLOUT_TIMEOUT}s allowed for the rollout (last seen: $seen)"
-  elif [ "$state" = absent ]; then
+  if ! wait_for kube_proxy; then
+    fail "FAIL kube-proxy-absent: kube-proxy replacement is on, but DaemonSet kube-system/kube-proxy did not drop to zero pods within the ${ROLLOUT_TIMEOUT}s allowed for the rollout (last seen: $seen_kube_proxy)"
+  elif [ "$state_kube_proxy" = absent ]; then
     say "PASS kube-proxy-absent: no DaemonSet kube-system/kube-proxy, so no kube-proxy pod runs"
   else
-    say "PASS kube-proxy-absent: DaemonSet kube-system/kube-proxy runs no pod ($seen: its nodeSelector matches no node)"
+    say "PASS kube-proxy-absent: DaemonSet kube-system/kube-proxy runs no pod ($seen_kube_proxy: its nodeSelector matches no node)"
   fi
 else
   say "SKIP kube-proxy-absent: kube-proxy replacement is off, kube-proxy is expected to run"
 fi
 
-# 3. DNS. A lookup that fails must not reach the checks, where a timeout means "blocked".
+# 3. A WireGuard key on every node: each agent publishes its public key on its CiliumNode
+# (pkg/wireguard/agent), and peers encrypt to the keys they find there.
+if [ "${ENCRYPTION:-none}" = wireguard ]; then
+  if wait_for wireguard; then
+    say "PASS wireguard-keys: $seen_wireguard"
+  else
+    fail "FAIL wireguard-keys: WireGuard is on, but not every node published a key within the ${ROLLOUT_TIMEOUT}s allowed for the rollout (last seen: $seen_wireguard)"
+  fi
+else
+  say "SKIP wireguard-keys: transparent encryption is off"
+fi
+
+# 4. Karpenter can launch nodes: its NodePool is Ready (its EC2NodeClass resolved).
+if [ -n "${KARPENTER_NODEPOOL:-}" ]; then
+  if wait_for nodepool; then
+    say "PASS karpenter-nodepool: NodePool $KARPENTER_NODEPOOL is $seen_nodepool"
+  else
+    fail "FAIL karpenter-nodepool: NodePool $KARPENTER_NODEPOOL was not Ready within the ${ROLLOUT_TIMEOUT}s allowed for the rollout (last seen: $seen_nodepool)"
+  fi
+fi
+
+# 5. DNS. A lookup that fails must not reach the checks, where a timeout means "blocked".
 if ! resolve_deathstar; then
   fail "FAIL dns: cannot resolve $deathstar_host (CoreDNS or Cilium's DNS path is broken): $seen after $ATTEMPTS tries"
   finish
@@ -371,7 +524,7 @@ else
 fi
 say "dns: $deathstar_host is $address, the Service's ClusterIP ($how); every call below goes there (curl --resolve $resolve)"
 
-# 4. The policy checks.
+# 6. The policy checks.
 check "$SHIP-request-landing" POST /v1/request-landing "$landing"
 # Only the L7 policy makes the exhaust port safe to call: without it a PUT there is the
 # deathstar's self-destruct.

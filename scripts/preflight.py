@@ -84,8 +84,12 @@ def warn(message: str) -> None:
     print(f"{PREFIX} {message}", file=sys.stderr)
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), capture_output=True, text=True, check=False)
+def run(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """A CLI call with this run's environment (its PATH finds the tools)."""
+    tool = shutil.which(args[0], path=env.get("PATH")) or args[0]
+    return subprocess.run(
+        [tool, *args[1:]], capture_output=True, text=True, check=False, env=dict(env)
+    )
 
 
 # --- the machine -----------------------------------------------------------------------------
@@ -94,11 +98,11 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def prerequisites(env: Mapping[str, str]) -> tuple[list[str], str | None]:
     """(each missing prerequisite with its fix, the caller's ARN when credentials work)."""
     missing: list[str] = []
-    pulumi = shutil.which("pulumi")
+    pulumi = shutil.which("pulumi", path=env.get("PATH"))
     if not pulumi:
         missing.append(f"the Pulumi CLI is not installed: see {PULUMI_INSTALL}")
     else:
-        version = run("pulumi", "version").stdout.strip()
+        version = run(env, "pulumi", "version").stdout.strip()
         found = re.match(r"v?(\d+)\.(\d+)\.(\d+)", version)
         if found and tuple(map(int, found.groups())) < MIN_PULUMI:
             missing.append(
@@ -106,22 +110,22 @@ def prerequisites(env: Mapping[str, str]) -> tuple[list[str], str | None]:
                 f"needed (it adopts an existing control-plane log group): see {PULUMI_INSTALL}"
             )
     caller = None
-    if not shutil.which("aws"):
+    if not shutil.which("aws", path=env.get("PATH")):
         missing.append(
             "the AWS CLI v2 is not installed (the kubeconfig runs `aws eks get-token`): see "
             + AWS_CLI_INSTALL
         )
     else:
-        version = (run("aws", "--version").stdout or "").strip()
+        version = (run(env, "aws", "--version").stdout or "").strip()
         if not version.startswith("aws-cli/2."):
             missing.append(f"the AWS CLI v2 is required, found {version!r}: see {AWS_CLI_INSTALL}")
-    caller = caller_identity(use_cli=not any("AWS CLI" in m for m in missing))
+    caller = caller_identity(env, use_cli=not any("AWS CLI" in m for m in missing))
     if caller is None:
         missing.append(
             "no usable AWS credentials: run `aws sso login` (or `aws configure`), or set "
             "AWS_PROFILE"
         )
-    backend = env.get("PULUMI_BACKEND_URL") or (logged_in_backend() if pulumi else None)
+    backend = env.get("PULUMI_BACKEND_URL") or (logged_in_backend(env) if pulumi else None)
     if (backend is None or backend.startswith(SELF_MANAGED_BACKENDS)) and not (
         "PULUMI_CONFIG_PASSPHRASE" in env or env.get("PULUMI_CONFIG_PASSPHRASE_FILE")
     ):
@@ -134,11 +138,11 @@ def prerequisites(env: Mapping[str, str]) -> tuple[list[str], str | None]:
     return missing, caller
 
 
-def caller_identity(*, use_cli: bool) -> str | None:
+def caller_identity(env: Mapping[str, str], *, use_cli: bool) -> str | None:
     """The caller's ARN: through the AWS CLI when it works, else the SDK (same credentials
     chain), so missing credentials are reported even before the CLI is installed."""
     if use_cli:
-        proc = run("aws", "sts", "get-caller-identity", "--query", "Arn", "--output", "text")
+        proc = run(env, "aws", "sts", "get-caller-identity", "--query", "Arn", "--output", "text")
         return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
     try:
         import boto3
@@ -148,8 +152,8 @@ def caller_identity(*, use_cli: bool) -> str | None:
         return None
 
 
-def logged_in_backend() -> str | None:
-    proc = run("pulumi", "whoami", "--verbose")
+def logged_in_backend(env: Mapping[str, str]) -> str | None:
+    proc = run(env, "pulumi", "whoami", "--verbose")
     if proc.returncode != 0:
         return None
     found = re.search(r"^Backend URL:\s*(\S+)", proc.stdout, re.M)
@@ -332,9 +336,9 @@ def peer_findings(cfg: StackConfig, peers: Mapping[str, Mapping[str, Any] | None
 # --- the run ------------------------------------------------------------------------------------
 
 
-def stack_config(stack: str) -> StackConfig:
+def stack_config(env: Mapping[str, str], stack: str) -> StackConfig:
     """The stack's config as the CLI resolves it (project defaults, stack file, ESC)."""
-    proc = run("pulumi", "config", "--json", "--stack", stack)
+    proc = run(env, "pulumi", "config", "--json", "--stack", stack)
     if proc.returncode != 0:
         raise RefusedError(f"could not read the config of stack {stack}: {proc.stderr.strip()}")
     entries = json.loads(proc.stdout or "{}")
@@ -345,8 +349,8 @@ def stack_config(stack: str) -> StackConfig:
         raise RefusedError(str(err)) from None
 
 
-def state_of(stack: str) -> Deployed | None:
-    proc = run("pulumi", "stack", "export", "--stack", stack)
+def state_of(env: Mapping[str, str], stack: str) -> Deployed | None:
+    proc = run(env, "pulumi", "stack", "export", "--stack", stack)
     if proc.returncode != 0:
         warn(f"could not read the state of stack {stack} ({proc.stderr.strip()}); "
              "skipping the checks of what it has deployed")  # fmt: skip
@@ -354,10 +358,12 @@ def state_of(stack: str) -> Deployed | None:
     return Deployed.from_state(json.loads(proc.stdout or "{}"))
 
 
-def peer_outputs(peers: Iterable[str]) -> dict[str, Mapping[str, Any] | None]:
+def peer_outputs(
+    env: Mapping[str, str], peers: Iterable[str]
+) -> dict[str, Mapping[str, Any] | None]:
     found: dict[str, Mapping[str, Any] | None] = {}
     for peer in peers:
-        proc = run("pulumi", "stack", "output", "--json", "--stack", peer)
+        proc = run(env, "pulumi", "stack", "output", "--json", "--stack", peer)
         found[peer] = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout else None
     return found
 
@@ -382,8 +388,12 @@ def is_listed(principal: str, arns: Sequence[str]) -> bool:
     return False
 
 
-def access_findings(cfg: StackConfig, cluster: str, principal: str, action: str) -> list[str]:
-    described = run("aws", "eks", "describe-cluster", "--name", cluster, "--region", cfg.region)
+def access_findings(
+    env: Mapping[str, str], cfg: StackConfig, cluster: str, principal: str, action: str
+) -> list[str]:
+    described = run(
+        env, "aws", "eks", "describe-cluster", "--name", cluster, "--region", cfg.region
+    )
     if described.returncode != 0:
         if "ResourceNotFoundException" not in described.stderr:
             warn(f"could not look up cluster {cluster} in {cfg.region} "
@@ -400,7 +410,7 @@ def access_findings(cfg: StackConfig, cluster: str, principal: str, action: str)
             ]
         return []
     entries = run(
-        "aws", "eks", "list-access-entries", "--cluster-name", cluster, "--region", cfg.region,
+        env, "aws", "eks", "list-access-entries", "--cluster-name", cluster, "--region", cfg.region,
         "--query", "accessEntries", "--output", "text",
     )  # fmt: skip
     if entries.returncode != 0:
@@ -433,29 +443,29 @@ def main(env: Mapping[str, str]) -> int:
         return 1
     assert caller is not None
 
-    if not env.get("PULUMI_BACKEND_URL") and logged_in_backend() is None:
+    if not env.get("PULUMI_BACKEND_URL") and logged_in_backend(env) is None:
         say("no Pulumi backend configured; using local state (pulumi login --local)")
-        run("pulumi", "login", "--local")
-    backend = env.get("PULUMI_BACKEND_URL") or logged_in_backend() or "Pulumi Cloud"
+        run(env, "pulumi", "login", "--local")
+    backend = env.get("PULUMI_BACKEND_URL") or logged_in_backend(env) or "Pulumi Cloud"
     if action == "up":
-        run("pulumi", "stack", "select", "--create", stack)
-    elif run("pulumi", "stack", "select", stack).returncode != 0:
+        run(env, "pulumi", "stack", "select", "--create", stack)
+    elif run(env, "pulumi", "stack", "select", stack).returncode != 0:
         warn(f"stack {stack} does not exist on {backend}: create it with `make up` first")
         return 1
     say(f"stack {stack} on {backend}, AWS identity {caller}")
 
     try:
-        cfg = stack_config(stack)
+        cfg = stack_config(env, stack)
     except RefusedError as err:
         warn(str(err))
         return 1
-    deployed = state_of(stack) or Deployed()
+    deployed = state_of(env, stack) or Deployed()
     findings = access_findings(
-        cfg, deployed.cluster_name or cfg.cluster_name, role_of(caller), action
+        env, cfg, deployed.cluster_name or cfg.cluster_name, role_of(caller), action
     )
     findings += live_findings(cfg, deployed, action)
     if cfg.mesh and cfg.mesh.peers and action != "destroy":
-        findings += peer_findings(cfg, peer_outputs(cfg.mesh.peers))
+        findings += peer_findings(cfg, peer_outputs(env, cfg.mesh.peers))
     if findings:
         warn(f"stack {stack}: {len(findings)} change(s) refused before anything is touched:")
         for finding in findings:

@@ -7,12 +7,15 @@ The machine is played by fake `pulumi` and `aws` executables on a PATH of their 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -198,22 +201,35 @@ def stack_file_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]
     return {k if ":" in k else f"cilium-eks:{k}": v for k, v in cfg.items()}
 
 
-def preflight_as(tools: Path, world: dict, **env: str) -> subprocess.CompletedProcess[str]:
-    """The preflight against FAKE_CLOUD playing `world`; its calls go to calls.log."""
+@dataclass
+class Result:
+    """What a preflight run returned and printed (as subprocess.CompletedProcess has it)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def preflight_as(tools: Path, world: dict, **env: str) -> Result:
+    """The preflight against FAKE_CLOUD playing `world`, run in this process (its startup
+    is most of a run's cost; tests above run it as a command); calls go to calls.log."""
     for name in ("aws", "pulumi"):
         path = tools / name
         path.write_text(FAKE_CLOUD.format(python=sys.executable))
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
     world = {"config": stack_file_config(), **world}
-    return preflight(
-        tools, FAKE_WORLD=json.dumps(world), FAKE_LOG=str(tools.parent / "calls.log"),
-        PULUMI_BACKEND_URL="https://api.pulumi.com", **env,
-    )  # fmt: skip
+    environment = {
+        "PATH": str(tools), "HOME": str(tools.parent), "FAKE_WORLD": json.dumps(world),
+        "FAKE_LOG": str(tools.parent / "calls.log"),
+        "PULUMI_BACKEND_URL": "https://api.pulumi.com", **env,
+    }  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = preflight_module.main(environment)
+    return Result(code, out.getvalue(), err.getvalue())
 
 
-def cloud(
-    tools: Path, world: dict, action: str = "up"
-) -> tuple[subprocess.CompletedProcess[str], str]:
+def cloud(tools: Path, world: dict, action: str = "up") -> tuple[Result, str]:
     proc = preflight_as(tools, {"caller": ROLE_SESSION, **world}, STACK="dev", ACTION=action)
     log = tools.parent / "calls.log"
     return proc, log.read_text() if log.exists() else ""

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.starwars import VERIFY_SCRIPT
+from components.checks import VERIFY_SCRIPT
 from tests.harness import Graph, run_ok
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -27,13 +27,24 @@ DEMO = "cilium-eks:index:StarWarsDemo"
 ACCOUNT = "kubernetes:core/v1:ServiceAccount"
 ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
 BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+CLUSTER_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
+CLUSTER_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
+CRONJOB = "kubernetes:batch/v1:CronJob"
 CORE = {  # the demo's objects in every mode, by Pulumi type
     "kubernetes:core/v1:Namespace": {"starwars"},
     "kubernetes:core/v1:Service": {"deathstar"},
     DEPLOYMENT: {"deathstar", "tiefighter", "xwing"},
     CNP: {"rule1"},
 }
-CHECKER = {ACCOUNT: {"starwars-verify"}, ROLE: {"starwars-verify"}, BINDING: {"starwars-verify"}}
+CHECKER = {
+    ACCOUNT: {"starwars-verify"},
+    ROLE: {"starwars-verify"},
+    BINDING: {"starwars-verify"},
+    CLUSTER_ROLE: {"starwars-verify"},
+    CLUSTER_BINDING: {"starwars-verify"},
+    # the checks again, at any time: `make verify` (scripts/day2.py)
+    CRONJOB: {"verify-tiefighter", "verify-xwing"},
+}
 MODES = ["none", "l3l4", "l7"]
 ORG = {"tiefighter": "empire", "xwing": "alliance"}
 
@@ -61,14 +72,15 @@ def test_each_mode_declares_the_demo_its_policy_and_its_checks(policy):
     assert declared(mode(policy)) == {**CORE, **CHECKER, JOB: jobs}
 
 
-def test_verify_false_declares_no_checks():
-    assert declared(mode("l7", verify=False)) == CORE
+def test_verify_false_runs_no_checks_during_pulumi_up_but_keeps_make_verify():
+    assert declared(mode("l7", verify=False)) == {**CORE, **CHECKER}
 
 
 def test_disabled_demo_declares_nothing_and_leaves_the_platform_intact(dev):
     off = run_ok({"demo.enabled": False})
     assert not off.of_type(DEMO)
     assert not [r for r in off.resources if r.type in {*CORE, *CHECKER, JOB}]
+    assert not off.of_type(CRONJOB)
     assert "demo" not in off.outputs
     platform = {
         r.urn: (r.inputs, sorted(r.dependencies))
@@ -165,6 +177,7 @@ def test_checks_wait_for_the_policy_the_deathstar_dns_and_their_permission(polic
         graph.one(CNP),
         graph.one("aws:eks/addon:Addon", "coredns"),
         graph.one(BINDING),
+        graph.one(CLUSTER_BINDING),
         graph.one(ACCOUNT),
     ]
     for job in graph.of_type(JOB):
@@ -191,6 +204,7 @@ def test_switching_modes_changes_the_jobs_so_they_run_again():
     ("change", "variable", "value"),
     [
         ({"cilium.version": "1.20.0"}, "CILIUM_VERSION", "1.20.0"),
+        ({"cilium.encryption": "none"}, "ENCRYPTION", "none"),
         ({"cilium.kubeProxyReplacement": False}, "KUBE_PROXY_REPLACEMENT", "false"),
         ({"cilium.prefixDelegation": False}, "PREFIX_DELEGATION", "false"),
         ({"kubernetesVersion": "1.36"}, "KUBERNETES_VERSION", "1.36"),
@@ -221,6 +235,7 @@ def test_jobs_run_as_each_ship_with_bounded_time_and_no_ttl(dev):
         env = job_env(job)
         # the rollout wait and the checks fit in the Job's deadline
         assert int(env["ROLLOUT_TIMEOUT"]) + 120 <= spec["activeDeadlineSeconds"] <= 1200
+        assert env["ENCRYPTION"] == "wireguard"  # every node's WireGuard key is checked
         pod = spec["template"]
         ship = job.name.removeprefix("verify-")
         assert pod["metadata"]["labels"]["org"] == ORG[ship]
@@ -243,11 +258,16 @@ def test_jobs_run_as_each_ship_with_bounded_time_and_no_ttl(dev):
         assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "starwars-verify"
 
 
-def test_the_checks_may_only_read_daemonsets_in_kube_system(dev):
+def test_the_checks_may_only_read_what_they_check(dev):
     role = dev.one(ROLE)
     assert role.inputs["metadata"]["namespace"] == "kube-system"
+    # cilium, cilium-envoy, kube-proxy (DaemonSets) and cilium-operator (Deployment)
     assert role.inputs["rules"] == [
-        {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list", "watch"]}
+        {
+            "apiGroups": ["apps"],
+            "resources": ["daemonsets", "deployments"],
+            "verbs": ["get", "list", "watch"],
+        }
     ]
     binding = dev.one(BINDING)
     assert binding.inputs["metadata"]["namespace"] == "kube-system"
@@ -256,10 +276,52 @@ def test_the_checks_may_only_read_daemonsets_in_kube_system(dev):
         "kind": "Role",
         "name": "starwars-verify",
     }
-    assert binding.inputs["subjects"] == [
-        {"kind": "ServiceAccount", "name": "starwars-verify", "namespace": "starwars"}
-    ]
+    subjects = [{"kind": "ServiceAccount", "name": "starwars-verify", "namespace": "starwars"}]
+    assert binding.inputs["subjects"] == subjects
     assert dev.one(ACCOUNT).inputs["metadata"]["namespace"] == "starwars"
+    # cluster-wide, only get and list CiliumNodes (the WireGuard keys)
+    assert dev.one(CLUSTER_ROLE).inputs["rules"] == [
+        {"apiGroups": ["cilium.io"], "resources": ["ciliumnodes"], "verbs": ["get", "list"]}
+    ]
+    cluster_binding = dev.one(CLUSTER_BINDING)
+    assert cluster_binding.inputs["roleRef"]["kind"] == "ClusterRole"
+    assert cluster_binding.inputs["roleRef"]["name"] == "starwars-verify"
+    assert cluster_binding.inputs["subjects"] == subjects
+
+
+@pytest.mark.parametrize(("max_size", "at_least"), [(4, 600), (20, 700), (60, 1500), (100, 2300)])
+def test_the_checks_budget_grows_with_the_nodes(max_size, at_least):
+    # the chart rolls agents two at a time: ~20 s a node (60 nodes need 1,500 s at least)
+    graph = run_ok({"nodes.maxSize": max_size})
+    for job in graph.of_type(JOB):
+        rollout = int(job_env(job)["ROLLOUT_TIMEOUT"])
+        deadline = job.inputs["spec"]["activeDeadlineSeconds"]
+        assert at_least <= rollout <= at_least + 100
+        assert deadline >= rollout + 120  # then DNS and the calls
+        wait = job.custom_timeouts["create"]
+        assert int(wait.removesuffix("m")) * 60 >= deadline  # Pulumi outwaits the Job
+
+
+def test_karpenters_nodes_count_in_the_budget_and_its_nodepool_is_checked():
+    graph = run_ok({"karpenter.enabled": True, "karpenter.cpuLimit": "64"})
+    job = graph.of_type(JOB)[0]
+    # 4 managed nodes and at most 64 / 2 vCPUs' worth of Karpenter's
+    assert int(job_env(job)["ROLLOUT_TIMEOUT"]) == 300 + 20 * (4 + 32)
+    assert job_env(job)["KARPENTER_NODEPOOL"] == "default"
+    rules = graph.one(CLUSTER_ROLE).inputs["rules"]
+    assert {"apiGroups": ["karpenter.sh"], "resources": ["nodepools"], "verbs": ["get"]} in rules
+
+
+def test_make_verify_runs_the_very_same_checks_from_suspended_cronjobs(dev):
+    for job in dev.of_type(JOB):
+        cronjob = dev.one(CRONJOB, job.name)
+        spec = cronjob.inputs["spec"]
+        assert spec["suspend"] is True  # never scheduled: a template for `kubectl create job`
+        assert spec["jobTemplate"]["spec"] == job.inputs["spec"]
+        # what scripts/day2.py finds them by, in any namespace
+        part_of = {"app.kubernetes.io/part-of": "cilium-eks-checks"}
+        assert part_of.items() <= cronjob.inputs["metadata"]["labels"].items()
+        assert part_of.items() <= spec["jobTemplate"]["metadata"]["labels"].items()
 
 
 # --- the ships -----------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """components/starwars_verify.sh as code: its decisions against a scripted cluster.
 
 Fakes on PATH play the cluster: `curl` answers the API server (a scripted sequence of
-DaemonSet documents or HTTP statuses per DaemonSet) and the deathstar (a cluster that
+documents or HTTP statuses per object: the cilium, cilium-envoy and kube-proxy
+DaemonSets, the cilium-operator Deployment, the CiliumNode list, a NodePool) and the
+deathstar (a cluster that
 enforces some policy mode, or none, the way the runbook describes Cilium's demo), and
 `getent` plays cluster DNS, and `date +%s` is a clock that moves one second per reading.
 The real `node` (which parses the DaemonSets) and `timeout` run. Every fake call is logged
@@ -20,14 +22,13 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from components.starwars import VERIFY_SCRIPT
+from components.checks import VERIFY_SCRIPT
 
 ORG = {"tiefighter": "empire", "xwing": "alliance"}
 HOST = "deathstar.starwars.svc.cluster.local"
@@ -105,116 +106,195 @@ def kube_proxy_ds(desired: int, current: int, ready: int) -> dict[str, Any]:
     }
 
 
+def operator_deploy(
+    *,
+    generation: int = 5,
+    observed: int = 5,
+    replicas: int = 2,
+    updated: int = 2,
+    available: int = 2,
+    total: int | None = None,
+    image: str = f"quay.io/cilium/operator-aws:v{VERSION}{DIGEST}",
+) -> dict[str, Any]:
+    """The cilium-operator Deployment as the API server returns it (zero counts omitted)."""
+    status = {"replicas": replicas if total is None else total}
+    for key, value in (
+        ("observedGeneration", observed),
+        ("updatedReplicas", updated),
+        ("availableReplicas", available),
+    ):
+        if value:
+            status[key] = value
+    return {
+        "kind": "Deployment",
+        "metadata": {
+            "name": "cilium-operator",
+            "namespace": "kube-system",
+            "generation": generation,
+        },
+        "spec": {
+            "replicas": replicas,
+            "template": {"spec": {"containers": [{"name": "cilium-operator", "image": image}]}},
+        },
+        "status": status,
+    }
+
+
+def envoy_ds(**counts: int) -> dict[str, Any]:
+    """cilium-envoy: tagged with Envoy's version, never Cilium's."""
+    image = "quay.io/cilium/cilium-envoy:v1.36.9-1782267392-edeb3f2a" + DIGEST
+    doc = cilium_ds(containers=[{"name": "cilium-envoy", "image": image}], **counts)
+    doc["metadata"]["name"] = "cilium-envoy"
+    return doc
+
+
+WG_KEY = "network.cilium.io/wg-pub-key"
+
+
+def cilium_nodes(*keys: str | None) -> dict[str, Any]:
+    """A CiliumNodeList: one node per key (None: the node has published none)."""
+    items = []
+    for i, key in enumerate(keys):
+        annotations = {} if key is None else {WG_KEY: key}
+        items.append({"metadata": {"name": f"ip-10-0-{i}-1", "annotations": annotations}})
+    return {"kind": "CiliumNodeList", "apiVersion": "cilium.io/v2", "items": items}
+
+
+def nodepool(ready: str | None, message: str = "") -> dict[str, Any]:
+    conditions = [] if ready is None else [{"type": "Ready", "status": ready, "message": message}]
+    return {
+        "kind": "NodePool",
+        "metadata": {"name": "default"},
+        "status": {"conditions": conditions},
+    }
+
+
 ROLLED_OUT = cilium_ds()
+OPERATOR_ROLLED_OUT = operator_deploy()
+ENVOY_ROLLED_OUT = envoy_ds()
+KEYS_ON_EVERY_NODE = cilium_nodes("k1=", "k2=")
 NO_KUBE_PROXY_POD = kube_proxy_ds(0, 0, 0)  # a nodeSelector that matches no node
 KUBE_PROXY_RUNNING = kube_proxy_ds(2, 2, 2)
 CURL_CANNOT_CONNECT = ["curl", 7]  # an API answer: curl fails, no HTTP status
 
-FAKE_CURL = """#!{python} -S
-# curl as the script calls it, against the world in $FAKE_WORLD; every call is logged.
-import json, os, sys
-
-args = sys.argv[1:]
-env = os.environ
-
-
-def opt(name):
-    return args[args.index(name) + 1] if name in args else None
-
-
-def log(entry):
-    with open(env["FAKE_LOG"], "a") as f:
-        f.write(json.dumps(entry) + "\\n")
-
-
-def earlier(**match):
-    if not os.path.exists(env["FAKE_LOG"]):
-        return 0
-    entries = [json.loads(line) for line in open(env["FAKE_LOG"])]
-    return sum(all(e.get(k) == v for k, v in match.items()) for e in entries)
-
-
-world = json.load(open(env["FAKE_WORLD"]))
-url = args[-1]
-max_time = opt("--max-time")
-bounded = max_time is not None and float(max_time) > 0
-api = "https://{{}}:{{}}/apis/apps/v1/namespaces/kube-system/daemonsets/".format(
-    env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]
-)
-
-if url.startswith(api):
-    name = url[len(api):]
-    answers = world["api"].get(name, [404])
-    answer = answers[min(earlier(kind="api", name=name), len(answers) - 1)]
-    log(dict(kind="api", name=name, bounded=bounded, max_time=max_time, cacert=opt("--cacert"),
-             auth=opt("-H")))
-    if isinstance(answer, list):  # ["curl", exit code]: no HTTP answer at all
-        sys.stderr.write("curl: ({{}}) Failed to connect to the API server\\n".format(answer[1]))
-        sys.stdout.write((opt("-w") or "").replace("%{{http_code}}", "000"))
-        sys.exit(answer[1])
-    if isinstance(answer, dict):
-        code, body = 200, json.dumps(answer)
-    elif isinstance(answer, str):  # a 200 that is not JSON (a proxy's page, say)
-        code, body = 200, answer
-    else:
-        code = answer
-        message = "fake API says " + str(code)
-        body = json.dumps({{"kind": "Status", "code": code, "message": message}})
-    if opt("-o"):
-        open(opt("-o"), "w").write(body)
-    else:
-        sys.stdout.write(body)
-    sys.stdout.write((opt("-w") or "").replace("%{{http_code}}", str(code)))
-    sys.exit(0)
-
-assert url.startswith(env["DEATHSTAR"]), url
-method, path = opt("-X"), url[len(env["DEATHSTAR"]):]
-resolve = opt("--resolve")
-log(dict(kind="deathstar", method=method, path=path, resolve=resolve, bounded=bounded,
-         max_time=max_time))
+# The fakes are POSIX sh over answer files that _run() writes per scenario (a Python fake
+# would cost more to start than the script's own work). $FAKE_WORLD is that folder:
+#   api/NAME/N          the Nth answer for object NAME (the last one repeats), one of
+#                       N.json (a 200 with that body), N.code (an HTTP status, a Status
+#                       body) or N.curl (curl's exit code: no HTTP answer at all)
+#   sequence/N          N.rc and N.body: the Nth call to the deathstar, if scripted
+#   deathstar/M_PATH    .rc and .body: the answer to method M on PATH (/ as _), otherwise
+#   dns/N               the Nth lookup's answer: an address, NONE (not found), HANG (no
+#                       answer: the script's bound must cut it short), or empty
+#   cluster_ip, dns_works   where the deathstar's Service is; whether curl's own lookup works
+FAKE_CURL = """#!/bin/sh
+# curl as the script calls it, against $FAKE_WORLD; every call is logged as a JSON line.
+out="" fmt="" max_time="" cacert="" auth="" method="" resolve="" url=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) out=$2; shift ;;
+    -w) fmt=$2; shift ;;
+    --max-time) max_time=$2; shift ;;
+    --cacert) cacert=$2; shift ;;
+    -H) auth=$2; shift ;;
+    -X) method=$2; shift ;;
+    --resolve) resolve=$2; shift ;;
+    -*) ;;
+    *) url=$1 ;;
+  esac
+  shift
+done
+bounded=false
+case "$max_time" in '' | 0 | 0.0) ;; *) bounded=true ;; esac
+json_max() { [ -n "$max_time" ] && printf '"%s"' "$max_time" || printf null; }
+earlier() {
+  count=$(grep -c "$1" "$FAKE_LOG" 2>/dev/null)
+  echo "${count:-0}"
+}
+api="https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/apis/"
+case "$url" in
+  "$api"*)
+    path=${url#"$api"}
+    case "$path" in
+      apps/v1/namespaces/kube-system/daemonsets/*) name=${path##*/} ;;
+      apps/v1/namespaces/kube-system/deployments/*) name=${path##*/} ;;
+      cilium.io/v2/ciliumnodes) name=ciliumnodes ;;
+      karpenter.sh/v1/nodepools/*) name=nodepool_${path##*/} ;;
+      *) echo "fake curl: unexpected API path $path" >&2; exit 99 ;;
+    esac
+    n=$(earlier "\\"kind\\": \\"api\\", \\"name\\": \\"$name\\"")
+    dir=$FAKE_WORLD/api/$name
+    last=$(cat "$dir/last" 2>/dev/null || echo none)
+    [ "$last" = none ] && n=none || { [ "$n" -gt "$last" ] && n=$last; }
+    printf '{"kind": "api", "name": "%s", "bounded": %s, "max_time": %s, ' "$name" "$bounded" \\
+      "$(json_max)" >>"$FAKE_LOG"
+    printf '"cacert": "%s", "auth": "%s"}\\n' \\
+      "$cacert" "$auth" >>"$FAKE_LOG"
+    if [ -f "$dir/$n.curl" ]; then
+      rc=$(cat "$dir/$n.curl")
+      echo "curl: ($rc) Failed to connect to the API server" >&2
+      printf '%s' "$fmt" | sed 's/%{http_code}/000/'
+      exit "$rc"
+    fi
+    if [ -f "$dir/$n.json" ]; then
+      code=200 body=$dir/$n.json
+    else
+      code=$(cat "$dir/$n.code" 2>/dev/null || echo 404)
+      body=$FAKE_WORLD/status_$code.json
+      printf '{"kind": "Status", "code": %s, "message": "fake API says %s"}' \\
+        "$code" "$code" >"$body"
+    fi
+    if [ -n "$out" ]; then cat "$body" >"$out"; else cat "$body"; fi
+    printf '%s' "$fmt" | sed "s/%{http_code}/$code/"
+    exit 0
+    ;;
+esac
+case "$url" in "$DEATHSTAR"*) ;; *) echo "fake curl: unexpected URL $url" >&2; exit 99 ;; esac
+path=${url#"$DEATHSTAR"}
+pinned=null
+[ -n "$resolve" ] && pinned="\\"$resolve\\""
+printf '{"kind": "deathstar", "method": "%s", "path": "%s", "resolve": %s, ' \\
+  "$method" "$path" "$pinned" >>"$FAKE_LOG"
+printf '"bounded": %s, "max_time": %s}\\n' "$bounded" "$(json_max)" >>"$FAKE_LOG"
 # Where the name leads. --resolve for this host and port pins it: curl does no lookup.
 # Otherwise curl looks the name up itself and, with DNS broken, that lookup times out:
 # exit 28, the same as a dropped packet.
-host_port = url.split("://", 1)[1].split("/", 1)[0]
-host, port = (host_port.rsplit(":", 1) + ["80"])[:2] if ":" in host_port else (host_port, "80")
-if resolve and resolve.split(":", 2)[:2] == [host, port]:
-    address = resolve.split(":", 2)[2]
-elif world["dns_works"]:
-    address = world["cluster_ip"]
-else:
-    sys.exit(28)
-if address != world["cluster_ip"]:
-    sys.exit(28)  # nothing answers there
+host_port=${url#*://} host_port=${host_port%%/*}
+case "$host_port" in
+  *:*) host=${host_port%:*} port=${host_port##*:} ;;
+  *) host=$host_port port=80 ;;
+esac
+cluster_ip=$(cat "$FAKE_WORLD/cluster_ip")
+case "$resolve" in
+  "$host:$port:"*) address=${resolve#"$host:$port:"} ;;
+  *) if [ "$(cat "$FAKE_WORLD/dns_works")" = true ]; then address=$cluster_ip; else exit 28; fi ;;
+esac
+[ "$address" = "$cluster_ip" ] || exit 28 # nothing answers there
 # A scripted sequence of answers (for propagation delays), else the world's answer.
-sequence = world["sequence"]
-calls = earlier(kind="deathstar")
-if calls <= len(sequence):
-    code, body = sequence[calls - 1]
-else:
-    code, body = world["deathstar"][method + " " + path]
-sys.stdout.write(body)
-sys.exit(code)
+calls=$(earlier '"kind": "deathstar"')
+if [ -f "$FAKE_WORLD/sequence/$calls.rc" ]; then
+  answer=$FAKE_WORLD/sequence/$calls
+else
+  answer=$FAKE_WORLD/deathstar/${method}_$(printf '%s' "$path" | tr / _)
+fi
+cat "$answer.body"
+exit "$(cat "$answer.rc")"
 """
 
-FAKE_GETENT = """#!{python} -S
-# getent hosts NAME, as cluster DNS answers in $FAKE_WORLD: an address, None (not
-# found) or "hang" (no answer: the script's bound must cut it short).
-import json, os, sys, time
-
-env = os.environ
-assert sys.argv[1] == "hosts", sys.argv
-name = sys.argv[2]
-with open(env["FAKE_LOG"], "a+") as f:
-    f.seek(0)
-    calls = sum(1 for line in f if json.loads(line)["kind"] == "dns")
-    f.write(json.dumps(dict(kind="dns", name=name)) + "\\n")
-answers = json.load(open(env["FAKE_WORLD"]))["dns"]
-answer = answers[min(calls, len(answers) - 1)]
-if answer == "hang":
-    time.sleep(30)
-if answer is None:
-    sys.exit(2)
-print("{{:<15}} {{}}".format(answer, name))
+FAKE_GETENT = """#!/bin/sh
+# getent hosts NAME, as cluster DNS answers in $FAKE_WORLD/dns.
+[ "$1" = hosts ] || exit 99
+calls=$(grep -c '"kind": "dns"' "$FAKE_LOG" 2>/dev/null)
+calls=${calls:-0}
+printf '{"kind": "dns", "name": "%s"}\\n' "$2" >>"$FAKE_LOG"
+last=$(cat "$FAKE_WORLD/dns/last")
+[ "$calls" -gt "$last" ] && calls=$last
+answer=$(cat "$FAKE_WORLD/dns/$calls")
+case "$answer" in
+  HANG) sleep 30 ;;
+  NONE) exit 2 ;;
+esac
+printf '%-15s %s\\n' "$answer" "$2"
 """
 
 
@@ -239,7 +319,7 @@ def fake_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fakes = {"curl": FAKE_CURL, "getent": FAKE_GETENT, "date": FAKE_DATE}
     for name, source in fakes.items():
         fake = bin_dir / name
-        fake.write_text(source.format(python=sys.executable, date=shutil.which("date")))
+        fake.write_text(source.replace("{date}", str(shutil.which("date"))))
         fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     sa_dir = root / "serviceaccount"
     sa_dir.mkdir()
@@ -270,7 +350,7 @@ class Run:
         return [(e["method"], e["path"]) for e in self.log if e["kind"] == "deathstar"]
 
     def api(self, name: str) -> list[int]:
-        """Positions in the log of the API calls for DaemonSet kube-system/`name`."""
+        """Positions in the log of the API calls for the object called `name`."""
         return [i for i, e in enumerate(self.log) if e["kind"] == "api" and e["name"] == name]
 
     def positions(self, kind: str) -> list[int]:
@@ -291,29 +371,68 @@ def run_script(
     *,
     cilium: list[Any] | None = None,
     kube_proxy: list[Any] | None = None,
+    api: dict[str, list[Any]] | None = None,
     dns: list[str | None] | None = None,
     **env: str | None,
 ) -> Run:
     """Run the script as `ship` with `policy` declared, in a cluster enforcing `enforced`
-    (default: what was declared), whose API server answers `cilium` and `kube_proxy` in
-    turn (the last answer repeats) and whose DNS answers `dns` in turn; `env` overrides
-    the script's environment (None: unset). The same scenario runs once per module."""
-    args = (fake_bin, ship, policy, enforced or policy, sequence, cilium, kube_proxy, dns, env)
+    (default: what was declared), whose API server answers `cilium`, `kube_proxy` and the
+    objects in `api` in turn (the last answer repeats; everything else rolled out) and
+    whose DNS answers `dns` in turn; `env` overrides the script's environment (None:
+    unset). The same scenario runs once per module."""
+    answers = {
+        "cilium": cilium or [ROLLED_OUT],
+        "kube-proxy": kube_proxy or [KUBE_PROXY_RUNNING],
+        "cilium-operator": [OPERATOR_ROLLED_OUT],
+        "cilium-envoy": [ENVOY_ROLLED_OUT],
+        "ciliumnodes": [KEYS_ON_EVERY_NODE],
+        **(api or {}),
+    }
+    args = (fake_bin, ship, policy, enforced or policy, sequence, answers, dns, env)
     key = json.dumps([str(fake_bin), *args[1:]], sort_keys=True)
     if key not in _memo:
         _memo[key] = _run(*args)
     return _memo[key]
 
 
-def _run(fake_bin, ship, policy, enforced, sequence, cilium, kube_proxy, dns, overrides):
+def write_world(folder: Path, scenario: dict[str, Any]) -> None:
+    """The scenario as the files the sh fakes read (see FAKE_CURL)."""
+    for name, answers in scenario["api"].items():
+        objects = folder / "api" / name.replace("/", "_")
+        objects.mkdir(parents=True)
+        for n, answer in enumerate(answers):
+            if isinstance(answer, list):  # ["curl", exit code]: no HTTP answer at all
+                (objects / f"{n}.curl").write_text(str(answer[1]))
+            elif isinstance(answer, dict):
+                (objects / f"{n}.json").write_text(json.dumps(answer))
+            elif isinstance(answer, str):  # a 200 that is not JSON (a proxy's page, say)
+                (objects / f"{n}.json").write_text(answer)
+            else:
+                (objects / f"{n}.code").write_text(str(answer))
+        (objects / "last").write_text(str(len(answers) - 1))
+    for kind in ("sequence", "deathstar", "dns"):
+        (folder / kind).mkdir()
+    for n, (rc, body) in enumerate(scenario["sequence"], start=1):
+        (folder / "sequence" / f"{n}.rc").write_text(str(rc))
+        (folder / "sequence" / f"{n}.body").write_text(body)
+    for call, (rc, body) in scenario["deathstar"].items():
+        method, path = call.split(" ", 1)
+        answer = folder / "deathstar" / f"{method}_{path.replace('/', '_')}"
+        answer.with_suffix(".rc").write_text(str(rc))
+        answer.with_suffix(".body").write_text(body)
+    for n, answer in enumerate(scenario["dns"]):
+        (folder / "dns" / str(n)).write_text({None: "NONE", "hang": "HANG"}.get(answer, answer))
+    (folder / "dns" / "last").write_text(str(len(scenario["dns"]) - 1))
+    (folder / "cluster_ip").write_text(scenario["cluster_ip"])
+    (folder / "dns_works").write_text("true" if scenario["dns_works"] else "false")
+
+
+def _run(fake_bin, ship, policy, enforced, sequence, answers, dns, overrides):
     tmp = fake_bin.parent / f"run-{next(_runs)}"
     tmp.mkdir()
     dns = [CLUSTER_IP] if dns is None else dns
     scenario = {
-        "api": {
-            "cilium": cilium or [ROLLED_OUT],
-            "kube-proxy": kube_proxy or [KUBE_PROXY_RUNNING],
-        },
+        "api": answers,
         "dns": dns,
         "dns_works": dns[-1] not in (None, "hang"),
         "cluster_ip": CLUSTER_IP,
@@ -323,10 +442,11 @@ def _run(fake_bin, ship, policy, enforced, sequence, cilium, kube_proxy, dns, ov
             for m, p in (("POST", "/v1/request-landing"), ("PUT", "/v1/exhaust-port"))
         },
     }
-    (tmp / "world.json").write_text(json.dumps(scenario))
+    write_world(tmp / "world", scenario)
     log, termination = tmp / "calls.log", tmp / "termination"
     env = {k: v for k, v in os.environ.items() if k not in PRINTED_ONLY}
-    env.pop("KUBE_PROXY_REPLACEMENT", None)
+    for optional in ("KUBE_PROXY_REPLACEMENT", "ENCRYPTION", "KARPENTER_NODEPOOL"):
+        env.pop(optional, None)
     env.update(
         {
             "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}",
@@ -343,7 +463,7 @@ def _run(fake_bin, ship, policy, enforced, sequence, cilium, kube_proxy, dns, ov
             "KUBERNETES_SERVICE_HOST": "10.100.0.1",
             "KUBERNETES_SERVICE_PORT": "443",
             "TERMINATION_LOG": str(termination),
-            "FAKE_WORLD": str(tmp / "world.json"),
+            "FAKE_WORLD": str(tmp / "world"),
             "FAKE_LOG": str(log),
             "FAKE_CLOCK": str(tmp / "clock"),
         }
@@ -482,7 +602,8 @@ def test_prints_what_is_verified_first(fake_bin):
 def test_a_complete_rollout_is_seen_first_then_the_checks_run(fake_bin):
     run = run_script(fake_bin, "tiefighter", "l7")
     assert run.proc.returncode == 0, run.out
-    assert [e["kind"] for e in run.log] == ["api", "dns", "deathstar", "deathstar"]
+    assert [e["kind"] for e in run.log] == ["api"] * 3 + ["dns", "deathstar", "deathstar"]
+    assert [e["name"] for e in run.log[:3]] == ["cilium", "cilium-operator", "cilium-envoy"]
     api = run.log[0]
     assert api["name"] == "cilium" and api["bounded"]
     assert api["cacert"] == f"{fake_bin.parent}/serviceaccount/ca.crt"
@@ -581,7 +702,8 @@ def test_api_errors_are_reported_and_retried(fake_bin):
     assert len(run.api("cilium")) == 7
     progress = run.starting("waiting for DaemonSet kube-system/cilium: ")
     shown = [
-        "HTTP 401 unauthorized", "HTTP 403 forbidden", "HTTP 404 not found: no DaemonSet",
+        "HTTP 401 unauthorized", "HTTP 403 forbidden",
+        "HTTP 404 not found: no DaemonSet kube-system/cilium",
         "HTTP 503: the API server failed", "HTTP 409 from the API server", "curl error 7",
     ]  # fmt: skip
     for line, words in zip(progress, shown, strict=True):
@@ -595,7 +717,7 @@ def test_forbidden_fails_naming_it(fake_bin):
     line = (
         f"FAIL cilium-rollout: DaemonSet kube-system/cilium did not roll out v{VERSION} on"
         " every node within 0s (last seen: HTTP 403 forbidden: the Job's ServiceAccount"
-        " cannot read DaemonSets in kube-system)"
+        " cannot read DaemonSet kube-system/cilium)"
     )
     assert line in run.lines
     assert line in run.message
@@ -871,3 +993,140 @@ def test_a_reply_with_backslashes_is_reported_as_it_came(fake_bin):
     assert run.proc.returncode == 1
     [line] = run.starting("FAIL tiefighter-exhaust-port: ")
     assert "observed response 'Panic: C:\\cache\\now" in line
+
+
+# --- 1. The operator and the L7 proxy roll out too ---------------------------------------
+
+
+# Each breaks one condition of "the operator rolled out", with the words that must say so.
+OPERATOR_NOT_YET = [
+    ("generation behind", operator_deploy(generation=6, observed=5), "generation 6"),
+    ("one replica updated", operator_deploy(updated=1), "1/2 updated"),
+    ("one replica available", operator_deploy(available=1), "1/2 available"),
+    ("an old replica left", operator_deploy(total=3), "1 old replica(s) still running"),
+    ("older image", operator_deploy(image=f"quay.io/cilium/operator-aws:v1.19.5{DIGEST}"),
+     f"image v1.19.5, want v{VERSION}"),
+    ("none updated (omitted)", operator_deploy(updated=0), "0/2 updated"),
+]  # fmt: skip
+
+
+def test_the_operator_must_run_the_configured_version_on_every_replica(fake_bin):
+    answers = [doc for _, doc, _ in OPERATOR_NOT_YET] + [OPERATOR_ROLLED_OUT]
+    run = run_script(fake_bin, "xwing", "l3l4", api={"cilium-operator": answers})
+    assert run.proc.returncode == 0, run.out
+    assert len(run.api("cilium-operator")) == len(OPERATOR_NOT_YET) + 1
+    assert run.api("cilium")[-1] < run.api("cilium-operator")[0]
+    assert max(run.api("cilium-operator")) < min(run.positions("deathstar"))
+    progress = run.starting("waiting for Deployment kube-system/cilium-operator: ")
+    for (state, _, shown), line in zip(OPERATOR_NOT_YET, progress, strict=True):
+        assert shown in line, (state, line)
+    [line] = run.starting("PASS cilium-operator-rollout: ")
+    assert f"v{VERSION} on 2/2 replicas" in line
+
+
+def test_an_operator_that_never_rolls_fails_but_the_policy_is_still_checked(fake_bin):
+    old = operator_deploy(image=f"quay.io/cilium/operator-aws:v1.19.5{DIGEST}")
+    run = run_script(fake_bin, "xwing", "l3l4", api={"cilium-operator": [old]}, ROLLOUT_TIMEOUT="2")
+    assert run.proc.returncode == 1
+    [line] = run.starting("FAIL")
+    assert line.startswith("FAIL cilium-operator-rollout: Deployment kube-system/cilium-operator")
+    assert "image v1.19.5" in line and line in run.message
+    assert run.calls  # the policy checks still ran and reported
+
+
+def test_envoy_must_roll_out_its_template_whatever_its_tag(fake_bin):
+    # its image is tagged with Envoy's version, which never equals Cilium's
+    not_yet = [envoy_ds(updated=1), envoy_ds(generation=4, observed=3), envoy_ds(available=1)]
+    run = run_script(
+        fake_bin, "tiefighter", "l7", api={"cilium-envoy": [*not_yet, ENVOY_ROLLED_OUT]}
+    )
+    assert run.proc.returncode == 0, run.out
+    assert len(run.api("cilium-envoy")) == 4
+    assert len(run.starting("waiting for DaemonSet kube-system/cilium-envoy: ")) == 3
+    [line] = run.starting("PASS cilium-envoy-rollout: ")
+    assert "its current pod template on 2/2 nodes" in line
+
+
+def test_no_envoy_daemonset_is_skipped_not_failed(fake_bin):
+    # envoy.enabled false (or upgradeCompatibility < 1.16): the agents embed the proxy
+    run = run_script(fake_bin, "tiefighter", "l7", api={"cilium-envoy": [404]})
+    assert run.proc.returncode == 0, run.out
+    assert run.starting("SKIP cilium-envoy-rollout: no DaemonSet kube-system/cilium-envoy")
+
+
+def test_an_envoy_that_never_rolls_fails(fake_bin):
+    run = run_script(fake_bin, "tiefighter", "l7", api={"cilium-envoy": [envoy_ds(updated=1)]},
+                     ROLLOUT_TIMEOUT="1")  # fmt: skip
+    assert run.proc.returncode == 1
+    [line] = run.starting("FAIL")
+    assert line.startswith("FAIL cilium-envoy-rollout: ") and "1/2 updated" in line
+
+
+# --- 3. WireGuard keys ------------------------------------------------------------------------
+
+
+def test_wireguard_waits_for_a_key_on_every_node(fake_bin):
+    not_yet = [cilium_nodes("k1="), cilium_nodes("k1=", None), cilium_nodes("k1=", "")]
+    run = run_script(fake_bin, "xwing", "l7", ENCRYPTION="wireguard",
+                     api={"ciliumnodes": [*not_yet, KEYS_ON_EVERY_NODE]})  # fmt: skip
+    assert run.proc.returncode == 0, run.out
+    progress = run.starting("waiting for CiliumNodes: ")
+    assert "1/2 CiliumNodes" in progress[0]  # the agents' count: the cilium DaemonSet's
+    assert f"no {WG_KEY} on ip-10-0-1-1" in progress[1] and "ip-10-0-1-1" in progress[2]
+    [line] = run.starting("PASS wireguard-keys: ")
+    assert f"2 CiliumNodes, each with {WG_KEY}" in line
+    assert max(run.api("ciliumnodes")) < min(run.positions("deathstar"))
+
+
+def test_a_node_without_a_key_fails_wireguard(fake_bin):
+    run = run_script(fake_bin, "xwing", "l7", ENCRYPTION="wireguard", ROLLOUT_TIMEOUT="1",
+                     api={"ciliumnodes": [cilium_nodes("k1=", None)]})  # fmt: skip
+    assert run.proc.returncode == 1
+    [line] = run.starting("FAIL")
+    assert line.startswith("FAIL wireguard-keys: ") and "ip-10-0-1-1" in line
+    assert line in run.message
+
+
+def test_the_wireguard_check_needs_only_to_list_ciliumnodes(fake_bin):
+    run = run_script(fake_bin, "xwing", "l7", ENCRYPTION="wireguard", ROLLOUT_TIMEOUT="0",
+                     api={"ciliumnodes": [403]})  # fmt: skip
+    [line] = run.starting("FAIL wireguard-keys")
+    assert "HTTP 403 forbidden: the Job's ServiceAccount cannot read CiliumNodes" in line
+
+
+def test_without_wireguard_no_key_is_looked_for(fake_bin):
+    run = run_script(fake_bin, "xwing", "l7", ENCRYPTION="none")
+    assert run.proc.returncode == 0 and not run.api("ciliumnodes")
+    assert run.starting("SKIP wireguard-keys: ")
+
+
+def test_an_unknown_encryption_is_an_error_before_any_call(fake_bin):
+    run = run_script(fake_bin, "xwing", "l7", ENCRYPTION="ipsec")
+    assert run.proc.returncode == 2 and not run.log
+
+
+# --- 4. Karpenter's NodePool ------------------------------------------------------------------
+
+
+def test_karpenter_nodepool_must_be_ready(fake_bin):
+    states = [nodepool(None), nodepool("False", "NodeClassReady=False"), nodepool("True")]
+    run = run_script(fake_bin, "xwing", "l7", KARPENTER_NODEPOOL="default",
+                     api={"nodepool_default": states})  # fmt: skip
+    assert run.proc.returncode == 0, run.out
+    progress = run.starting("waiting for NodePool default: ")
+    assert "no Ready condition yet" in progress[0]
+    assert "Ready is False (NodeClassReady=False)" in progress[1]
+    assert run.starting("PASS karpenter-nodepool: NodePool default is Ready")
+
+
+def test_a_nodepool_that_never_gets_ready_fails(fake_bin):
+    run = run_script(fake_bin, "xwing", "l7", KARPENTER_NODEPOOL="default", ROLLOUT_TIMEOUT="1",
+                     api={"nodepool_default": [nodepool("False")]})  # fmt: skip
+    assert run.proc.returncode == 1
+    [line] = run.starting("FAIL")
+    assert line.startswith("FAIL karpenter-nodepool: NodePool default was not Ready")
+
+
+def test_without_karpenter_no_nodepool_is_looked_at(fake_bin):
+    run = run_script(fake_bin, "xwing", "l7")
+    assert not [e for e in run.log if e.get("name", "").startswith("nodepool")]
