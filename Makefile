@@ -68,13 +68,13 @@ destroy: runtime
 	@STACK=$(STACK) ACTION=destroy $(PY) scripts/preflight.py
 	pulumi destroy --stack $(STACK) $(PULUMI_FLAGS)
 
-# The in-cluster checks, again, on the live cluster: each PASS/FAIL (scripts/verify.py).
+# The in-cluster checks, again, on the live cluster: each PASS/FAIL (scripts/day2.py).
 verify: runtime
-	@$(PY) scripts/verify.py --stack $(STACK)
+	@$(PY) scripts/day2.py verify --stack $(STACK)
 
 # Hubble UI on http://localhost:12000 (until Ctrl-C), through the stack's kubeconfig.
 hubble: runtime
-	@$(PY) scripts/verify.py --stack $(STACK) --hubble-ui
+	@$(PY) scripts/day2.py hubble --stack $(STACK)
 
 # Versions move on purpose, in a pull request whose CI preview shows what they change.
 # `lock`: after editing pyproject.toml, keeping every other pin. `upgrade`: the newest
