@@ -10,10 +10,20 @@ from components.aws_node import AwsNodeOff, AwsNodeOffArgs
 from components.cilium import Cilium, CiliumArgs, hubble_commands, operator_replicas
 from components.cluster import Cluster, ClusterArgs
 from components.config import load, with_instance_facts
+from components.image_cache import ImageCache, ImageCacheArgs
 from components.network import Network, NetworkArgs
 from components.nodes import NodeGroup, NodeGroupArgs
 from components.provider import aws_provider
-from components.starwars import StarWarsDemo, StarWarsDemoArgs, budget, manual_checks, proof_env
+from components.starwars import (
+    DEATHSTAR_IMAGE,
+    SHIP_IMAGE,
+    UPSTREAM_REGISTRY,
+    StarWarsDemo,
+    StarWarsDemoArgs,  # fmt: skip
+    budget,
+    manual_checks,
+    proof_env,
+)
 from components.teardown import Teardown, TeardownArgs
 
 cfg = load()  # every key, offline rules: raises on bad config before any resource
@@ -24,6 +34,11 @@ on_aws = pulumi.ResourceOptions(providers=[provider])
 
 network = Network("network", NetworkArgs(config=cfg.network, name_prefix=cfg.cluster_name),
                   opts=on_aws)  # fmt: skip
+# With VPC endpoints, quay.io's images come through an ECR cache: no NAT needed to start.
+cache = ImageCache("image-cache", ImageCacheArgs(
+    cluster_name=cfg.cluster_name, region=cfg.region, partition=cfg.partition,
+    cilium_version=cfg.cilium.version, images=[DEATHSTAR_IMAGE, SHIP_IMAGE],
+), opts=on_aws) if cfg.network.vpc_endpoints else None  # fmt: skip
 cluster = Cluster("cluster", ClusterArgs(
     name=cfg.cluster_name, kubernetes_version=cfg.kubernetes_version, vpc_id=network.vpc_id,
     control_plane_subnet_ids=network.control_plane_subnet_ids, subnet_ids=network.subnet_ids,
@@ -47,18 +62,20 @@ cilium = Cilium("cilium", CiliumArgs(
     operator_replicas=operator_replicas(cfg.nodes.min_size),
     api_server_host=cluster.api_server_host, provider=cluster.provider,
     bootstrap_patches=bootstrap.patches, eni_sweeper=teardown.sweeper,
+    image_repositories=cache.chart_values() if cache else None,
 ), opts=on_aws)  # fmt: skip
 nodes = NodeGroup("nodes", NodeGroupArgs(
     cluster=cluster.eks_cluster, cluster_name=cfg.cluster_name, config=cfg.nodes,
     kubernetes_version=cfg.kubernetes_version, prefix_delegation=cfg.cilium.prefix_delegation,
     subnet_ids=network.private_subnet_ids, partition=cfg.partition, cni_release=cilium.release,
-    egress=network.egress, eni_sweeper=teardown.sweeper,
+    egress=[*network.egress, *(cache.ready if cache else [])], eni_sweeper=teardown.sweeper,
+    node_policies={"image-cache": cache.node_policy} if cache else {},
 ), opts=on_aws)  # fmt: skip
 if cfg.demo.enabled:
     demo = StarWarsDemo("starwars", StarWarsDemoArgs(
         config=cfg.demo, provider=cluster.provider, cni_release=cilium.release,
         node_group=nodes.node_group, dns=nodes.coredns, proof_env=proof_env(cfg),
-        budget=budget(cfg),
+        budget=budget(cfg), registry=cache.mirror if cache else UPSTREAM_REGISTRY,
     ))  # fmt: skip
     pulumi.export("demo", {"namespace": demo.namespace, "policy": cfg.demo.policy,
                            **manual_checks(cfg.demo.policy)})  # fmt: skip

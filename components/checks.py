@@ -131,7 +131,7 @@ def checks_identity(
 
 
 def check_pod(
-    labels: dict[str, str], env: dict[str, str], image: str
+    labels: dict[str, str], env: dict[str, str], image: pulumi.Input[str]
 ) -> k8s.core.v1.PodTemplateSpecArgs:
     """A pod running the checks with `labels` (those of the ship it speaks for)."""
     return k8s.core.v1.PodTemplateSpecArgs(

@@ -6,7 +6,7 @@ The Helm values are all in `helm_values()`, each explained where it is set.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +111,7 @@ def helm_values(
     pod_subnet_ids: Sequence[pulumi.Input[str]],
     operator_replicas: int,
     api_server_host: pulumi.Input[str],
+    image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None,
 ) -> dict[str, Any]:
     """The chart values (checked against the chart's values.schema.json and values.yaml,
     and rendered with the real chart, in tests). Everything the program relies on is set
@@ -169,6 +170,13 @@ def helm_values(
             "tls": {"auto": {"method": "cronJob"}},
         },
     }
+    for path, repository in (image_repositories or {}).items():
+        # Through the stack's ECR cache (components/image_cache.py); tag and digest stay
+        # the chart's, so the images are still pulled by digest.
+        node = values
+        for key in path:
+            node = node.setdefault(key, {})
+        node["repository"] = repository
     if config.upgrade_compatibility:
         # The minor first installed: the chart keeps its defaults across minor upgrades
         # (e.g. 1.20 would switch the L7 proxy to envoy-xds-mode ads). Unset on a fresh
@@ -198,6 +206,8 @@ class CiliumArgs:
     bootstrap_patches: Sequence[pulumi.Resource]
     # the ENI sweep: the release is deleted before it runs (components/teardown.py)
     eni_sweeper: pulumi.Resource
+    # the chart's image repositories through the ECR cache (network.vpcEndpoints)
+    image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None
 
 
 class Cilium(pulumi.ComponentResource):
@@ -247,6 +257,7 @@ class Cilium(pulumi.ComponentResource):
                 pod_subnet_ids=args.pod_subnet_ids,
                 operator_replicas=args.operator_replicas,
                 api_server_host=args.api_server_host,
+                image_repositories=args.image_repositories,
             ),
             skip_await=True,
             opts=pulumi.ResourceOptions(

@@ -27,8 +27,9 @@ PRIVATE_SUBNET_TAGS = {"kubernetes.io/role/internal-elb": "1"}
 
 # With network.vpcEndpoints: the AWS APIs the cluster cannot work without, reached from the
 # private subnets without the NAT gateway: cilium-operator calls EC2 (ENIs, IPs) and STS
-# (IRSA), nodes pull images from ECR (API and registry). S3 holds ECR's image layers and
-# is a gateway endpoint (no hourly cost) on the private route tables.
+# (IRSA), nodes pull images from ECR (API and registry: EKS's own, and Cilium's and the
+# demo's through the stack's cache of quay.io, components/image_cache.py). S3 holds ECR's
+# image layers and is a gateway endpoint (no hourly cost) on the private route tables.
 INTERFACE_ENDPOINT_SERVICES = ("sts", "ec2", "ecr.api", "ecr.dkr")
 GATEWAY_ENDPOINT_SERVICES = ("s3",)
 

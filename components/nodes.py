@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -90,6 +90,8 @@ class NodeGroupArgs:
     cni_release: pulumi.Resource  # the Cilium release: nodes must boot into Cilium
     egress: Sequence[pulumi.Resource]  # NAT routes (and endpoints): to pull images and join
     eni_sweeper: pulumi.Resource  # deleted after the nodes on `pulumi destroy` (teardown.py)
+    # inline policies of the node role beyond NODE_POLICIES, by name (the image cache's)
+    node_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class NodeGroup(pulumi.ComponentResource):
@@ -150,6 +152,10 @@ class NodeGroup(pulumi.ComponentResource):
                 opts=child,
             )
             for policy in NODE_POLICIES
+        ]
+        attachments += [
+            aws.iam.RolePolicy(f"node-{name}", role=self.role.id, policy=document, opts=child)
+            for name, document in args.node_policies.items()
         ]
 
         cfg = args.config

@@ -20,15 +20,18 @@ from components.cilium import hubble_commands, hubble_observe
 from components.config import DemoConfig, StackConfig, cpu_cores
 
 NAMESPACE = "starwars"
-# Images exactly as upstream pins them (tag and digest).
-DEATHSTAR_IMAGE = (
-    "quay.io/cilium/starwars:v2.1"
-    "@sha256:833d915ec68fca3ce83668fc5dae97c455b2134d8f23ef96586f55b894cfb1e8"
+# Images exactly as upstream pins them (tag and digest), on quay.io or, with
+# network.vpcEndpoints, through the stack's ECR cache of it (components/image_cache.py).
+UPSTREAM_REGISTRY = "quay.io"
+DEATHSTAR_PATH = (
+    "cilium/starwars:v2.1@sha256:833d915ec68fca3ce83668fc5dae97c455b2134d8f23ef96586f55b894cfb1e8"
 )
-SHIP_IMAGE = (
-    "quay.io/cilium/json-mock:v1.3.8"
+SHIP_PATH = (
+    "cilium/json-mock:v1.3.8"
     "@sha256:5aad04835eda9025fe4561ad31be77fd55309af8158ca8663a72f6abb78c2603"
 )
+DEATHSTAR_IMAGE = f"{UPSTREAM_REGISTRY}/{DEATHSTAR_PATH}"
+SHIP_IMAGE = f"{UPSTREAM_REGISTRY}/{SHIP_PATH}"
 DEATHSTAR_LABELS = {"org": "empire", "class": "deathstar"}
 SHIPS = {
     "tiefighter": {"org": "empire", "class": "tiefighter"},
@@ -149,6 +152,8 @@ class StarWarsDemoArgs:
     cni_release: pulumi.Resource
     node_group: pulumi.Resource
     dns: pulumi.Resource  # CoreDNS: the checks resolve the deathstar's name
+    # where the images' cilium/... paths live: quay.io, or the ECR cache's mirror of it
+    registry: pulumi.Input[str] = UPSTREAM_REGISTRY
 
 
 class StarWarsDemo(pulumi.ComponentResource):
@@ -203,10 +208,12 @@ class StarWarsDemo(pulumi.ComponentResource):
             ),
             opts=after(),
         )
+        deathstar_image = pulumi.Output.concat(args.registry, "/", DEATHSTAR_PATH)
+        ship_image = pulumi.Output.concat(args.registry, "/", SHIP_PATH)
         deathstar = deployment(
             "deathstar", meta("deathstar", {"app.kubernetes.io/name": "deathstar"}),
             replicas=2, labels=DEATHSTAR_LABELS, selector=DEATHSTAR_LABELS,
-            container="deathstar", image=DEATHSTAR_IMAGE, opts=after(),
+            container="deathstar", image=deathstar_image, opts=after(),
         )  # fmt: skip
         for ship, labels in SHIPS.items():
             named = {"app.kubernetes.io/name": ship}
@@ -215,7 +222,7 @@ class StarWarsDemo(pulumi.ComponentResource):
                 # The selector names the ship: the verification pods are labelled like the
                 # ships (but app.kubernetes.io/name=starwars-verify) and are not its pods.
                 selector={**labels, **named},
-                container="spaceship", image=SHIP_IMAGE, opts=after(),
+                container="spaceship", image=ship_image, opts=after(),
             )  # fmt: skip
 
         policy = k8s.apiextensions.CustomResource(
@@ -239,7 +246,7 @@ class StarWarsDemo(pulumi.ComponentResource):
                     "ROLLOUT_TIMEOUT": str(args.budget.rollout),
                     **args.proof_env,
                 },
-                image=SHIP_IMAGE,
+                image=ship_image,
             )
             if args.config.verify:
                 check_job(
@@ -275,7 +282,7 @@ def deployment(
     labels: dict[str, str],
     selector: dict[str, str],
     container: str,
-    image: str,
+    image: pulumi.Input[str],
     opts: pulumi.ResourceOptions,
 ) -> k8s.apps.v1.Deployment:
     """A Deployment of upstream's pod (its labels, container name and image)."""

@@ -236,3 +236,24 @@ def run_ok(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Graph:
     graph = run_program(overrides, **kwargs)
     assert graph.error is None, graph.error["traceback"]
     return graph
+
+
+def load_provider_in_fresh_process(serialized: str) -> tuple[str, bool, str]:
+    """What a dynamic-provider host (started in the project directory) makes of a provider
+    Pulumi stored: (module and class, whether boto3 got imported, the provider serialized
+    again)."""
+    script = (
+        "import base64, sys, dill\n"
+        "from pulumi.dynamic.dynamic import serialize_provider\n"
+        "provider = dill.loads(base64.b64decode(sys.argv[1]))\n"
+        "print(type(provider).__module__, type(provider).__qualname__)\n"
+        "print('boto3 imported' if 'boto3' in sys.modules else 'boto3 not imported')\n"
+        "print(serialize_provider(type(provider)()))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, serialized], cwd=ROOT, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    loaded, boto3_imported, reserialized = proc.stdout.splitlines()
+    return loaded, boto3_imported == "boto3 imported", reserialized

@@ -112,6 +112,8 @@ class Mocks(pulumi.runtime.Mocks):
             )
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state["latestVersion"] = 1
+        if args.typ == "aws:ecr/pullThroughCacheRule:PullThroughCacheRule":
+            state["registryId"] = ACCOUNT
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
@@ -154,6 +156,8 @@ class Mocks(pulumi.runtime.Mocks):
             if args.args["service"] == "s3" and "serviceType" not in args.args:
                 raise Exception("multiple VPC Endpoint Services matched")
             return {**args.args, "serviceName": f"com.amazonaws.{REGION}.{args.args['service']}"}
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if args.token == "aws:eks/getClusters:getClusters":
             cluster = world().get("eksCluster")
             return {"names": [cluster["name"]] if cluster else []}

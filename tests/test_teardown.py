@@ -3,8 +3,6 @@ against moto's EC2, and the dynamic provider that runs it on delete."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import boto3
@@ -21,7 +19,7 @@ from components.teardown import (
     eni_gc_tags,
     sweep_enis,
 )
-from tests.harness import ROOT
+from tests.harness import load_provider_in_fresh_process
 
 REGION = "ap-northeast-2"
 CLUSTER = "cilium-eks-dev"
@@ -411,27 +409,9 @@ def test_the_serialized_provider_is_stable_and_loads_in_a_fresh_process():
     components.teardown, as every `pulumi up` does: boto3 waits for delete."""
     serialized = serialize_provider(EniSweeperProvider())
     assert serialize_provider(EniSweeperProvider()) == serialized
-    script = (
-        "import base64, sys, dill\n"
-        "from pulumi.dynamic.dynamic import serialize_provider\n"
-        "provider = dill.loads(base64.b64decode(sys.argv[1]))\n"
-        "print(type(provider).__module__, type(provider).__qualname__)\n"
-        "print('boto3 imported' if 'boto3' in sys.modules else 'boto3 not imported')\n"
-        "print(serialize_provider(type(provider)()))\n"
-    )
-
-    proc = subprocess.run(
-        [sys.executable, "-c", script, serialized],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-    assert proc.returncode == 0, proc.stderr
-    loaded, boto3_imported, reserialized = proc.stdout.splitlines()
+    loaded, boto3_imported, reserialized = load_provider_in_fresh_process(serialized)
     assert loaded == "components.teardown EniSweeperProvider"
-    assert boto3_imported == "boto3 not imported"
+    assert not boto3_imported
     assert reserialized == serialized
 
 
