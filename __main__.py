@@ -1,6 +1,7 @@
 """cilium-eks: the runbook as one graph.
 
-config -> Network -> Cluster -> Teardown -> AwsNodeOff -> Cilium -> NodeGroup -> StarWarsDemo.
+config -> Network -> Cluster -> Teardown -> AwsNodeOff -> Cilium -> NodeGroup -> StarWarsDemo,
+with the optional ImageCache (network.vpcEndpoints) and Karpenter (karpenter.enabled).
 Each component's docstring says what it waits for and why.
 """
 
@@ -9,11 +10,12 @@ import pulumi
 from components.aws_node import AwsNodeOff, AwsNodeOffArgs
 from components.cilium import Cilium, CiliumArgs, hubble_commands, operator_replicas
 from components.cluster import Cluster, ClusterArgs
-from components.config import load, with_instance_facts
+from components.config import load, pulumi_eks_architecture, with_instance_facts
 from components.image_cache import ImageCache, ImageCacheArgs
+from components.karpenter import DISCOVERY_TAG, Karpenter, KarpenterArgs
 from components.network import Network, NetworkArgs
 from components.nodes import NodeGroup, NodeGroupArgs
-from components.provider import aws_provider
+from components.provider import aws_provider, stack_tags
 from components.starwars import (
     DEATHSTAR_IMAGE,
     SHIP_IMAGE,
@@ -32,8 +34,10 @@ provider = aws_provider(cfg, pulumi.get_stack())
 cfg = with_instance_facts(cfg, provider)  # EC2's facts (read-only): raises on a bad type
 on_aws = pulumi.ResourceOptions(providers=[provider])
 
-network = Network("network", NetworkArgs(config=cfg.network, name_prefix=cfg.cluster_name),
-                  opts=on_aws)  # fmt: skip
+network = Network("network", NetworkArgs(
+    config=cfg.network, name_prefix=cfg.cluster_name,
+    private_subnet_tags={DISCOVERY_TAG: cfg.cluster_name} if cfg.karpenter.enabled else {},
+), opts=on_aws)  # fmt: skip
 # With VPC endpoints, quay.io's images come through an ECR cache: no NAT needed to start.
 cache = ImageCache("image-cache", ImageCacheArgs(
     cluster_name=cfg.cluster_name, region=cfg.region, partition=cfg.partition,
@@ -71,11 +75,22 @@ nodes = NodeGroup("nodes", NodeGroupArgs(
     egress=[*network.egress, *(cache.ready if cache else [])], eni_sweeper=teardown.sweeper,
     node_policies={"image-cache": cache.node_policy} if cache else {},
 ), opts=on_aws)  # fmt: skip
+karpenter = Karpenter("karpenter", KarpenterArgs(
+    config=cfg.karpenter, cluster_name=cfg.cluster_name, region=cfg.region,
+    partition=cfg.partition, architecture=pulumi_eks_architecture(cfg.nodes.instance_types[0]),
+    prefix_delegation=cfg.cilium.prefix_delegation,
+    replicas=operator_replicas(cfg.nodes.min_size), tags=stack_tags(cfg, pulumi.get_stack()),
+    oidc_provider_arn=cluster.oidc_provider_arn, oidc_issuer=cluster.oidc_issuer,
+    provider=cluster.provider, cni_release=cilium.release, node_group=nodes.node_group,
+    eni_sweeper=teardown.sweeper,
+    node_policies={"image-cache": cache.node_policy} if cache else {},
+), opts=on_aws) if cfg.karpenter.enabled else None  # fmt: skip
 if cfg.demo.enabled:
     demo = StarWarsDemo("starwars", StarWarsDemoArgs(
         config=cfg.demo, provider=cluster.provider, cni_release=cilium.release,
         node_group=nodes.node_group, dns=nodes.coredns, proof_env=proof_env(cfg),
         budget=budget(cfg), registry=cache.mirror if cache else UPSTREAM_REGISTRY,
+        checked=[karpenter.node_pool] if karpenter else [],
     ))  # fmt: skip
     pulumi.export("demo", {"namespace": demo.namespace, "policy": cfg.demo.policy,
                            **manual_checks(cfg.demo.policy)})  # fmt: skip

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.cluster import irsa_trust_policy
 from components.config import CiliumConfig
 from components.teardown import eni_gc_tags
 
@@ -232,7 +233,7 @@ class Cilium(pulumi.ComponentResource):
             "operator",
             description=f"cilium-operator ENI IPAM in EKS cluster {args.cluster_name} (IRSA)",
             assume_role_policy=pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
-                lambda a: irsa_trust_policy(a[0], a[1])
+                lambda a: irsa_trust_policy(a[0], a[1], NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
             ),
             opts=child,
         )
@@ -268,27 +269,3 @@ class Cilium(pulumi.ComponentResource):
             ),
         )
         self.register_outputs({"version": args.config.version})
-
-
-def irsa_trust_policy(oidc_provider_arn: str, oidc_issuer: str) -> str:
-    """Trust for the cluster's OIDC provider, for kube-system/cilium-operator only."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Federated": oidc_provider_arn},
-                    "Action": "sts:AssumeRoleWithWebIdentity",
-                    "Condition": {
-                        "StringEquals": {
-                            f"{oidc_issuer}:sub": (
-                                f"system:serviceaccount:{NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
-                            ),
-                            f"{oidc_issuer}:aud": "sts.amazonaws.com",
-                        }
-                    },
-                }
-            ],
-        }
-    )

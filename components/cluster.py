@@ -19,6 +19,7 @@ only), because EKS's own rules make the declared value alone wrong for a live st
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.parse
 from collections.abc import Sequence
@@ -270,3 +271,29 @@ def host_of(endpoint: str) -> str:
     if parts.scheme != "https" or not host or host.replace(".", "").isdigit():
         raise ValueError(f"EKS endpoint {endpoint!r} is not https://<DNS name>")
     return host
+
+
+def irsa_trust_policy(
+    oidc_provider_arn: str, oidc_issuer: str, namespace: str, service_account: str
+) -> str:
+    """Trust for the cluster's OIDC provider, for one ServiceAccount only (IRSA)."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": oidc_provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {
+                            f"{oidc_issuer}:sub": (
+                                f"system:serviceaccount:{namespace}:{service_account}"
+                            ),
+                            f"{oidc_issuer}:aud": "sts.amazonaws.com",
+                        }
+                    },
+                }
+            ],
+        }
+    )

@@ -11,8 +11,8 @@ recommended; small dedicated subnets, so pods never exhaust them).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -59,6 +59,8 @@ def subnet_plan(cidr: str, az_count: int) -> list[tuple[str, str, str]]:
 class NetworkArgs:
     config: NetworkConfig
     name_prefix: str  # prefix of the Name tags, e.g. the cluster name
+    # more tags for the private subnets, e.g. what Karpenter's EC2NodeClass selects them by
+    private_subnet_tags: Mapping[str, str] = field(default_factory=dict)
 
 
 class Network(pulumi.ComponentResource):
@@ -147,7 +149,7 @@ class Network(pulumi.ComponentResource):
                 cidr_block=private_cidr,
                 availability_zone=az,
                 map_public_ip_on_launch=False,
-                tags=tags(f"private-{az}", PRIVATE_SUBNET_TAGS),
+                tags=tags(f"private-{az}", {**PRIVATE_SUBNET_TAGS, **args.private_subnet_tags}),
                 opts=child,
             )
             # No route table of its own: the VPC's main table (local routes only) is all

@@ -9,6 +9,7 @@ each mode is in `policy_spec()`; the checks' pods, Jobs and CronJobs in componen
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +155,8 @@ class StarWarsDemoArgs:
     dns: pulumi.Resource  # CoreDNS: the checks resolve the deathstar's name
     # where the images' cilium/... paths live: quay.io, or the ECR cache's mirror of it
     registry: pulumi.Input[str] = UPSTREAM_REGISTRY
+    # what else the checks prove, and so wait for (Karpenter's NodePool)
+    checked: Sequence[pulumi.Resource] = ()
 
 
 class StarWarsDemo(pulumi.ComponentResource):
@@ -260,7 +263,7 @@ class StarWarsDemo(pulumi.ComponentResource):
                     ),
                     pod,
                     args.budget,
-                    opts=after(service, deathstar, policy, args.dns, *access),
+                    opts=after(service, deathstar, policy, args.dns, *access, *args.checked),
                 )
             check_cronjob(
                 f"verify-{ship}",

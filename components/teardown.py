@@ -40,6 +40,12 @@ ATTACHED_STATUSES = ("in-use", "detaching")
 ENDING_INSTANCE_STATES = frozenset({"shutting-down", "terminated", "stopping"})
 # An instance DescribeInstances no longer returns (terminated a while ago) is ending too.
 GONE = "gone"
+# Instances Karpenter launched for this cluster, as its own instance listing finds them
+# (karpenter-provider-aws 1.14 pkg/providers/instance: these tag keys and the cluster's
+# name). Still running once Karpenter is gone, they hold the subnets.
+KARPENTER_TAG_KEYS = ("karpenter.sh/nodepool", "karpenter.k8s.aws/ec2nodeclass")
+EKS_CLUSTER_NAME_TAG = "eks:eks-cluster-name"
+NOT_ENDING_INSTANCE_STATES = ("pending", "running", "stopped")
 # EC2 takes at most 200 values in one filter.
 FILTER_VALUES_MAX = 200
 
@@ -53,7 +59,7 @@ def eni_gc_tags(cluster_name: str) -> dict[str, str]:
 
 
 class SweepError(RuntimeError):
-    """Some interfaces could not be deleted; the others were."""
+    """Some interfaces could not be deleted (the others were), or instances still run."""
 
 
 def sweep_enis(
@@ -78,6 +84,16 @@ def sweep_enis(
     together at the end as one `SweepError`.
     """
     retry = functools.partial(_retrying, sleep=sleep)
+
+    leftovers = karpenter_instances(ec2, vpc_id, cluster_name, retry)
+    if leftovers:
+        listing = ", ".join(f"{i} ({state})" for i, state in leftovers)
+        raise SweepError(
+            f"{len(leftovers)} instance(s) Karpenter launched for cluster {cluster_name} still "
+            f"run in {vpc_id}: {listing}. Deleting its EC2NodeClass should have terminated "
+            "them (is the controller gone?). Terminate them (aws ec2 terminate-instances "
+            f"--instance-ids {' '.join(i for i, _ in leftovers)}), then run make destroy again."
+        )
 
     deadline = clock() + settle_timeout
     while waiting := _settling(ec2, vpc_id, cluster_name, retry):
@@ -109,6 +125,34 @@ def sweep_enis(
             "The sweep is idempotent: run the destroy again (`make destroy`)."
         )
     return sorted(deleted)
+
+
+def karpenter_instances(
+    ec2: Any, vpc_id: str, cluster_name: str, retry: Retry
+) -> list[tuple[str, str]]:
+    """(instance id, state) of the instances Karpenter launched for this cluster in the VPC
+    that are not on their way out, sorted."""
+    filters = [
+        {"Name": "vpc-id", "Values": [vpc_id]},
+        {"Name": f"tag:{EKS_CLUSTER_NAME_TAG}", "Values": [cluster_name]},
+        {"Name": "instance-state-name", "Values": list(NOT_ENDING_INSTANCE_STATES)},
+        *({"Name": "tag-key", "Values": [key]} for key in KARPENTER_TAG_KEYS),
+    ]
+    paginator = ec2.get_paginator("describe_instances")
+    found = []
+    for reservation in retry(
+        functools.partial(_all_pages, paginator, "Reservations", Filters=filters)
+    ):
+        for instance in reservation["Instances"]:
+            tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+            if (
+                instance.get("VpcId") == vpc_id
+                and tags.get(EKS_CLUSTER_NAME_TAG) == cluster_name
+                and all(key in tags for key in KARPENTER_TAG_KEYS)
+                and instance["State"]["Name"] in NOT_ENDING_INSTANCE_STATES
+            ):
+                found.append((instance["InstanceId"], instance["State"]["Name"]))
+    return sorted(found)
 
 
 def _retrying(call: Callable[[], T], *, sleep: Callable[[float], None]) -> T:

@@ -114,6 +114,11 @@ class Mocks(pulumi.runtime.Mocks):
             state["latestVersion"] = 1
         if args.typ == "aws:ecr/pullThroughCacheRule:PullThroughCacheRule":
             state["registryId"] = ACCOUNT
+        if args.typ == "aws:sqs/queue:Queue":
+            state["url"] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{args.inputs['name']}"
+            state["arn"] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{args.inputs['name']}"
+        if args.typ == "aws:cloudwatch/eventRule:EventRule":
+            state["name"] = args.name
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
@@ -156,6 +161,9 @@ class Mocks(pulumi.runtime.Mocks):
             if args.args["service"] == "s3" and "serviceType" not in args.args:
                 raise Exception("multiple VPC Endpoint Services matched")
             return {**args.args, "serviceName": f"com.amazonaws.{REGION}.{args.args['service']}"}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
+                    "userId": "AIDAEXAMPLE", "id": ACCOUNT}  # fmt: skip
         if args.token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if args.token == "aws:eks/getClusters:getClusters":

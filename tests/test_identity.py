@@ -1,5 +1,5 @@
 """The stack's resource identities: what a live stack would delete and re-create if they
-changed (tests/stack_urns.txt)."""
+changed (tests/stack_urns.txt), with every optional feature on."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ KNOWN = ROOT / "tests" / "stack_urns.txt"
 def test_every_resource_keeps_its_identity(dev):
     known = {line for line in KNOWN.read_text().splitlines() if line and not line.startswith("#")}
     declared = {r.urn for r in dev.resources} | {
-        r.urn for r in run_ok({"network.vpcEndpoints": True}).resources
+        r.urn for r in run_ok({"network.vpcEndpoints": True, "karpenter.enabled": True}).resources
     }
     renamed_or_gone = sorted(known - declared)
     new = sorted(declared - known)

@@ -468,3 +468,57 @@ def test_delete_reports_through_pulumi_s_log(ec2, monkeypatch):
     EniSweeperProvider().delete("id", {**RECORD, "vpc_id": vpc})
     assert logged[0] == "progress"
     assert eni in logged[-1] and vpc in logged[-1]
+
+
+# --- instances Karpenter launched and did not terminate -----------------------------------
+
+KARPENTER_TAGS = {
+    "karpenter.sh/nodepool": "default",
+    "karpenter.k8s.aws/ec2nodeclass": "default",
+    "eks:eks-cluster-name": CLUSTER,
+}
+
+
+def karpenter_instance(ec2: Any, subnet: str, tags: dict[str, str]) -> str:
+    (instance,) = ec2.run_instances(
+        ImageId=AMI, MinCount=1, MaxCount=1, SubnetId=subnet,
+        TagSpecifications=[{"ResourceType": "instance",
+                            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+    )["Instances"]  # fmt: skip
+    return instance["InstanceId"]
+
+
+def test_a_karpenter_instance_still_running_fails_the_sweep_naming_it(ec2):
+    # Its NodeClass's delete should have terminated it: a subnet delete would fail later
+    # with a bare DependencyViolation; the sweep says which instance and what to do.
+    vpc, subnet = make_vpc(ec2)
+    instance = karpenter_instance(ec2, subnet, KARPENTER_TAGS)
+    leaked = make_eni(ec2, subnet, eni_gc_tags(CLUSTER))
+    with pytest.raises(SweepError) as err:
+        sweep(ec2, vpc)
+    message = str(err.value)
+    assert instance in message and "running" in message
+    assert f"aws ec2 terminate-instances --instance-ids {instance}" in message
+    assert leaked in existing(ec2, vpc)  # nothing deleted before the leftover is dealt with
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {**KARPENTER_TAGS, "eks:eks-cluster-name": "another-cluster"},
+        {k: v for k, v in KARPENTER_TAGS.items() if k != "karpenter.sh/nodepool"},
+        {"eks:eks-cluster-name": CLUSTER},  # a managed node, say
+    ],
+    ids=["other-cluster", "not-karpenters", "not-karpenter-at-all"],
+)
+def test_instances_karpenter_did_not_launch_for_this_cluster_are_not_in_the_way(ec2, tags):
+    vpc, subnet = make_vpc(ec2)
+    karpenter_instance(ec2, subnet, tags)
+    sweep(ec2, vpc)  # no SweepError
+
+
+def test_a_terminated_karpenter_instance_is_fine(ec2):
+    vpc, subnet = make_vpc(ec2)
+    instance = karpenter_instance(ec2, subnet, KARPENTER_TAGS)
+    ec2.terminate_instances(InstanceIds=[instance])
+    sweep(ec2, vpc)

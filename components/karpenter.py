@@ -1,0 +1,701 @@
+"""Karpenter: nodes on demand that boot into Cilium (karpenter.enabled).
+
+Done naively, Karpenter fights Cilium: it schedules onto nodes whose CNI is not ready and
+launches more, its max pods ignores prefix delegation, and its instances outlive it on
+destroy. So (Karpenter 1.14.1 docs and source, charts/karpenter, pkg/apis/crds):
+- its NodePool carries Cilium's startup taint (Karpenter docs, "Cilium Startup Taint"),
+  keeps to Nitro types when prefix delegation is on, and to the managed nodes' CPU
+  architecture; its EC2NodeClass sets kubelet's maxPods from the same prefix rule as the
+  managed nodes (Karpenter's own count has no prefix term: karpenter-provider-aws #8210);
+- the controller runs on the managed nodes only (never on a node it launched), with an
+  IRSA role of its own: the reference policy of its cloudformation.yaml, iam:PassRole only
+  for its node role, instance actions only on instances tagged for this cluster;
+- its nodes have a role and an EC2_LINUX access entry of their own: EKS made the managed
+  group's entry, and whether EKS deletes that entry with the group is not documented;
+- on `pulumi destroy` the NodePool and EC2NodeClass go before the controller: the
+  NodeClass's finalizer waits until Karpenter has drained and terminated every node it
+  launched. The ENI sweep (components/teardown.py) then fails, naming them, if any
+  Karpenter instance still runs.
+
+IRSA rather than EKS Pod Identity: the cluster already has its OIDC provider, and Pod
+Identity's agent address (169.254.170.23) is one Cilium has been reported to break
+(cilium/cilium #35989, #40273).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.cluster import irsa_trust_policy
+from components.config import KarpenterConfig
+from components.nodes import (
+    CILIUM_AGENT_NOT_READY_TAINT,
+    IMDS_OPTIONS,
+    MAX_PODS_BELOW_30_VCPUS,
+    NODE_POLICIES,
+)
+
+# The release pinned here: chart, CRDs and the IAM policy below go together.
+KARPENTER_VERSION = "1.14.1"
+CHART = "oci://public.ecr.aws/karpenter/karpenter"
+CRD_CHART = "oci://public.ecr.aws/karpenter/karpenter-crd"
+NAMESPACE = "kube-system"  # the docs' choice: its FlowSchemas favour kube-system accounts
+SERVICE_ACCOUNT = "karpenter"
+NODE_CLASS = "default"
+NODE_POOL = "default"
+# An AL2023 EKS AMI release, pinned (amazon-eks-ami "AMI Release v20260714": 1.33-1.36);
+# `latest` would change nodes under a running cluster ("not recommended for production").
+AMI_ALIAS = "al2023@v20260714"
+# What the private subnets carry for the NodeClass to find them (set by components/network.py).
+DISCOVERY_TAG = "karpenter.sh/discovery"
+# The tag EKS puts on the cluster security group it creates.
+CLUSTER_SG_TAG = "aws:eks:cluster-name"
+# With prefix delegation every type Karpenter may launch must honour kubelet's max pods
+# (110): ENIs x (IPv4 per ENI - 1) x 16 + 2 >= 110 needs 7 address slots. The nano, micro
+# and small sizes may have fewer (t3.micro 2, t3a.small 6), and so may 1-vCPU mediums
+# (c7g.medium: 2 ENIs x 4 addresses, 6); from 2 vCPUs and medium up, types have 15 or more.
+TOO_SMALL_FOR_PREFIX_MAX_PODS = ("nano", "micro", "small")
+MIN_VCPUS_FOR_PREFIX_MAX_PODS = 2
+# The interruption queue keeps a message 5 minutes (cloudformation.yaml).
+QUEUE_RETENTION_SECONDS = 300
+# Karpenter's interruption events (cloudformation.yaml): name -> EventBridge pattern.
+INTERRUPTION_EVENTS = {
+    "scheduled-change": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
+    "spot-interruption": {
+        "source": ["aws.ec2"],
+        "detail-type": ["EC2 Spot Instance Interruption Warning"],
+    },
+    "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
+    "instance-state-change": {
+        "source": ["aws.ec2"],
+        "detail-type": ["EC2 Instance State-change Notification"],
+    },
+    "capacity-reservation-interruption": {
+        "source": ["aws.ec2"],
+        "detail-type": ["EC2 Capacity Reservation Instance Interruption Warning"],
+    },
+}
+# How the NodePool gives nodes back: consolidation, at most a tenth of them at a time, and
+# a node's drain bounded (so that a destroy cannot wait on a PodDisruptionBudget forever).
+DISRUPTION = {
+    "consolidationPolicy": "WhenEmptyOrUnderutilized",
+    "consolidateAfter": "1m",
+    "budgets": [{"nodes": "10%"}],
+}
+EXPIRE_AFTER = "720h"
+TERMINATION_GRACE_PERIOD = "1h"
+# A NodeClass's delete waits for its nodes to drain (each up to the grace period above).
+NODE_CLASS_DELETE_TIMEOUT = "75m"
+
+
+def controller_policy(
+    *,
+    cluster: str,
+    region: str,
+    account: str,
+    partition: str,
+    node_role_arn: str,
+    queue_arn: str,
+) -> dict[str, Any]:
+    """Karpenter 1.14's reference controller policy (cloudformation.yaml: NodeLifecycle,
+    IAMIntegration, EKSIntegration, Interruption and ResourceDiscovery; ZonalShift is for
+    settings.enableZonalShift, off here), with its CloudFormation references filled in."""
+    ec2 = f"arn:{partition}:ec2:{region}"
+    owned = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster}": "owned"}
+    request_owned = {
+        f"aws:RequestTag/kubernetes.io/cluster/{cluster}": "owned",
+        "aws:RequestTag/eks:eks-cluster-name": cluster,
+    }
+    tagged_resources = [
+        f"{ec2}:*:{kind}/*"
+        for kind in (
+            "fleet",
+            "instance",
+            "volume",
+            "network-interface",
+            "launch-template",
+            "spot-instances-request",
+        )
+    ]
+    profile = f"arn:{partition}:iam::{account}:instance-profile/*"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AllowScopedEC2InstanceAccessActions",
+                "Effect": "Allow",
+                "Resource": [
+                    f"{ec2}::image/*",
+                    f"{ec2}::snapshot/*",
+                    f"{ec2}:*:security-group/*",
+                    f"{ec2}:*:subnet/*",
+                    f"{ec2}:*:capacity-reservation/*",
+                    f"{ec2}:*:placement-group/*",
+                ],
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+            },
+            {
+                "Sid": "AllowScopedEC2LaunchTemplateAccessActions",
+                "Effect": "Allow",
+                "Resource": f"{ec2}:*:launch-template/*",
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+                "Condition": {
+                    "StringEquals": owned,
+                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                },
+            },
+            {
+                "Sid": "AllowScopedEC2InstanceActionsWithTags",
+                "Effect": "Allow",
+                "Resource": tagged_resources,
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
+                "Condition": {
+                    "StringEquals": request_owned,
+                    "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+                },
+            },
+            {
+                "Sid": "AllowScopedResourceCreationTagging",
+                "Effect": "Allow",
+                "Resource": tagged_resources,
+                "Action": "ec2:CreateTags",
+                "Condition": {
+                    "StringEquals": {
+                        **request_owned,
+                        "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
+                    },
+                    "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+                },
+            },
+            {
+                "Sid": "AllowScopedResourceTagging",
+                "Effect": "Allow",
+                "Resource": f"{ec2}:*:instance/*",
+                "Action": "ec2:CreateTags",
+                "Condition": {
+                    "StringEquals": owned,
+                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                    "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster},
+                    "ForAllValues:StringEquals": {
+                        "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
+                    },
+                },
+            },
+            {
+                "Sid": "AllowScopedDeletion",
+                "Effect": "Allow",
+                "Resource": [f"{ec2}:*:instance/*", f"{ec2}:*:launch-template/*"],
+                "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+                "Condition": {
+                    "StringEquals": owned,
+                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                },
+            },
+            {
+                "Sid": "AllowPassingInstanceRole",
+                "Effect": "Allow",
+                "Resource": node_role_arn,
+                "Action": "iam:PassRole",
+                "Condition": {
+                    "StringEquals": {
+                        "iam:PassedToService": ["ec2.amazonaws.com", "ec2.amazonaws.com.cn"]
+                    }
+                },
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileCreationActions",
+                "Effect": "Allow",
+                "Resource": profile,
+                "Action": ["iam:CreateInstanceProfile"],
+                "Condition": {
+                    "StringEquals": {
+                        **request_owned,
+                        "aws:RequestTag/topology.kubernetes.io/region": region,
+                    },
+                    "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                },
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileTagActions",
+                "Effect": "Allow",
+                "Resource": profile,
+                "Action": ["iam:TagInstanceProfile"],
+                "Condition": {
+                    "StringEquals": {
+                        **owned,
+                        "aws:ResourceTag/topology.kubernetes.io/region": region,
+                        **request_owned,
+                        "aws:RequestTag/topology.kubernetes.io/region": region,
+                    },
+                    "StringLike": {
+                        "aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                        "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                    },
+                },
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileActions",
+                "Effect": "Allow",
+                "Resource": profile,
+                "Action": [
+                    "iam:AddRoleToInstanceProfile",
+                    "iam:RemoveRoleFromInstanceProfile",
+                    "iam:DeleteInstanceProfile",
+                ],
+                "Condition": {
+                    "StringEquals": {
+                        **owned,
+                        "aws:ResourceTag/topology.kubernetes.io/region": region,
+                    },
+                    "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                },
+            },
+            {
+                "Sid": "AllowAPIServerEndpointDiscovery",
+                "Effect": "Allow",
+                "Resource": f"arn:{partition}:eks:{region}:{account}:cluster/{cluster}",
+                "Action": "eks:DescribeCluster",
+            },
+            {
+                "Sid": "AllowInterruptionQueueActions",
+                "Effect": "Allow",
+                "Resource": queue_arn,
+                "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+            },
+            {
+                "Sid": "AllowRegionalReadActions",
+                "Effect": "Allow",
+                "Resource": "*",
+                "Action": [
+                    "ec2:DescribeCapacityReservations",
+                    "ec2:DescribeImages",
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeInstanceStatus",
+                    "ec2:DescribeInstanceTypeOfferings",
+                    "ec2:DescribeInstanceTypes",
+                    "ec2:DescribeLaunchTemplates",
+                    "ec2:DescribePlacementGroups",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSpotPriceHistory",
+                    "ec2:DescribeSubnets",
+                ],
+                "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
+            },
+            {
+                "Sid": "AllowSSMReadActions",
+                "Effect": "Allow",
+                # AWS's public parameters only: the AMI ids behind the pinned alias
+                "Resource": f"arn:{partition}:ssm:{region}::parameter/aws/service/*",
+                "Action": "ssm:GetParameter",
+            },
+            {
+                "Sid": "AllowPricingReadActions",
+                "Effect": "Allow",
+                "Resource": "*",
+                "Action": "pricing:GetProducts",
+            },
+            {
+                "Sid": "AllowUnscopedInstanceProfileListAction",
+                "Effect": "Allow",
+                "Resource": "*",
+                "Action": "iam:ListInstanceProfiles",
+            },
+            {
+                "Sid": "AllowInstanceProfileReadActions",
+                "Effect": "Allow",
+                "Resource": profile,
+                "Action": "iam:GetInstanceProfile",
+            },
+        ],
+    }
+
+
+def node_pool_requirements(
+    config: KarpenterConfig, *, prefix_delegation: bool, architecture: str
+) -> list[dict[str, Any]]:
+    """What Karpenter may launch: the configured capacity types and instance categories
+    (or families), one CPU architecture (the managed nodes'; the AMI alias resolves per
+    architecture), and with prefix delegation only Nitro types big enough for its max pods
+    (Cilium delegates prefixes on Nitro only: operator option AWSEnablePrefixDelegation)."""
+    requirements: list[dict[str, Any]] = [
+        {
+            "key": "karpenter.sh/capacity-type",
+            "operator": "In",
+            "values": list(config.capacity_types),
+        },
+        {
+            "key": "kubernetes.io/arch",
+            "operator": "In",
+            "values": ["arm64" if architecture == "arm64" else "amd64"],
+        },
+        {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+    ]
+    if config.instance_families:
+        requirements.append(
+            {
+                "key": "karpenter.k8s.aws/instance-family",
+                "operator": "In",
+                "values": list(config.instance_families),
+            }
+        )
+    else:
+        requirements.append(
+            {
+                "key": "karpenter.k8s.aws/instance-category",
+                "operator": "In",
+                "values": list(config.instance_categories),
+            }
+        )
+    if prefix_delegation:
+        requirements += [
+            {"key": "karpenter.k8s.aws/instance-hypervisor", "operator": "In", "values": ["nitro"]},
+            {
+                "key": "karpenter.k8s.aws/instance-size",
+                "operator": "NotIn",
+                "values": list(TOO_SMALL_FOR_PREFIX_MAX_PODS),
+            },
+            {
+                "key": "karpenter.k8s.aws/instance-cpu",
+                "operator": "Gt",
+                "values": [str(MIN_VCPUS_FOR_PREFIX_MAX_PODS - 1)],
+            },
+        ]
+    return requirements
+
+
+@dataclass
+class KarpenterArgs:
+    config: KarpenterConfig
+    cluster_name: str
+    region: str
+    partition: str
+    architecture: str  # the managed nodes' (x86_64 or arm64)
+    prefix_delegation: bool
+    replicas: int  # the controller's (anti-affine: at most one per managed node)
+    tags: Mapping[str, str]  # put on the instances Karpenter launches (cost allocation)
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+    provider: k8s.Provider
+    # the controller waits for Cilium and the managed nodes it runs on
+    cni_release: pulumi.Resource
+    node_group: pulumi.Resource
+    # deleted after Karpenter on destroy: the sweep then finds none of its instances
+    eni_sweeper: pulumi.Resource
+    # inline policies of the node role beyond NODE_POLICIES (the image cache's)
+    node_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+
+
+class Karpenter(pulumi.ComponentResource):
+    """Node role and access entry, interruption queue and its rules, the controller's IRSA
+    role, the CRD and controller charts, the EC2NodeClass and the NodePool.
+
+    Ordering: the controller waits for Cilium and the managed node group (it runs there),
+    its role's policy and the queue; the NodeClass and NodePool wait for the controller
+    (its CRDs) and the node role's access entry. So `pulumi destroy` deletes the NodePool,
+    then the NodeClass (whose delete waits until Karpenter has terminated every node it
+    launched), then the controller, and only then the sweep and the cluster.
+    """
+
+    node_pool: pulumi.Resource
+
+    def __init__(
+        self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("cilium-eks:index:Karpenter", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.config
+
+        node_role = aws.iam.Role(
+            "node",
+            description=f"Nodes Karpenter launches in EKS cluster {args.cluster_name}",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ec2.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        node_access: list[pulumi.Resource] = [
+            aws.iam.RolePolicyAttachment(
+                f"node-{policy}",
+                role=node_role.name,
+                policy_arn=f"arn:{args.partition}:iam::aws:policy/{policy}",
+                opts=child,
+            )
+            for policy in NODE_POLICIES
+        ]
+        node_access += [
+            aws.iam.RolePolicy(f"node-{policy}", role=node_role.id, policy=document, opts=child)
+            for policy, document in args.node_policies.items()
+        ]
+        # In API authentication mode a node joins only with an access entry of its role.
+        node_access.append(
+            aws.eks.AccessEntry(
+                "node",
+                cluster_name=args.cluster_name,
+                principal_arn=node_role.arn,
+                type="EC2_LINUX",
+                opts=child,
+            )
+        )
+
+        queue = aws.sqs.Queue(
+            "interruptions",
+            name=args.cluster_name,
+            message_retention_seconds=QUEUE_RETENTION_SECONDS,
+            sqs_managed_sse_enabled=True,
+            opts=child,
+        )
+        queue_policy = aws.sqs.QueuePolicy(
+            "interruptions",
+            queue_url=queue.url,
+            policy=queue.arn.apply(
+                lambda arn: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Id": "EC2InterruptionPolicy",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {
+                                    "Service": ["events.amazonaws.com", "sqs.amazonaws.com"]
+                                },
+                                "Action": "sqs:SendMessage",
+                                "Resource": arn,
+                            },
+                            {
+                                "Sid": "DenyHTTP",
+                                "Effect": "Deny",
+                                "Principal": "*",
+                                "Action": "sqs:*",
+                                "Resource": arn,
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            },
+                        ],
+                    }
+                )
+            ),
+            opts=child,
+        )
+        feeds: list[pulumi.Resource] = [queue_policy]
+        for event, pattern in INTERRUPTION_EVENTS.items():
+            rule = aws.cloudwatch.EventRule(
+                event,
+                description=f"Karpenter interruption events of {args.cluster_name}: {event}",
+                event_pattern=json.dumps(pattern),
+                opts=child,
+            )
+            feeds.append(
+                aws.cloudwatch.EventTarget(
+                    event, rule=rule.name, arn=queue.arn, target_id="KarpenterQueue", opts=child
+                )
+            )
+
+        controller_role = aws.iam.Role(
+            "controller",
+            description=f"Karpenter controller of EKS cluster {args.cluster_name} (IRSA)",
+            assume_role_policy=pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
+                lambda a: irsa_trust_policy(a[0], a[1], NAMESPACE, SERVICE_ACCOUNT)
+            ),
+            opts=child,
+        )
+        account = aws.get_caller_identity(opts=pulumi.InvokeOptions(parent=self)).account_id
+        controller_access = aws.iam.RolePolicy(
+            "controller",
+            role=controller_role.id,
+            policy=pulumi.Output.all(node_role.arn, queue.arn).apply(
+                lambda arns: json.dumps(
+                    controller_policy(
+                        cluster=args.cluster_name,
+                        region=args.region,
+                        account=account,
+                        partition=args.partition,
+                        node_role_arn=arns[0],
+                        queue_arn=arns[1],
+                    )
+                )
+            ),
+            opts=child,
+        )
+
+        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        platform = [args.cni_release, args.node_group, args.eni_sweeper]
+        crds = k8s.helm.v3.Release(
+            "karpenter-crd",
+            name="karpenter-crd",
+            chart=CRD_CHART,
+            version=KARPENTER_VERSION,
+            namespace=NAMESPACE,
+            opts=pulumi.ResourceOptions.merge(
+                on_cluster, pulumi.ResourceOptions(depends_on=platform)
+            ),
+        )
+        controller = k8s.helm.v3.Release(
+            "karpenter",
+            name="karpenter",
+            chart=CHART,
+            version=KARPENTER_VERSION,
+            namespace=NAMESPACE,
+            # the CRDs are karpenter-crd's (Helm never upgrades a chart's crds/ folder)
+            skip_crds=True,
+            values=controller_values(
+                cluster_name=args.cluster_name,
+                region=args.region,
+                role_arn=controller_role.arn,
+                queue_name=queue.name,
+                replicas=args.replicas,
+            ),
+            opts=pulumi.ResourceOptions.merge(
+                on_cluster,
+                pulumi.ResourceOptions(depends_on=[*platform, crds, controller_access, *feeds]),
+            ),
+        )
+
+        node_class = k8s.apiextensions.CustomResource(
+            "node-class",
+            api_version="karpenter.k8s.aws/v1",
+            kind="EC2NodeClass",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=NODE_CLASS),
+            spec=node_class_spec(
+                cluster_name=args.cluster_name,
+                node_role=node_role.name,
+                max_pods=MAX_PODS_BELOW_30_VCPUS if args.prefix_delegation else None,
+                tags=args.tags,
+            ),
+            opts=pulumi.ResourceOptions.merge(
+                on_cluster,
+                pulumi.ResourceOptions(
+                    depends_on=[controller, *node_access],
+                    custom_timeouts=pulumi.CustomTimeouts(delete=NODE_CLASS_DELETE_TIMEOUT),
+                ),
+            ),
+        )
+        self.node_pool = k8s.apiextensions.CustomResource(
+            "node-pool",
+            api_version="karpenter.sh/v1",
+            kind="NodePool",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=NODE_POOL),
+            spec={
+                "template": {
+                    "spec": {
+                        "nodeClassRef": {
+                            "group": "karpenter.k8s.aws",
+                            "kind": "EC2NodeClass",
+                            "name": NODE_CLASS,
+                        },
+                        "requirements": node_pool_requirements(
+                            cfg,
+                            prefix_delegation=args.prefix_delegation,
+                            architecture=args.architecture,
+                        ),
+                        "startupTaints": [
+                            {
+                                "key": CILIUM_AGENT_NOT_READY_TAINT.key,
+                                "value": CILIUM_AGENT_NOT_READY_TAINT.value,
+                                "effect": "NoExecute",  # the EKS API's NO_EXECUTE
+                            }
+                        ],
+                        "expireAfter": EXPIRE_AFTER,
+                        "terminationGracePeriod": TERMINATION_GRACE_PERIOD,
+                    }
+                },
+                "limits": {"cpu": cfg.cpu_limit, "memory": cfg.memory_limit},
+                "disruption": DISRUPTION,
+            },
+            opts=pulumi.ResourceOptions.merge(
+                on_cluster, pulumi.ResourceOptions(depends_on=[controller, node_class])
+            ),
+        )
+        self.register_outputs({"nodePool": NODE_POOL, "version": KARPENTER_VERSION})
+
+
+def controller_values(
+    *,
+    cluster_name: str,
+    region: str,
+    role_arn: pulumi.Input[str],
+    queue_name: pulumi.Input[str],
+    replicas: int,
+) -> dict[str, Any]:
+    """The karpenter chart's values: everything the program relies on is set here."""
+    return {
+        "settings": {
+            "clusterName": cluster_name,  # required by the chart
+            "interruptionQueue": queue_name,  # the queue's name, not its URL or ARN
+        },
+        "serviceAccount": {
+            # named, so the IRSA trust's subject does not depend on the release's name
+            "name": SERVICE_ACCOUNT,
+            "annotations": {"eks.amazonaws.com/role-arn": role_arn},
+        },
+        "replicas": replicas,
+        "controller": {
+            # Without it the controller asks IMDS for its region, which the nodes' hop
+            # limit of 1 keeps from pods (components/nodes.py IMDS_OPTIONS).
+            "env": [{"name": "AWS_REGION", "value": region}],
+            "resources": {
+                "requests": {"cpu": "500m", "memory": "512Mi"},
+                "limits": {"memory": "1Gi"},
+            },
+        },
+        # On the managed nodes only: never on a node it launched (which it could remove).
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"}
+                            ]
+                        }
+                    ]
+                }
+            },
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"topologyKey": "kubernetes.io/hostname"}
+                ]
+            },
+        },
+    }
+
+
+def node_class_spec(
+    *,
+    cluster_name: str,
+    node_role: pulumi.Input[str],
+    max_pods: int | None,
+    tags: Mapping[str, str],
+) -> dict[str, Any]:
+    """The EC2NodeClass: pinned AL2023, the private subnets and the cluster security group
+    by tag, IMDSv2 with hop limit 1 as the managed nodes, max pods by the prefix rule."""
+    spec: dict[str, Any] = {
+        "role": node_role,  # Karpenter makes and owns the instance profile
+        "amiSelectorTerms": [{"alias": AMI_ALIAS}],
+        "subnetSelectorTerms": [{"tags": {DISCOVERY_TAG: cluster_name}}],
+        "securityGroupSelectorTerms": [{"tags": {CLUSTER_SG_TAG: cluster_name}}],
+        "metadataOptions": {
+            "httpEndpoint": IMDS_OPTIONS.http_endpoint,
+            "httpTokens": IMDS_OPTIONS.http_tokens,
+            "httpPutResponseHopLimit": IMDS_OPTIONS.http_put_response_hop_limit,
+            "httpProtocolIPv6": "disabled",
+        },
+        "tags": dict(tags),
+    }
+    if max_pods is not None:
+        spec["kubelet"] = {"maxPods": max_pods}
+    return spec
