@@ -1,7 +1,8 @@
 """cilium-eks: the runbook as one graph.
 
 config -> Network -> Cluster -> Teardown -> AwsNodeOff -> Cilium -> NodeGroup -> StarWarsDemo,
-with the optional ImageCache (network.vpcEndpoints) and Karpenter (karpenter.enabled).
+with the optional ImageCache (network.vpcEndpoints), Karpenter (karpenter.enabled) and
+ClusterMesh (mesh: Mesh before the network, MeshEndpoint after the nodes).
 Each component's docstring says what it waits for and why.
 """
 
@@ -13,6 +14,7 @@ from components.cluster import Cluster, ClusterArgs
 from components.config import load, pulumi_eks_architecture, with_instance_facts
 from components.image_cache import ImageCache, ImageCacheArgs
 from components.karpenter import DISCOVERY_TAG, Karpenter, KarpenterArgs
+from components.mesh import Mesh, MeshArgs, MeshEndpoint, MeshEndpointArgs
 from components.network import Network, NetworkArgs
 from components.nodes import NodeGroup, NodeGroupArgs
 from components.provider import aws_provider, stack_tags
@@ -20,6 +22,7 @@ from components.starwars import (
     DEATHSTAR_IMAGE,
     SHIP_IMAGE,
     UPSTREAM_REGISTRY,
+    DemoMesh,
     StarWarsDemo,
     StarWarsDemoArgs,  # fmt: skip
     budget,
@@ -29,14 +32,21 @@ from components.starwars import (
 from components.teardown import Teardown, TeardownArgs
 
 cfg = load()  # every key, offline rules: raises on bad config before any resource
-# Every AWS call and resource below uses this provider (region, derived tags).
-provider = aws_provider(cfg, pulumi.get_stack())
+# ClusterMesh peers' facts (their stack outputs) and the mesh's CA, before anything else.
+mesh = Mesh("mesh", MeshArgs(
+    config=cfg.mesh, cluster_name=cfg.cluster_name, region=cfg.region,
+    dns_suffix=cfg.dns_suffix, vpc_cidr=cfg.network.cidr,
+    demo_policy=cfg.demo.policy if cfg.demo.enabled else None,
+)) if cfg.mesh else None  # fmt: skip
+# Every AWS call and resource below uses this provider (region, derived tags); it waits
+# for the peers' facts to pass their checks, so a bad peer fails the run before it.
+provider = aws_provider(cfg, pulumi.get_stack(), after=mesh.checked if mesh else None)
 cfg = with_instance_facts(cfg, provider)  # EC2's facts (read-only): raises on a bad type
 on_aws = pulumi.ResourceOptions(providers=[provider])
-
 network = Network("network", NetworkArgs(
-    config=cfg.network, name_prefix=cfg.cluster_name,
+    config=cfg.network, name_prefix=cfg.cluster_name, region=cfg.region,
     private_subnet_tags={DISCOVERY_TAG: cfg.cluster_name} if cfg.karpenter.enabled else {},
+    peers=mesh.peers if mesh else [],
 ), opts=on_aws)  # fmt: skip
 # With VPC endpoints, quay.io's images come through an ECR cache: no NAT needed to start.
 cache = ImageCache("image-cache", ImageCacheArgs(
@@ -51,6 +61,7 @@ cluster = Cluster("cluster", ClusterArgs(
     public_access_cidrs=cfg.access.public_access_cidrs, partition=cfg.partition,
     kube_proxy_addon=not cfg.cilium.kube_proxy_replacement,
     wireguard=cfg.cilium.encryption == "wireguard",
+    peer_cidrs={p.key: p.fact("vpcCidr") for p in mesh.peers} if mesh else {},
 ), opts=on_aws)  # fmt: skip
 teardown = Teardown("teardown", TeardownArgs(
     region=cfg.region, vpc_id=network.vpc_id, cluster_name=cluster.cluster_name,
@@ -67,6 +78,7 @@ cilium = Cilium("cilium", CiliumArgs(
     api_server_host=cluster.api_server_host, provider=cluster.provider,
     bootstrap_patches=bootstrap.patches, eni_sweeper=teardown.sweeper,
     image_repositories=cache.chart_values() if cache else None,
+    mesh=mesh.values if mesh else None,
 ), opts=on_aws)  # fmt: skip
 nodes = NodeGroup("nodes", NodeGroupArgs(
     cluster=cluster.eks_cluster, cluster_name=cfg.cluster_name, config=cfg.nodes,
@@ -85,12 +97,20 @@ karpenter = Karpenter("karpenter", KarpenterArgs(
     eni_sweeper=teardown.sweeper,
     node_policies={"image-cache": cache.node_policy} if cache else {},
 ), opts=on_aws) if cfg.karpenter.enabled else None  # fmt: skip
+if mesh:
+    endpoint = MeshEndpoint("mesh-endpoint", MeshEndpointArgs(
+        provider=cluster.provider, cni_release=cilium.release, node_group=nodes.node_group,
+    ))  # fmt: skip
+    pulumi.export("mesh", mesh.outputs(network.vpc_id, network.account_id, endpoint.host))
+    if mesh.ca:
+        pulumi.export("meshCa", mesh.ca)  # secret: read by the other clusters' stacks
 if cfg.demo.enabled:
     demo = StarWarsDemo("starwars", StarWarsDemoArgs(
         config=cfg.demo, provider=cluster.provider, cni_release=cilium.release,
         node_group=nodes.node_group, dns=nodes.coredns, proof_env=proof_env(cfg),
         budget=budget(cfg), registry=cache.mirror if cache else UPSTREAM_REGISTRY,
         checked=[karpenter.node_pool] if karpenter else [],
+        mesh=DemoMesh(cluster_name=cfg.cluster_name, peers=mesh.peers) if mesh else None,
     ))  # fmt: skip
     pulumi.export("demo", {"namespace": demo.namespace, "policy": cfg.demo.policy,
                            **manual_checks(cfg.demo.policy)})  # fmt: skip
@@ -105,4 +125,5 @@ pulumi.export("commands", {
                   " && export KUBECONFIG=$PWD/kubeconfig.json",
     "ciliumStatus": "cilium status --wait",
     **hubble_commands(),
+    **({"clustermeshStatus": "cilium clustermesh status --wait"} if mesh else {}),
 })  # fmt: skip

@@ -12,6 +12,7 @@ NodePools. Nothing leaves the cluster: the pods ask the API server from inside.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class Budget:
     """The checks' time bounds for a cluster of at most `max_nodes` nodes."""
 
     max_nodes: int
+    checks_seconds: int = CHECKS_SECONDS  # the calls' share, after the rollout
 
     @property
     def rollout(self) -> int:
@@ -54,7 +56,7 @@ class Budget:
     @property
     def deadline(self) -> int:
         """The Job's activeDeadlineSeconds: the rollout, then the calls."""
-        return self.rollout + CHECKS_SECONDS
+        return self.rollout + self.checks_seconds
 
     @property
     def pulumi_wait(self) -> str:
@@ -131,7 +133,7 @@ def checks_identity(
 
 
 def check_pod(
-    labels: dict[str, str], env: dict[str, str], image: pulumi.Input[str]
+    labels: dict[str, str], env: Mapping[str, pulumi.Input[str]], image: pulumi.Input[str]
 ) -> k8s.core.v1.PodTemplateSpecArgs:
     """A pod running the checks with `labels` (those of the ship it speaks for)."""
     return k8s.core.v1.PodTemplateSpecArgs(

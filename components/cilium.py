@@ -15,7 +15,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.cluster import irsa_trust_policy
-from components.config import CiliumConfig
+from components.config import CiliumConfig, minor_of
+from components.mesh import MeshValues
 from components.teardown import eni_gc_tags
 
 CHART_REPOSITORY = "https://helm.cilium.io"
@@ -113,6 +114,7 @@ def helm_values(
     operator_replicas: int,
     api_server_host: pulumi.Input[str],
     image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None,
+    mesh: MeshValues | None = None,
 ) -> dict[str, Any]:
     """The chart values (checked against the chart's values.schema.json and values.yaml,
     and rendered with the real chart, in tests). Everything the program relies on is set
@@ -189,7 +191,66 @@ def helm_values(
         # name (no scheme, not an IP), port 443.
         values["k8sServiceHost"] = api_server_host
         values["k8sServicePort"] = 443
+    if mesh:
+        # ClusterMesh names clusters by cluster.name (the EKS name, unique in the mesh, as
+        # config.mesh_problems checks) and tells identities apart by cluster.id.
+        values["cluster"]["id"] = mesh.cluster_id
+        # Native routing must cover every cluster's pods (ClusterMesh setup; in ENI mode
+        # Cilium would otherwise take its own VPC's CIDR only).
+        values["ipv4NativeRoutingCIDR"] = mesh.native_routing_cidr
+        # The mesh's one CA (components/mesh.py): the chart renders it as the cilium-ca
+        # Secret, which the certgen CronJobs sign Hubble's and the clustermesh-apiserver's
+        # certificates with (--ca-reuse-secret), so each cluster trusts the others'.
+        values["tls"] = {"ca": {"cert": mesh.ca_cert, "key": mesh.ca_key}}
+        values["clustermesh"] = clustermesh_values(mesh, config.version, operator_replicas)
     return values
+
+
+# How often the CronJob renews the clustermesh-apiserver's certificates (1.20's default;
+# 1.19 has none and would keep its three-year certificates until they expire).
+CLUSTERMESH_CERT_SCHEDULE = "0 0 1 */4 *"
+
+
+def clustermesh_values(mesh: MeshValues, version: str, replicas: int) -> dict[str, Any]:
+    """The chart's `clustermesh` values for a cluster of the mesh."""
+    tls: dict[str, Any] = {
+        # Made in the cluster by a CronJob, as Hubble's: no diff on every render.
+        "auto": {"enabled": True, "method": "cronJob", "schedule": CLUSTERMESH_CERT_SCHEDULE}
+    }
+    # The certificate also names every NLB host of the region, which is what peers dial
+    # (MeshEndpoint); 1.20 moved the key under tls.auto (1.19 has no such key).
+    extra_names = {"extraDnsNames": [mesh.endpoint_hosts]}
+    if minor_of(version) >= (1, 20):
+        tls["auto"]["server"] = extra_names
+    else:
+        tls["server"] = extra_names
+    return {
+        # Each cluster runs a clustermesh-apiserver (etcd + KVStoreMesh); peers connect to
+        # it, never to the cluster's Kubernetes API.
+        "useAPIServer": True,
+        # The same in every cluster of a mesh (ClusterMesh setup); 255 is the default,
+        # stated: it bounds cluster.id (and 511 would halve the cluster-local identities).
+        "maxConnectedClusters": 255,
+        # Policies select local endpoints unless they name clusters (1.19's default,
+        # stated): the demo's rule1 names them (components/starwars.py).
+        "policyDefaultLocalCluster": True,
+        "config": {
+            # The chart writes each peer's endpoint for KVStoreMesh: https://<NLB host>:2379
+            # (no `ips`: the host is dialled and its certificate checked by that name).
+            "enabled": True,
+            "clusters": mesh.clusters,
+        },
+        "apiserver": {
+            "replicas": replicas,
+            # KVStoreMesh caches the peers' state in the local apiserver, so agents never
+            # dial a peer (Cilium's recommended mode; the chart's default, stated).
+            "kvstoremesh": {"enabled": True},
+            # The local agents reach it in the cluster; peers through the stack's own
+            # internal NLB Service (components/mesh.py), whose host Pulumi waits for.
+            "service": {"type": "ClusterIP"},
+            "tls": tls,
+        },
+    }
 
 
 @dataclass
@@ -209,6 +270,7 @@ class CiliumArgs:
     eni_sweeper: pulumi.Resource
     # the chart's image repositories through the ECR cache (network.vpcEndpoints)
     image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None
+    mesh: MeshValues | None = None  # ClusterMesh (components/mesh.py)
 
 
 class Cilium(pulumi.ComponentResource):
@@ -259,6 +321,7 @@ class Cilium(pulumi.ComponentResource):
                 operator_replicas=args.operator_replicas,
                 api_server_host=args.api_server_host,
                 image_repositories=args.image_repositories,
+                mesh=args.mesh,
             ),
             skip_await=True,
             opts=pulumi.ResourceOptions(

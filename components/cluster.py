@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -80,6 +80,8 @@ class ClusterArgs:
     # kube-proxy as an EKS add-on (pulumi-eks), or switched off for Cilium's replacement
     kube_proxy_addon: bool
     wireguard: bool  # nodes accept each other's WireGuard traffic (cilium.encryption)
+    # ClusterMesh peers' VPC CIDRs by peer key (components/mesh.py): the nodes accept them
+    peer_cidrs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class Cluster(pulumi.ComponentResource):
@@ -107,6 +109,7 @@ class Cluster(pulumi.ComponentResource):
     - With WireGuard, the EKS cluster security group (the one managed nodes, Karpenter's
       nodes and Cilium's ENIs carry) accepts UDP 51871 from itself: written down, rather
       than left to EKS's all-traffic self rule, which a hardened account may narrow.
+    - With ClusterMesh peers, the same group accepts everything from each peer's VPC.
 
     `api_server_host` is the API endpoint's host name, without scheme: Cilium's agents use
     it to reach the API server without kube-proxy. A name, not an IP (those change).
@@ -214,6 +217,19 @@ class Cluster(pulumi.ComponentResource):
                 ip_protocol="udp",
                 from_port=WIREGUARD_PORT,
                 to_port=WIREGUARD_PORT,
+                opts=child,
+            )
+        for key, cidr in args.peer_cidrs.items():
+            aws.vpc.SecurityGroupIngressRule(
+                f"from-{key}",
+                # Pods talk natively across the mesh, on any port (Cilium's policies
+                # decide), which covers what Cilium's ClusterMesh docs list: the
+                # clustermesh-apiserver (2379/tcp, through the NLB, which keeps the peer's
+                # address), cilium-health (4240/tcp), ICMP echo, WireGuard (51871/udp).
+                description="ClusterMesh peer's VPC: pods and nodes (Cilium)",
+                security_group_id=self.security_group_id,
+                cidr_ipv4=cidr,
+                ip_protocol="-1",
                 opts=child,
             )
         self.register_outputs({"name": args.name, "kubeconfig": self.kubeconfig})

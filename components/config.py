@@ -558,6 +558,15 @@ class StackConfig(_Section):
         return name
 
     @property
+    def dns_suffix(self) -> str:
+        """The partition's DNS suffix (amazonaws.com, amazonaws.com.cn), from botocore."""
+        endpoints = json.loads(_botocore_data("endpoints.json").read_text())
+        (suffix,) = [
+            p["dnsSuffix"] for p in endpoints["partitions"] if p["partition"] == self.partition
+        ]
+        return suffix
+
+    @property
     def partition(self) -> str:
         """The AWS partition of the region, for ARNs of AWS-managed policies."""
         if self.region.startswith("cn-"):
@@ -565,6 +574,74 @@ class StackConfig(_Section):
         if self.region.startswith("us-gov-"):
             return "aws-us-gov"
         return "aws"
+
+
+# How the program's mesh refusal starts (components/mesh.py). The AWS provider waits for
+# the mesh's checks, so the first AWS call, the instance-type lookup below, is where a
+# refusal surfaces, wrapped by the SDK: it is told apart by this text.
+MESH_REFUSED = "invalid mesh (the peers' `mesh` stack outputs):"
+
+
+def mesh_problems(
+    *,
+    cluster_name: str,
+    cluster_id: int,
+    vpc_cidr: str,
+    account: str | None,
+    peers: Mapping[str, Any],
+) -> list[str]:
+    """What is wrong with a mesh: this stack's facts against each peer's `mesh` stack
+    output (None or missing: the peer is not deployed as a mesh cluster, or unreadable).
+    The program raises on these (components/mesh.py); the preflight reports them first.
+    """
+    problems = []
+    ids: dict[int, str] = {}
+    own = ipaddress.ip_network(vpc_cidr)
+    for peer, facts in peers.items():
+        if not isinstance(facts, Mapping):
+            problems.append(
+                f"mesh.peers: {peer} has no `mesh` output (not deployed, not readable, or "
+                "without mesh.clusterId); bring it up as a mesh cluster first"
+            )
+            continue
+        peer_id = facts.get("clusterId")
+        if isinstance(peer_id, float) and peer_id.is_integer():
+            peer_id = int(peer_id)  # stack outputs' numbers arrive as floats (protobuf)
+        if peer_id == cluster_id:
+            problems.append(
+                f"mesh.clusterId: {cluster_id} is also the cluster ID of {peer}; each "
+                "cluster of a mesh needs its own"
+            )
+        elif isinstance(peer_id, int) and peer_id in ids:
+            problems.append(
+                f"mesh.peers: {peer} and {ids[peer_id]} have the same cluster ID {peer_id}"
+            )
+        if isinstance(peer_id, int):
+            ids.setdefault(peer_id, peer)
+        if facts.get("clusterName") == cluster_name:
+            problems.append(
+                f"clusterName: {cluster_name} is also the cluster name of {peer}; "
+                "ClusterMesh tells clusters apart by name"
+            )
+        cidr = facts.get("vpcCidr")
+        if isinstance(cidr, str) and ipaddress.ip_network(cidr).overlaps(own):
+            problems.append(
+                f"network.cidr: {vpc_cidr} overlaps {peer}'s VPC {cidr}; in ENI mode pods "
+                "take VPC addresses, so the clusters of a mesh need disjoint VPCs"
+            )
+        peer_account = facts.get("accountId")
+        if account and peer_account and peer_account != account:
+            problems.append(
+                f"mesh.peers: {peer} is in AWS account {peer_account}, this stack in "
+                f"{account}; the link is a VPC peering both sides accept with this stack's "
+                "credentials, so a mesh stays in one account (docs/clustermesh.md)"
+            )
+    if cluster_id != 1 and 1 not in ids and not problems:
+        problems.append(
+            "mesh.peers: none of them is cluster 1, which makes the mesh's CA; list cluster "
+            "1's stack among the peers"
+        )
+    return problems
 
 
 # Kubernetes quantity suffixes (apimachinery resource.Quantity), as factors.
@@ -909,6 +986,9 @@ def describe_instance_type(name: str, provider: Any = None) -> InstanceType:
             instance_type=name, opts=pulumi.InvokeOptions(provider=provider)
         )
     except Exception as err:  # the provider reports an unknown type as an invoke error
+        text = str(err)
+        if MESH_REFUSED in text:
+            raise ConfigError(text[text.index(MESH_REFUSED) :]) from None
         raise ConfigError(
             f"nodes.instanceTypes: {name!r} could not be looked up in EC2 ({err}); use an "
             "instance type offered in the region (`aws ec2 describe-instance-types`)"

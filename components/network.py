@@ -11,7 +11,7 @@ recommended; small dedicated subnets, so pods never exhaust them).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.config import ConfigError, NetworkConfig
+from components.mesh import MeshLink, Peer
 
 # Subnet role tags read by the AWS Load Balancer Controller and the in-tree service
 # controller (EKS docs, "Subnet requirements and considerations").
@@ -59,8 +60,11 @@ def subnet_plan(cidr: str, az_count: int) -> list[tuple[str, str, str]]:
 class NetworkArgs:
     config: NetworkConfig
     name_prefix: str  # prefix of the Name tags, e.g. the cluster name
+    region: str  # the VPC's: where its links to ClusterMesh peers are requested from
     # more tags for the private subnets, e.g. what Karpenter's EC2NodeClass selects them by
     private_subnet_tags: Mapping[str, str] = field(default_factory=dict)
+    # ClusterMesh peers (components/mesh.py): linked, and routed from the private subnets
+    peers: Sequence[Peer] = ()
 
 
 class Network(pulumi.ComponentResource):
@@ -74,9 +78,16 @@ class Network(pulumi.ComponentResource):
     - `egress`: the route table associations that make the private subnets reach the
       internet, and the VPC endpoints when they are on. Nodes need them to pull images and
       join; nothing before the nodes does.
+
+    With ClusterMesh peers, the VPC is peered with each peer's (MeshLink) and the private
+    route tables route each peer's CIDR through its link. Those routes are in the tables'
+    own `routes`, next to the NAT route: a table's inline routes and separate Route
+    resources overwrite each other (pulumi-aws RouteTable docs), and the first `pulumi up
+    --refresh` would drop the peers' routes.
     """
 
     vpc_id: pulumi.Output[str]
+    account_id: pulumi.Output[str]  # the VPC's owner
     cidr: str
     public_subnet_ids: list[pulumi.Output[str]]
     private_subnet_ids: list[pulumi.Output[str]]
@@ -124,6 +135,21 @@ class Network(pulumi.ComponentResource):
             tags=tags("public"),
             opts=child,
         )
+
+        peer_routes = []
+        for peer in args.peers:
+            link = MeshLink(
+                f"link-{peer.key}",
+                region=args.region,
+                vpc_id=vpc.id,
+                peer_region=peer.fact("region"),
+                peer_vpc_id=peer.fact("vpcId"),
+                tag=peer.fact("clusterName").apply(lambda name: f"{args.name_prefix}-{name}"),
+                opts=child,
+            )
+            peer_routes.append(
+                {"cidr_block": peer.fact("vpcCidr"), "vpc_peering_connection_id": link.peering_id}
+            )
 
         public: list[aws.ec2.Subnet] = []
         private: list[aws.ec2.Subnet] = []
@@ -186,7 +212,7 @@ class Network(pulumi.ComponentResource):
             private_rt = aws.ec2.RouteTable(
                 f"private-{i}",
                 vpc_id=vpc.id,
-                routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat_ids[-1]}],
+                routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat_ids[-1]}, *peer_routes],
                 tags=tags(f"private-{az}"),
                 opts=child,
             )
@@ -200,6 +226,7 @@ class Network(pulumi.ComponentResource):
             egress += vpc_endpoints(self, vpc, private, private_tables, tags)
 
         self.vpc_id = vpc.id
+        self.account_id = vpc.owner_id
         self.cidr = cfg.cidr
         self.public_subnet_ids = [s.id for s in public]
         self.private_subnet_ids = [s.id for s in private]

@@ -10,6 +10,9 @@ no resource: the engine asks the new provider's DiffConfig, which finds nothing 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import pulumi
 import pulumi_aws as aws
 
 from components.config import PROJECT, StackConfig
@@ -20,9 +23,13 @@ def stack_tags(cfg: StackConfig, stack: str) -> dict[str, str]:
     return {**cfg.default_tags.tags, "project": PROJECT, "stack": stack}
 
 
-def aws_provider(cfg: StackConfig, stack: str) -> aws.Provider:
+def aws_provider(
+    cfg: StackConfig, stack: str, after: pulumi.Input[Sequence[pulumi.Resource]] | None = None
+) -> aws.Provider:
+    """`after`: what must succeed before any AWS resource or call (the mesh's checks)."""
     return aws.Provider(
         "aws",
         region=cfg.region,
         default_tags=aws.ProviderDefaultTagsArgs(tags=stack_tags(cfg, stack)),
+        opts=pulumi.ResourceOptions(depends_on=after) if after is not None else None,
     )

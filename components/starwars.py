@@ -8,6 +8,7 @@ each mode is in `policy_spec()`; the checks' pods, Jobs and CronJobs in componen
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import pulumi_kubernetes as k8s
 from components.checks import PART_OF, Budget, check_cronjob, check_job, check_pod, checks_identity
 from components.cilium import hubble_commands, hubble_observe
 from components.config import DemoConfig, StackConfig, cpu_cores
+from components.mesh import Peer
 
 NAMESPACE = "starwars"
 # Images exactly as upstream pins them (tag and digest), on quay.io or, with
@@ -39,6 +41,21 @@ SHIPS = {
     "xwing": {"org": "alliance", "class": "xwing"},
 }
 DEATHSTAR_URL = f"http://deathstar.{NAMESPACE}.svc.cluster.local"
+# ClusterMesh (Cilium docs, "Load-balancing & Service Discovery"): a Service so annotated,
+# in every cluster, is one global Service, served by the backends of all of them. 1.20
+# also needs the namespace to be global (clustermesh.defaultGlobalNamespace, or this
+# annotation on the namespace; 1.19 ignores it).
+GLOBAL_SERVICE = {"service.cilium.io/global": "true"}
+GLOBAL_NAMESPACE = {"clustermesh.cilium.io/global": "true"}
+# The label every endpoint carries with its cluster's name: what a policy names to admit
+# another cluster's pods (policy-default-local-cluster keeps the others out otherwise).
+CLUSTER_LABEL = "io.cilium.k8s.policy.cluster"
+# A mesh check retries its calls for up to ~3 minutes: after the `pulumi up` that makes
+# the mesh mutual, KVStoreMesh must first sync the peer's services and identities.
+MESH_ATTEMPTS = 24
+# The calls' share of a mesh check's deadline: a lookup and three calls of 24 tries of at
+# most 7 s each, with room to spare.
+MESH_CHECKS_SECONDS = 900
 # In `none` mode the policy selects pods with this label, which none has: no pod is under
 # any policy, as in the runbook before a policy is applied.
 NO_POD_LABELS = {"cilium-eks.io/demo-policy": "none"}
@@ -48,9 +65,12 @@ KARPENTER_NODEPOOL = "default"
 KARPENTER_MIN_NODE_VCPUS = 2
 
 
-def policy_spec(mode: str) -> dict[str, Any]:
+def policy_spec(mode: str, clusters: Sequence[str] = ()) -> dict[str, Any]:
     """The CiliumNetworkPolicy spec for a mode (upstream sw_l3_l4_policy.yaml and
     sw_l3_l4_l7_policy.yaml; for `none`, a policy that selects no pod).
+
+    In a ClusterMesh, `clusters` are this cluster and its peers: rule1 admits the empire's
+    ships from each of them, as it would from the local cluster alone otherwise.
 
     The policy object exists in every mode so that a mode switch updates it in place, in
     the update's first phase, before the new checks run. Were it deleted in `none` mode,
@@ -67,6 +87,11 @@ def policy_spec(mode: str) -> dict[str, Any]:
             # The CRD requires some rule; this one would allow everything anyway.
             "ingress": [{"fromEntities": ["all"]}],
         }
+    empire: dict[str, Any] = {"matchLabels": {"org": "empire"}}
+    if clusters:
+        empire["matchExpressions"] = [
+            {"key": CLUSTER_LABEL, "operator": "In", "values": list(clusters)}
+        ]
     port: dict[str, Any] = {"ports": [{"port": "80", "protocol": "TCP"}]}
     if mode == "l7":
         port["rules"] = {"http": [{"method": "POST", "path": "/v1/request-landing"}]}
@@ -77,7 +102,7 @@ def policy_spec(mode: str) -> dict[str, Any]:
             else "L3-L4 policy to restrict deathstar access to empire ships only"
         ),
         "endpointSelector": {"matchLabels": DEATHSTAR_LABELS},
-        "ingress": [{"fromEndpoints": [{"matchLabels": {"org": "empire"}}], "toPorts": [port]}],
+        "ingress": [{"fromEndpoints": [empire], "toPorts": [port]}],
     }
 
 
@@ -145,6 +170,31 @@ def budget(cfg: StackConfig) -> Budget:
 
 
 @dataclass
+class DemoMesh:
+    """The demo's part in a ClusterMesh: this cluster's name and its peers."""
+
+    cluster_name: str
+    peers: Sequence[Peer]
+
+
+def mesh_waiting(peer: Peer) -> pulumi.Output[str]:
+    """Why the peer's deathstar cannot be checked from here yet ("" when it can)."""
+
+    def why(facts: dict[str, Any]) -> str:
+        if not peer.lists_this_stack(facts):
+            return (
+                f"{peer.stack} does not list this stack in mesh.peers yet, so neither cluster "
+                "admits the other's pods; its next `pulumi up` makes the mesh mutual, and "
+                "this stack's next one proves it from here"
+            )
+        if not facts.get("demoPolicy"):
+            return f"{peer.stack} runs no Star Wars demo"
+        return ""
+
+    return peer.facts.apply(why)
+
+
+@dataclass
 class StarWarsDemoArgs:
     config: DemoConfig
     proof_env: dict[str, str]  # see proof_env()
@@ -157,6 +207,7 @@ class StarWarsDemoArgs:
     registry: pulumi.Input[str] = UPSTREAM_REGISTRY
     # what else the checks prove, and so wait for (Karpenter's NodePool)
     checked: Sequence[pulumi.Resource] = ()
+    mesh: DemoMesh | None = None  # ClusterMesh: global Services, clusters in rule1, checks
 
 
 class StarWarsDemo(pulumi.ComponentResource):
@@ -171,6 +222,13 @@ class StarWarsDemo(pulumi.ComponentResource):
     rolled out the configured version (a Helm upgrade with skipAwait returns before it
     has). The suspended CronJobs of the same checks (`make verify`) exist with the demo,
     whether or not `pulumi up` runs them.
+
+    In a ClusterMesh the deathstar Service is global (served by every cluster's
+    deathstar), and each cluster also has one global Service per cluster,
+    `deathstar-<cluster>`, served by that cluster's deathstar alone (a selector there,
+    none elsewhere): the mesh checks call a peer's through it, as both ships, with the
+    peer's policy mode. The xwing's check waits for the tiefighter's: a timeout means a
+    drop only once the peer is known to answer.
     """
 
     namespace: pulumi.Output[str]
@@ -187,13 +245,18 @@ class StarWarsDemo(pulumi.ComponentResource):
                 parent=self, provider=args.provider, depends_on=[*platform, *extra]
             )
 
+        mesh = args.mesh
         ns = k8s.core.v1.Namespace(
-            "namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAMESPACE), opts=after()
+            "namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=NAMESPACE, annotations=GLOBAL_NAMESPACE if mesh else None
+            ),
+            opts=after(),
         )
         namespace = ns.metadata.name
 
         def meta(
-            name: str,
+            name: pulumi.Input[str],
             labels: dict[str, str] | None = None,
             annotations: dict[str, str] | None = None,
         ) -> k8s.meta.v1.ObjectMetaArgs:
@@ -201,16 +264,36 @@ class StarWarsDemo(pulumi.ComponentResource):
                 name=name, namespace=namespace, labels=labels, annotations=annotations
             )
 
-        service = k8s.core.v1.Service(
-            "deathstar",
-            metadata=meta("deathstar", {"app.kubernetes.io/name": "deathstar"}),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="ClusterIP",
-                ports=[k8s.core.v1.ServicePortArgs(port=80)],
-                selector=DEATHSTAR_LABELS,
-            ),
-            opts=after(),
-        )
+        def deathstar_service(
+            name: str, k8s_name: pulumi.Input[str], *, local: bool, annotations: Any
+        ) -> k8s.core.v1.Service:
+            return k8s.core.v1.Service(
+                name,
+                metadata=meta(k8s_name, {"app.kubernetes.io/name": "deathstar"}, annotations),
+                spec=k8s.core.v1.ServiceSpecArgs(
+                    type="ClusterIP",
+                    ports=[k8s.core.v1.ServicePortArgs(port=80)],
+                    selector=DEATHSTAR_LABELS if local else None,
+                ),
+                opts=after(),
+            )
+
+        global_ = GLOBAL_SERVICE if mesh else None
+        service = deathstar_service("deathstar", "deathstar", local=True, annotations=global_)
+        peer_services: dict[str, k8s.core.v1.Service] = {}
+        if mesh:
+            deathstar_service(
+                "deathstar-local", f"deathstar-{mesh.cluster_name}", local=True, annotations=global_
+            )
+            peer_services = {
+                peer.key: deathstar_service(
+                    f"deathstar-{peer.key}",
+                    peer.fact("clusterName").apply(lambda name: f"deathstar-{name}"),
+                    local=False,
+                    annotations=global_,
+                )
+                for peer in mesh.peers
+            }
         deathstar_image = pulumi.Output.concat(args.registry, "/", DEATHSTAR_PATH)
         ship_image = pulumi.Output.concat(args.registry, "/", SHIP_PATH)
         deathstar = deployment(
@@ -233,7 +316,13 @@ class StarWarsDemo(pulumi.ComponentResource):
             api_version="cilium.io/v2",
             kind="CiliumNetworkPolicy",
             metadata=meta("rule1"),
-            spec=policy_spec(mode),
+            spec=(
+                pulumi.Output.all(*[p.fact("clusterName") for p in mesh.peers]).apply(
+                    lambda peers: policy_spec(mode, [mesh.cluster_name, *peers])
+                )
+                if mesh
+                else policy_spec(mode)
+            ),
             opts=after(),
         )
 
@@ -272,6 +361,50 @@ class StarWarsDemo(pulumi.ComponentResource):
                 args.budget,
                 opts=after(*access),
             )
+
+        for peer in mesh.peers if mesh else ():
+            previous: list[pulumi.Resource] = []
+            for ship, labels in SHIPS.items():
+                # mesh-<ship>-<cluster>: at most 48 characters (a CronJob's limit is 52)
+                check_name = peer.fact("clusterName").apply(
+                    lambda cluster, s=ship: f"mesh-{s}-{cluster}"
+                )
+                pod = check_pod(
+                    labels,
+                    env={
+                        "SHIP": ship,
+                        "POLICY": peer.facts.apply(lambda f: f.get("demoPolicy") or "none"),
+                        "DEATHSTAR": peer.fact("clusterName").apply(
+                            lambda cluster: (
+                                f"http://deathstar-{cluster}.{NAMESPACE}.svc.cluster.local"
+                            )
+                        ),
+                        "MESH_WAITING": mesh_waiting(peer),
+                        "ATTEMPTS": str(MESH_ATTEMPTS),
+                        "ROLLOUT_TIMEOUT": str(args.budget.rollout),
+                        **args.proof_env,
+                    },
+                    image=ship_image,
+                )
+                mesh_budget = dataclasses.replace(args.budget, checks_seconds=MESH_CHECKS_SECONDS)
+                if args.config.verify:
+                    job = check_job(
+                        f"mesh-{ship}-{peer.key}",
+                        meta(check_name, {"app.kubernetes.io/name": "starwars-verify"},
+                             {"pulumi.com/replaceUnready": "true"}),
+                        pod,
+                        mesh_budget,
+                        opts=after(peer_services[peer.key], policy, args.dns, *access,
+                                   *previous),
+                    )  # fmt: skip
+                    previous = [job]
+                check_cronjob(
+                    f"mesh-{ship}-{peer.key}",
+                    meta(check_name, {"app.kubernetes.io/name": "starwars-verify", **PART_OF}),
+                    pod,
+                    mesh_budget,
+                    opts=after(*access),
+                )
 
         self.namespace = namespace
         self.register_outputs({"namespace": namespace})

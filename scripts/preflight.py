@@ -22,7 +22,6 @@ Exits 1 with every finding, each naming the config key and the way out; 0 otherw
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from components.config import (  # noqa: E402
     ConfigError,
     StackConfig,
+    mesh_problems,
     minor_of,
     parse,
     stack_config_keys,
@@ -287,50 +287,20 @@ def cilium_upgrade_findings(cfg: StackConfig, deployed: str | None) -> list[str]
 # --- mesh peers ---------------------------------------------------------------------------------
 
 
-def peer_findings(cfg: StackConfig, peers: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
-    """Each peer's stack outputs (None: unreadable) against this stack's mesh config."""
+def peer_findings(
+    cfg: StackConfig, account: str | None, peers: Mapping[str, Mapping[str, Any] | None]
+) -> list[str]:
+    """Each peer's stack outputs (None: unreadable) against this stack's mesh config: the
+    program's own rules (config.mesh_problems), before anything changes."""
     if cfg.mesh is None:
         return []
-    findings = []
-    own = ipaddress.ip_network(cfg.network.cidr)
-    ids: dict[int, str] = {}
-    for peer, outputs in peers.items():
-        facts = (outputs or {}).get("mesh")
-        if not isinstance(facts, Mapping):
-            findings.append(
-                f"mesh.peers: {peer} has no `mesh` output (not readable, not deployed, or "
-                "without mesh.clusterId); bring it up as a mesh cluster first"
-            )
-            continue
-        peer_id = facts.get("clusterId")
-        if peer_id == cfg.mesh.cluster_id:
-            findings.append(
-                f"mesh.clusterId: {cfg.mesh.cluster_id} is also the cluster ID of {peer}; "
-                "each cluster of a mesh needs its own"
-            )
-        if isinstance(peer_id, int):
-            if peer_id in ids:
-                findings.append(
-                    f"mesh.peers: {peer} and {ids[peer_id]} have the same cluster ID {peer_id}"
-                )
-            ids[peer_id] = peer
-        if facts.get("clusterName") == cfg.cluster_name:
-            findings.append(
-                f"clusterName: {cfg.cluster_name} is also the cluster name of {peer}; "
-                "ClusterMesh tells clusters apart by name"
-            )
-        cidr = facts.get("vpcCidr")
-        if isinstance(cidr, str) and ipaddress.ip_network(cidr).overlaps(own):
-            findings.append(
-                f"network.cidr: {cfg.network.cidr} overlaps {peer}'s VPC {cidr}; in ENI mode "
-                "pods take VPC addresses, so the clusters of a mesh need disjoint VPCs"
-            )
-    if cfg.mesh.cluster_id != 1 and 1 not in ids and not findings:
-        findings.append(
-            "mesh.peers: none of them is cluster 1, which makes the mesh's CA; list cluster "
-            "1's stack among the peers"
-        )
-    return findings
+    return mesh_problems(
+        cluster_name=cfg.cluster_name,
+        cluster_id=cfg.mesh.cluster_id,
+        vpc_cidr=cfg.network.cidr,
+        account=account,
+        peers={peer: (outputs or {}).get("mesh") for peer, outputs in peers.items()},
+    )
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -465,7 +435,7 @@ def main(env: Mapping[str, str]) -> int:
     )
     findings += live_findings(cfg, deployed, action)
     if cfg.mesh and cfg.mesh.peers and action != "destroy":
-        findings += peer_findings(cfg, peer_outputs(env, cfg.mesh.peers))
+        findings += peer_findings(cfg, caller.split(":")[4], peer_outputs(env, cfg.mesh.peers))
     if findings:
         warn(f"stack {stack}: {len(findings)} change(s) refused before anything is touched:")
         for finding in findings:

@@ -109,6 +109,8 @@ class Graph:
         self.component_outputs: dict[str, dict[str, Any]] = data["componentOutputs"]
         # every provider function the run called: {"token", "args", "provider"}
         self.invokes: list[dict[str, Any]] = data["invokes"]
+        # every resource read rather than managed: {"urn", "type", "id", "parent"}
+        self.reads: list[dict[str, Any]] = data["reads"]
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]

@@ -520,37 +520,18 @@ def mesh_outputs(cluster_id: int, cidr: str, name: str = "cilium-eks-b") -> dict
     return {"mesh": {"clusterId": cluster_id, "vpcCidr": cidr, "clusterName": name}}
 
 
-@pytest.mark.parametrize(
-    ("peer", "fragment"),
-    [
-        (mesh_outputs(2, "10.1.0.0/16"), None),
-        (mesh_outputs(1, "10.1.0.0/16"), "mesh.clusterId: 1 is also the cluster ID of acme/"),
-        (mesh_outputs(2, "10.0.128.0/17"), "network.cidr: 10.0.0.0/16 overlaps acme/cilium-eks/b"),
-        (mesh_outputs(2, "10.1.0.0/16", "cilium-eks-dev"), "clusterName: cilium-eks-dev is also"),
-        (None, "mesh.peers: acme/cilium-eks/b has no `mesh` output"),
-    ],
-)  # fmt: skip
-def test_mesh_peers_are_checked_against_their_outputs(peer, fragment):
-    cfg = parse(
-        with_overrides(dev_config(), {"mesh": {"clusterId": 1, "peers": ["acme/cilium-eks/b"]}}),
-        stack="dev",
-    )
-    found = preflight_module.peer_findings(cfg, {"acme/cilium-eks/b": peer})
-    if fragment is None:
-        assert found == []
-    else:
-        assert any(fragment in f for f in found), found
-
-
-def test_a_mesh_without_cluster_1_among_the_peers_is_refused():
+def test_the_preflight_checks_peers_with_the_programs_rules_and_the_callers_account():
+    # the rules themselves: tests/test_mesh.py (config.mesh_problems)
     cfg = parse(
         with_overrides(dev_config(), {"mesh": {"clusterId": 3, "peers": ["acme/cilium-eks/b"]}}),
         stack="dev",
     )
-    found = preflight_module.peer_findings(
-        cfg, {"acme/cilium-eks/b": mesh_outputs(2, "10.1.0.0/16")}
-    )
-    assert found and "cluster 1, which makes the mesh's CA" in found[0]
+    peer = {"mesh": {**mesh_outputs(1, "10.1.0.0/16")["mesh"], "accountId": "222222222222"}}
+    assert preflight_module.peer_findings(cfg, "222222222222", {"acme/cilium-eks/b": peer}) == []
+    found = preflight_module.peer_findings(cfg, "111111111111", {"acme/cilium-eks/b": peer})
+    assert len(found) == 1 and "in AWS account 222222222222" in found[0], found
+    found = preflight_module.peer_findings(cfg, "222222222222", {"acme/cilium-eks/b": None})
+    assert len(found) == 1 and "has no `mesh` output" in found[0], found
 
 
 def test_the_preflight_reads_each_peers_outputs(tools):

@@ -1130,3 +1130,17 @@ def test_a_nodepool_that_never_gets_ready_fails(fake_bin):
 def test_without_karpenter_no_nodepool_is_looked_at(fake_bin):
     run = run_script(fake_bin, "xwing", "l7")
     assert not [e for e in run.log if e.get("name", "").startswith("nodepool")]
+
+
+def test_a_mesh_check_that_cannot_run_yet_says_why_and_touches_nothing(fake_bin):
+    why = "organization/cilium-eks/b does not list this stack in mesh.peers yet"
+    run = run_script(fake_bin, "xwing", "l7", MESH_WAITING=why)
+    assert run.proc.returncode == 0
+    assert f"SKIP mesh: {why}" in run.lines
+    assert not run.log  # no API call, no lookup, no call to the deathstar
+
+
+def test_an_empty_mesh_waiting_runs_every_check(fake_bin):
+    run = run_script(fake_bin, "xwing", "l7", MESH_WAITING="")
+    assert run.proc.returncode == 0 and not run.starting("SKIP mesh")
+    assert run.calls == run_script(fake_bin, "xwing", "l7").calls != []

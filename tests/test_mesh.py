@@ -1,0 +1,685 @@
+"""ClusterMesh across stacks (components/mesh.py): two stacks simulated under mocks.
+
+Each stack is a run of the real program with a stack name of its own, handed the other's
+outputs as `StackReference` outputs, in the documented bring-up order: A (cluster 1, no
+peers yet), then B (cluster 2, peer A), then A again (peer B). What only AWS or Cilium
+decides is encoded with its source: the link against moto's EC2, the chart's rules by
+rendering the real chart.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import jsonschema
+import pytest
+import yaml
+from moto import mock_aws
+
+from components import mesh as mesh_module
+from components.config import mesh_problems
+from components.mesh import MeshLinkProvider, find_peering, link, native_routing_cidr, unlink
+from scripts import check_config
+from tests.harness import ROOT, Graph, Resource, run_program
+from tests.test_cilium_chart import (
+    ACCEPTED,
+    RELEASE,
+    blocking_hooks,
+    chart_dir,
+    find,
+    leaf_paths,
+    render,
+)
+
+ORG = "organization"  # the organization of a local (DIY) backend
+A, B, C = (f"{ORG}/cilium-eks/{s}" for s in ("a", "b", "c"))
+SERVICE = "kubernetes:core/v1:Service"
+JOB, CRONJOB = "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"
+LINK = "pulumi-python:dynamic:MeshLink"
+CNP = "kubernetes:cilium.io/v2:CiliumNetworkPolicy"
+ROUTE_TABLE = "aws:ec2/routeTable:RouteTable"
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+CA_CERT = (ROOT / "tests" / "fixtures" / "mesh-ca.crt").read_text()
+
+STACK_A = {"clusterName": "cilium-eks-a", "network.cidr": "10.0.0.0/16"}
+STACK_B = {
+    "clusterName": "cilium-eks-b",
+    "network.cidr": "10.1.0.0/16",
+    "aws:region": "us-east-1",  # another region: a cross-region link
+    "demo.policy": "l3l4",
+}
+
+
+def stack_outputs(graph: Graph) -> dict[str, Any]:
+    """A stack's outputs as another stack's StackReference reads them."""
+    assert graph.error is None, graph.error["traceback"]
+    return {
+        "outputs": {k: v["value"] for k, v in graph.outputs.items()},
+        "secretOutputNames": [k for k, v in graph.outputs.items() if v["secret"]],
+    }
+
+
+def up(stack: str, overrides: dict[str, Any], peers: dict[str, Graph] | None = None) -> Graph:
+    """`pulumi up` of stack `org/cilium-eks/<stack>`, its peers deployed as `peers` left them."""
+    world = {
+        "stack": stack,
+        "organization": ORG,
+        "stacks": {name: stack_outputs(g) for name, g in (peers or {}).items()},
+    }
+    return run_program(overrides, world=world)
+
+
+@pytest.fixture(scope="module")
+def a1() -> Graph:
+    """A, mesh-ready: cluster 1, no peers yet."""
+    return up("a", {**STACK_A, "mesh": {"clusterId": 1}})
+
+
+@pytest.fixture(scope="module")
+def b1(a1) -> Graph:
+    """B joins with A as its peer."""
+    return up("b", {**STACK_B, "mesh": {"clusterId": 2, "peers": [A]}}, {A: a1})
+
+
+@pytest.fixture(scope="module")
+def a2(b1) -> Graph:
+    """A again, now with B as its peer: the mesh is mutual."""
+    return up("a", {**STACK_A, "mesh": {"clusterId": 1, "peers": [B]}}, {B: b1})
+
+
+def ok(graph: Graph) -> Graph:
+    assert graph.error is None, graph.error["traceback"]
+    return graph
+
+
+def values(graph: Graph) -> dict[str, Any]:
+    return graph.one(RELEASE, "cilium").inputs["values"]
+
+
+def env_of(res: Resource) -> dict[str, str]:
+    spec = res.inputs["spec"]
+    pod = spec["jobTemplate"]["spec"]["template"] if res.type == CRONJOB else spec["template"]
+    (container,) = pod["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def mesh_jobs(graph: Graph, type_: str = JOB) -> dict[str, Resource]:
+    return {r.inputs["metadata"]["name"]: r for r in graph.of_type(type_) if "mesh" in r.name}
+
+
+# --- the rules a peer is held to -------------------------------------------------------------
+
+OWN = {"cluster_name": "cilium-eks-b", "cluster_id": 2, "vpc_cidr": "10.1.0.0/16"}
+
+
+def facts(cluster_id: Any = 1, cidr: str = "10.0.0.0/16", name: str = "cilium-eks-a", **more):
+    return {"clusterId": cluster_id, "vpcCidr": cidr, "clusterName": name, **more}
+
+
+@pytest.mark.parametrize(
+    ("peers", "account", "fragment"),
+    [
+        ({A: facts()}, "1", None),
+        ({A: facts(cluster_id=1.0)}, "1", None),  # stack outputs' numbers are floats
+        ({A: facts(2)}, "1", "mesh.clusterId: 2 is also the cluster ID of organization/"),
+        ({A: facts(), C: facts(1, "10.2.0.0/16", "c")}, "1", "have the same cluster ID 1"),
+        ({A: facts(name="cilium-eks-b")}, "1", "clusterName: cilium-eks-b is also the cluster"),
+        ({A: facts(cidr="10.1.128.0/17")}, "1", "network.cidr: 10.1.0.0/16 overlaps"),
+        ({A: facts(cidr="10.0.0.0/8")}, "1", "need disjoint VPCs"),
+        ({A: None}, "1", "has no `mesh` output"),
+        ({A: facts(accountId="2")}, "1", "is in AWS account 2, this stack in 1"),
+        ({A: facts(accountId="2")}, None, None),  # the program cannot tell: the preflight can
+        ({C: facts(3, "10.2.0.0/16", "c")}, "1", "none of them is cluster 1"),
+    ],
+)  # fmt: skip
+def test_peers_are_held_to_the_meshs_rules(peers, account, fragment):
+    found = mesh_problems(**OWN, account=account, peers=peers)
+    if fragment is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and fragment in found[0], found
+
+
+@pytest.mark.parametrize(
+    ("peer", "fragment"),
+    [
+        ({"mesh": facts(2, "10.0.0.0/16")}, "mesh.clusterId: 2 is also the cluster ID"),
+        ({"mesh": facts(1, "10.1.0.0/16")}, "network.cidr: 10.1.0.0/16 overlaps"),
+        ({}, "has no `mesh` output"),
+    ],
+)
+def test_a_bad_peer_stops_the_program_before_any_resource(peer, fragment):
+    # A's outputs as given here, not as a run of the program made them
+    graph = run_program(
+        {**STACK_B, "mesh": {"clusterId": 2, "peers": [A]}},
+        world={"stack": "b", "stacks": {A: {"outputs": peer}}},
+    )
+    assert graph.error and fragment in graph.error["message"]
+    assert "nodes.instanceTypes" not in graph.error["message"]  # where it surfaces
+    # the AWS provider waits for the peers' checks: nothing is declared but the mesh
+    assert {r.type for r in graph.resources} == {"pulumi:pulumi:Stack", "cilium-eks:index:Mesh"}
+
+
+# --- cluster 1: mesh-ready -------------------------------------------------------------------
+
+
+def test_cluster_1_makes_the_meshs_ca_once_and_shares_it_as_a_secret(a1, a2):
+    key = a1.one("tls:index/privateKey:PrivateKey")
+    cert = a1.one("tls:index/selfSignedCert:SelfSignedCert")
+    assert cert.inputs["isCaCertificate"] is True
+    assert "cert_signing" in cert.inputs["allowedUses"]
+    # certgen refuses leaves that outlive their CA (1.20): Cilium's last up to three years
+    assert cert.inputs["validityPeriodHours"] >= 3 * 365 * 24
+    assert a1.outputs["meshCa"]["secret"] is True
+    assert a1.output("meshCa") == {"cert": CA_CERT, "key": mesh_ca_key()}
+    # made once: the next run declares the same CA, which Pulumi then leaves alone
+    for made in (key, cert):
+        again = ok(a2).one(made.type)
+        assert (again.urn, again.inputs) == (made.urn, made.inputs)
+
+
+def mesh_ca_key() -> str:
+    return (ROOT / "tests" / "fixtures" / "mesh-ca.key").read_text()
+
+
+def test_cluster_1_exports_what_its_peers_read_and_no_secret_in_it(a1):
+    exported = a1.outputs["mesh"]
+    assert exported["secret"] is False
+    service = a1.one(SERVICE, "clustermesh-apiserver")
+    assert exported["value"] == {
+        "clusterName": "cilium-eks-a",
+        "clusterId": 1,
+        "region": "ap-northeast-2",
+        "accountId": "123456789012",  # the VPC's owner, as the mocks make it
+        "vpcId": "vpc-id",
+        "vpcCidr": "10.0.0.0/16",
+        # the internal NLB's host name, as the load balancer controller reports it
+        "endpoint": f"{service.name}-0123456789abcdef.elb.ap-northeast-2.amazonaws.com",
+        "peers": [],
+        "demoPolicy": "l7",
+    }
+
+
+def test_a_mesh_ready_cluster_links_nothing_yet(a1):
+    assert not a1.of_type(LINK) and not a1.reads
+    assert not [r for r in a1.of_type(INGRESS) if r.name.startswith("from-")]
+    mesh = values(a1)["clustermesh"]
+    assert mesh["config"]["clusters"] == []
+    assert values(a1)["cluster"]["id"] == 1
+
+
+# --- cluster 2 joins -------------------------------------------------------------------------
+
+
+def test_the_peers_facts_come_from_its_stack_not_from_config(b1):
+    (read,) = b1.reads
+    assert read["type"] == "pulumi:pulumi:StackReference" and read["id"] == A
+
+
+def test_the_joining_stack_links_the_vpcs_across_regions(b1):
+    (mesh_link,) = b1.of_type(LINK)
+    assert mesh_link.inputs["region"] == "us-east-1"  # B's: B requests, and accepts in A's
+    assert mesh_link.inputs["peer_region"] == "ap-northeast-2"
+    assert mesh_link.inputs["peer_vpc_id"] == "vpc-id"  # A's, from its outputs
+    assert mesh_link.inputs["vpc_id"] == "vpc-id"
+    assert b1.waits_for(mesh_link, b1.one("aws:ec2/vpc:Vpc"))
+
+
+def test_every_private_route_table_routes_the_peer_through_the_link(b1):
+    (mesh_link,) = b1.of_type(LINK)
+    private = [t for t in b1.of_type(ROUTE_TABLE) if t.name.startswith("private-")]
+    assert len(private) == 3
+    for table in private:
+        # in the table's own routes, beside the NAT route: a separate Route resource and
+        # inline routes overwrite each other (pulumi-aws RouteTable docs)
+        assert {"cidrBlock": "10.0.0.0/16", "vpcPeeringConnectionId": f"pcx-{mesh_link.name}"} in (
+            table.inputs["routes"]
+        )
+        assert b1.waits_for(table, mesh_link)
+    public = b1.one(ROUTE_TABLE, "public")
+    assert [r["cidrBlock"] for r in public.inputs["routes"]] == ["0.0.0.0/0"]
+
+
+def test_the_nodes_accept_the_peers_vpc_on_every_port(b1):
+    (rule,) = [r for r in b1.of_type(INGRESS) if r.name.startswith("from-")]
+    assert rule.inputs["securityGroupId"] == "sg-cluster"  # nodes' and Cilium's ENIs' group
+    assert rule.inputs["cidrIpv4"] == "10.0.0.0/16"
+    assert rule.inputs["ipProtocol"] == "-1"
+
+
+def test_the_joining_cluster_trusts_cluster_1s_ca_and_makes_none(b1):
+    assert not b1.of_type("tls:index/privateKey:PrivateKey")
+    assert "meshCa" not in b1.outputs
+    ca = values(b1)["tls"]["ca"]
+    assert base64.b64decode(ca["cert"]).decode() == CA_CERT
+    assert base64.b64decode(ca["key"]).decode() == mesh_ca_key()
+
+
+def test_cilium_joins_with_its_id_and_every_peers_endpoint(a1, b1):
+    mine = values(b1)
+    assert mine["cluster"] == {"name": "cilium-eks-b", "id": 2}
+    mesh = mine["clustermesh"]
+    assert mesh["useAPIServer"] is True
+    assert mesh["apiserver"]["kvstoremesh"]["enabled"] is True
+    assert mesh["policyDefaultLocalCluster"] is True
+    assert mesh["config"] == {
+        "enabled": True,
+        "clusters": [
+            {"name": "cilium-eks-a", "address": a1.output("mesh")["endpoint"], "port": 2379}
+        ],
+    }
+    # native routing covers both clusters' pods (ClusterMesh setup)
+    assert mine["ipv4NativeRoutingCIDR"] == "10.0.0.0/15"
+
+
+@pytest.mark.parametrize(
+    ("cidrs", "covering"),
+    [
+        (["10.0.0.0/16"], "10.0.0.0/16"),
+        (["10.0.0.0/16", "10.1.0.0/16"], "10.0.0.0/15"),
+        (["10.0.0.0/16", "10.3.0.0/17"], "10.0.0.0/14"),
+        (["10.8.0.0/16", "10.0.0.0/16", "10.4.0.0/16"], "10.0.0.0/12"),
+    ],
+)
+def test_the_native_routing_cidr_is_the_smallest_covering_every_vpc(cidrs, covering):
+    assert native_routing_cidr(cidrs) == covering
+
+
+def test_the_endpoint_is_an_internal_nlb_that_waits_for_the_apiserver(b1):
+    service = b1.one(SERVICE, "clustermesh-apiserver")
+    notes = service.inputs["metadata"]["annotations"]
+    assert notes["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
+    assert notes["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
+    assert notes["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    assert service.inputs["spec"]["type"] == "LoadBalancer"
+    assert service.provider == b1.one("pulumi:providers:kubernetes").urn
+    for needed in (b1.one(RELEASE, "cilium"), b1.one("eks:index:ManagedNodeGroup")):
+        assert b1.waits_for(service, needed)
+
+
+def test_the_demo_goes_global_with_a_service_per_cluster(b1):
+    def service(name: str) -> dict[str, Any]:
+        (found,) = [r for r in b1.of_type(SERVICE) if r.inputs["metadata"]["name"] == name]
+        return found.inputs
+
+    shared, own, peer = (
+        service("deathstar"),
+        service("deathstar-cilium-eks-b"),
+        service("deathstar-cilium-eks-a"),
+    )
+    for svc in (shared, own, peer):
+        assert svc["metadata"]["annotations"] == {"service.cilium.io/global": "true"}
+    # the shared one and this cluster's own are served here; the peer's only there
+    assert (
+        shared["spec"]["selector"]
+        == own["spec"]["selector"]
+        == {
+            "org": "empire",
+            "class": "deathstar",
+        }
+    )
+    assert "selector" not in peer["spec"]
+    namespace = b1.one("kubernetes:core/v1:Namespace").inputs["metadata"]
+    assert namespace["annotations"] == {"clustermesh.cilium.io/global": "true"}
+
+
+def test_rule1_admits_the_empire_of_every_cluster_of_the_mesh(b1):
+    spec = b1.one(CNP).inputs["spec"]
+    (rule,) = spec["ingress"]
+    assert rule["fromEndpoints"] == [
+        {
+            "matchLabels": {"org": "empire"},
+            # 1.19's policy-default-local-cluster: unnamed, only local pods would match
+            "matchExpressions": [
+                {
+                    "key": "io.cilium.k8s.policy.cluster",
+                    "operator": "In",
+                    "values": ["cilium-eks-b", "cilium-eks-a"],
+                }
+            ],
+        }
+    ]
+
+
+def test_rule1_with_clusters_is_valid_against_the_crd_schema(reference, b1):
+    schema = json.loads((reference / "crds" / "ciliumnetworkpolicy_v2.json").read_text())
+    policy = b1.one(CNP).inputs
+    assert not [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(policy)]
+
+
+# --- the proof -------------------------------------------------------------------------------
+
+
+def test_mesh_checks_wait_while_the_peer_does_not_list_this_stack(b1):
+    jobs = mesh_jobs(b1)
+    assert set(jobs) == {"mesh-tiefighter-cilium-eks-a", "mesh-xwing-cilium-eks-a"}
+    for job in jobs.values():
+        waiting = env_of(job)["MESH_WAITING"]
+        assert f"{A} does not list this stack in mesh.peers yet" in waiting
+
+
+def test_the_up_that_makes_the_mesh_mutual_proves_the_peer_from_here(a2):
+    jobs = mesh_jobs(ok(a2))
+    tiefighter, xwing = jobs["mesh-tiefighter-cilium-eks-b"], jobs["mesh-xwing-cilium-eks-b"]
+    for ship, job in (("tiefighter", tiefighter), ("xwing", xwing)):
+        env = env_of(job)
+        assert env["MESH_WAITING"] == ""
+        assert env["SHIP"] == ship
+        # B's deathstar alone, through the global Service, under B's policy mode
+        assert env["DEATHSTAR"] == "http://deathstar-cilium-eks-b.starwars.svc.cluster.local"
+        assert env["POLICY"] == "l3l4"
+        labels = job.inputs["spec"]["template"]["metadata"]["labels"]
+        assert labels["org"] == {"tiefighter": "empire", "xwing": "alliance"}[ship]
+    # xwing's refusal means a drop only once the tiefighter has reached B's deathstar
+    assert a2.waits_for(xwing, tiefighter)
+    assert a2.waits_for(tiefighter, a2.one(SERVICE, "deathstar-organization-b"))
+
+
+def test_the_mesh_checks_are_part_of_make_verify(a2):
+    cronjobs = mesh_jobs(a2, CRONJOB)
+    assert set(cronjobs) == {"mesh-tiefighter-cilium-eks-b", "mesh-xwing-cilium-eks-b"}
+    for name, cronjob in cronjobs.items():
+        labels = cronjob.inputs["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "cilium-eks-checks"
+        assert env_of(cronjob) == env_of(mesh_jobs(a2)[name])
+        assert len(name) <= 52  # a CronJob's name limit
+
+
+@pytest.mark.parametrize(
+    ("peer_demo", "policy", "waiting"),
+    [
+        ({"demo.policy": "none"}, "none", ""),
+        ({"demo.enabled": False}, "none", f"{B} runs no Star Wars demo"),
+    ],
+)
+def test_the_check_expects_what_the_peers_policy_does(a1, peer_demo, policy, waiting):
+    b = up("b", {**STACK_B, **peer_demo, "mesh": {"clusterId": 2, "peers": [A]}}, {A: a1})
+    a = up("a", {**STACK_A, "mesh": {"clusterId": 1, "peers": [B]}}, {B: b})
+    for job in mesh_jobs(ok(a)).values():
+        assert (env_of(job)["POLICY"], env_of(job)["MESH_WAITING"]) == (policy, waiting)
+
+
+def test_a_single_cluster_stack_declares_nothing_of_the_mesh(dev):
+    assert not dev.reads
+    assert not [r for r in dev.resources if "mesh" in r.type.lower() or "mesh" in r.name]
+    assert "clustermesh" not in values(dev) and "id" not in values(dev)["cluster"]
+    assert "mesh" not in dev.outputs and "meshCa" not in dev.outputs
+
+
+# --- the real chart ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def joined(a1) -> dict[str, Graph]:
+    """B, joined, on each accepted chart version."""
+    return {
+        version: ok(
+            up(
+                "b",
+                {**STACK_B, "cilium.version": version, "mesh": {"clusterId": 2, "peers": [A]}},
+                {A: a1},
+            )
+        )
+        for version in ACCEPTED
+    }
+
+
+def rendered_mesh(reference: Path, graph: Graph, version: str):
+    return render(reference, version, json.dumps(values(graph)))
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_the_mesh_values_are_the_charts_own_keys_and_types(reference, joined, version):
+    # a key the chart moved (1.20 moved the apiserver's extra DNS names under tls.auto)
+    # would only be a deprecated fallback, or ignored: each key must be in values.yaml
+    mine = values(joined[version])
+    defaults = yaml.safe_load((chart_dir(reference, version) / "values.yaml").read_text())
+    # 1.19 documents the certificates' renewal schedule commented out ("# schedule: ..."),
+    # and its template reads it: the CronJob it makes is asserted below
+    commented = {"clustermesh.apiserver.tls.auto.schedule"}
+    missing = []
+    for path in leaf_paths({"clustermesh": mine["clustermesh"], "tls": mine["tls"]}):
+        if ".".join(path) in commented:
+            continue
+        node: Any = defaults
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                missing.append(".".join(path))
+                break
+            node = node[key]
+    assert not missing
+    schema = json.loads((chart_dir(reference, version) / "values.schema.json").read_text())
+    assert not list(jsonschema.validators.validator_for(schema)(schema).iter_errors(mine))
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_the_chart_renders_a_clustermesh_apiserver_with_no_blocking_hook(
+    reference, joined, version
+):
+    objects = rendered_mesh(reference, joined[version], version)
+    apiserver = find(objects, "Deployment", "clustermesh-apiserver")
+    assert not blocking_hooks(objects)  # it installs before any node exists
+    config = find(objects, "ConfigMap", "cilium-config")["data"]
+    assert config["cluster-id"] == "2" and config["cluster-name"] == "cilium-eks-b"
+    assert config["policy-default-local-cluster"] == "true"
+    assert config["ipv4-native-routing-cidr"] == "10.0.0.0/15"
+    # the NLB Service selects the chart's apiserver pods on its etcd port
+    pod = apiserver["spec"]["template"]
+    service = joined[version].one(SERVICE, "clustermesh-apiserver").inputs["spec"]
+    assert service["selector"].items() <= pod["metadata"]["labels"].items()
+    ports = {p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]}
+    (port,) = service["ports"]
+    assert ports[port["targetPort"]] == port["port"] == 2379
+    # the chart's own Service stays inside the cluster
+    assert find(objects, "Service", "clustermesh-apiserver")["spec"]["type"] == "ClusterIP"
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_kvstoremesh_dials_each_peers_nlb_by_name(reference, joined, version, a1):
+    objects = rendered_mesh(reference, joined[version], version)
+    secret = find(objects, "Secret", "cilium-kvstoremesh")
+    config = base64.b64decode(secret["data"]["cilium-eks-a"]).decode()
+    assert f"https://{a1.output('mesh')['endpoint']}:2379" in config
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_the_apiservers_certificate_names_every_nlb_host_of_the_region(reference, joined, version):
+    # peers check the certificate against the NLB host they dial (etcd client TLS)
+    objects = rendered_mesh(reference, joined[version], version)
+    for kind in ("Job", "CronJob"):
+        (certgen,) = [
+            o
+            for o in objects
+            if o["kind"] == kind and o["metadata"]["name"].startswith("clustermesh-apiserver-gen")
+        ]
+        assert "*.elb.us-east-1.amazonaws.com" in json.dumps(certgen)
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_the_meshs_ca_signs_everything_cilium_makes(reference, joined, version):
+    objects = rendered_mesh(reference, joined[version], version)
+    ca = find(objects, "Secret", "cilium-ca")["data"]
+    assert base64.b64decode(ca["ca.crt"]).decode() == CA_CERT
+    for certgen in (o for o in objects if o["kind"] == "CronJob"):
+        assert "--ca-reuse-secret" in json.dumps(certgen)  # certgen signs with cilium-ca
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_the_chart_refuses_cluster_ids_from_128_in_eni_mode(reference, joined, version):
+    # why mesh.clusterId stops at 127: validate.yaml, cilium/cilium #21330
+    chart_values = json.loads(json.dumps(values(joined[version])))
+    chart_values["cluster"]["id"] = 128
+    with pytest.raises(Exception, match="cluster ID is 128-255"):
+        render(reference, version, json.dumps(chart_values))
+
+
+# --- the link, against moto's EC2 ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def aws():
+    with pytest.MonkeyPatch.context() as env:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            env.setenv(key, "testing")
+        env.setenv("AWS_DEFAULT_REGION", "eu-west-1")  # neither side's region
+        env.delenv("AWS_PROFILE", raising=False)
+        with mock_aws():
+            yield boto3.Session()
+
+
+def clients_of(session):
+    made: dict[str, Any] = {}
+    return lambda region: made.setdefault(region, session.client("ec2", region_name=region))
+
+
+def vpc_in(clients, region: str, cidr: str) -> str:
+    return clients(region).create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+
+
+def status(clients, region: str, peering: str) -> str:
+    (found,) = clients(region).describe_vpc_peering_connections(VpcPeeringConnectionIds=[peering])[
+        "VpcPeeringConnections"
+    ]
+    return found["Status"]["Code"]
+
+
+def no_sleep(_seconds: float) -> None:
+    raise AssertionError("moto answers at once: no wait expected")
+
+
+@pytest.mark.parametrize("regions", [("us-east-1", "us-east-1"), ("us-east-1", "ap-northeast-2")])
+def test_the_first_side_makes_the_link_the_second_adopts_it(aws, regions):
+    clients = clients_of(aws)
+    mine, theirs = regions
+    vpc_a, vpc_b = vpc_in(clients, mine, "10.0.0.0/16"), vpc_in(clients, theirs, "10.1.0.0/16")
+    peering, created = link(clients, mine, vpc_a, theirs, vpc_b, name="a-b", sleep=no_sleep)
+    assert created and status(clients, mine, peering) == "active"
+    # the other stack's MeshLink finds it, from its own side: one link, not two
+    again, created = link(clients, theirs, vpc_b, mine, vpc_a, sleep=no_sleep)
+    assert (again, created) == (peering, False)
+
+
+def test_whichever_side_goes_first_deletes_the_link_and_the_other_finds_it_gone(aws):
+    clients = clients_of(aws)
+    vpc_a = vpc_in(clients, "us-east-1", "10.0.0.0/16")
+    vpc_b = vpc_in(clients, "us-west-2", "10.1.0.0/16")
+    peering, _ = link(clients, "us-east-1", vpc_a, "us-west-2", vpc_b, sleep=no_sleep)
+    assert unlink(clients, "us-west-2", vpc_b, vpc_a) == peering  # B is destroyed first
+    assert find_peering(clients("us-east-1"), vpc_a, vpc_b) is None
+    assert unlink(clients, "us-east-1", vpc_a, vpc_b) is None  # A's destroy: nothing left
+    # and a later bring-up makes a new one
+    new, created = link(clients, "us-east-1", vpc_a, "us-west-2", vpc_b, sleep=no_sleep)
+    assert created and new != peering
+
+
+def test_a_peering_that_fails_is_reported_with_awss_reason():
+    class Rejected:
+        def describe_vpc_peering_connections(self, **kwargs):
+            if "Filters" in kwargs:
+                return {"VpcPeeringConnections": []}
+            status = {"Code": "failed", "Message": "VPC vpc-b is in another account"}
+            return {"VpcPeeringConnections": [{"Status": status}]}
+
+        def create_vpc_peering_connection(self, **kwargs):
+            return {"VpcPeeringConnection": {"VpcPeeringConnectionId": "pcx-1"}}
+
+    with pytest.raises(RuntimeError, match="pcx-1 is failed: VPC vpc-b is in another account"):
+        link(lambda _region: Rejected(), "us-east-1", "vpc-a", "us-east-1", "vpc-b")
+
+
+def test_a_link_that_never_turns_active_times_out():
+    class Stuck:
+        def describe_vpc_peering_connections(self, **kwargs):
+            return {
+                "VpcPeeringConnections": [
+                    {
+                        "VpcPeeringConnectionId": "pcx-1",
+                        "RequesterVpcInfo": {"VpcId": "vpc-a"},
+                        "AccepterVpcInfo": {"VpcId": "vpc-b"},
+                        "Status": {"Code": "provisioning"},
+                    }
+                ]
+            }
+
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(RuntimeError, match="not active after 300 s"):
+        link(lambda _r: Stuck(), "r", "vpc-a", "r", "vpc-b", sleep=sleep, clock=lambda: now[0])
+
+
+@pytest.mark.parametrize("key", ["region", "vpc_id", "peer_region", "peer_vpc_id"])
+def test_another_vpc_on_either_side_is_another_link(key):
+    olds = {"region": "r", "vpc_id": "v", "peer_region": "p", "peer_vpc_id": "w", "name_tag": "x"}
+    diff = MeshLinkProvider().diff("pcx-1", olds, {**olds, key: "changed"})
+    assert diff.changes and diff.replaces == [key]
+    assert not MeshLinkProvider().diff("pcx-1", olds, {**olds, "name_tag": "y"}).changes
+
+
+def test_the_link_provider_loads_where_pulumi_runs_it(b1):
+    from tests.harness import load_provider_in_fresh_process
+
+    (mesh_link,) = b1.of_type(LINK)
+    loaded, boto3_imported, _ = load_provider_in_fresh_process(mesh_link.inputs["__provider"])
+    assert loaded == f"{mesh_module.__name__} MeshLinkProvider"
+    assert not boto3_imported  # only a create or delete pays for boto3
+
+
+# --- the documented bring-up ------------------------------------------------------------------
+
+DOC = ROOT / "docs" / "clustermesh.md"
+
+
+def documented_stack(name: str) -> dict[str, Any]:
+    """The `config:` of the stack file docs/clustermesh.md shows as Pulumi.<name>.yaml."""
+    text = DOC.read_text()
+    after = text.index(f"`Pulumi.{name}.yaml`")
+    block = text[text.index("```yaml\n", after) + len("```yaml\n") :]
+    return yaml.safe_load(block[: block.index("```")])["config"]
+
+
+def test_the_documented_stack_files_pass_make_check(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    for name in ("mesh-a", "mesh-b"):
+        (tmp_path / ("Pulumi." + name + ".yaml")).write_text(
+            yaml.safe_dump({"config": documented_stack(name)})
+        )
+        assert check_config.check(name, root=tmp_path) == []
+
+
+def test_the_documented_bring_up_meshes_the_documented_stacks():
+    def overrides(name: str, **more: Any) -> dict[str, Any]:
+        config = {k.removeprefix("cilium-eks:"): v for k, v in documented_stack(name).items()}
+        # the rest as a user's stack leaves it: the cluster name derived from the stack's
+        return {**config, "clusterName": None, **more}
+
+    def run(name: str, config: dict[str, Any], peers: dict[str, Graph]) -> Graph:
+        return ok(
+            run_program(
+                config,
+                world={
+                    "stack": name,
+                    "stacks": {f"{ORG}/cilium-eks/{p}": stack_outputs(g) for p, g in peers.items()},
+                },
+            )
+        )
+
+    a = run("mesh-a", overrides("mesh-a"), {})
+    b = run("mesh-b", overrides("mesh-b"), {"mesh-a": a})  # step 2
+    mesh_b = {"clusterId": 1, "peers": [f"{ORG}/cilium-eks/mesh-b"]}  # step 3's config set
+    a = run("mesh-a", overrides("mesh-a", mesh=mesh_b), {"mesh-b": b})
+    waiting = {name: env_of(job)["MESH_WAITING"] for name, job in mesh_jobs(b).items()}
+    assert waiting and all("does not list this stack" in why for why in waiting.values())
+    proved = {name: env_of(job)["MESH_WAITING"] for name, job in mesh_jobs(a).items()}
+    assert proved == {
+        "mesh-tiefighter-cilium-eks-mesh-b": "",
+        "mesh-xwing-cilium-eks-mesh-b": "",
+    }
+    # the page's manual call names the peer's own Service
+    assert "deathstar-cilium-eks-mesh-b.starwars.svc.cluster.local" in DOC.read_text()
