@@ -97,23 +97,29 @@ karpenter = Karpenter("karpenter", KarpenterArgs(
     eni_sweeper=teardown.sweeper,
     node_policies={"image-cache": cache.node_policy} if cache else {},
 ), opts=on_aws) if cfg.karpenter.enabled else None  # fmt: skip
+demo_mesh = None
 if mesh:
     endpoint = MeshEndpoint("mesh-endpoint", MeshEndpointArgs(
         provider=cluster.provider, cni_release=cilium.release, node_group=nodes.node_group,
     ))  # fmt: skip
-    pulumi.export("mesh", mesh.outputs(network.vpc_id, network.account_id, endpoint.host))
-    if mesh.ca:
-        pulumi.export("meshCa", mesh.ca)  # secret: read by the other clusters' stacks
+    pulumi.export("mesh", mesh.outputs(
+        network.vpc_id, network.account_id, endpoint.host, network.links,
+    ))  # fmt: skip
+    pulumi.export("meshCa", mesh.ca)  # secret: the CA the other clusters' stacks read
+    demo_mesh = DemoMesh(cluster_name=cfg.cluster_name, peers=mesh.peers, waiting={
+        p.key: mesh.waiting(p, endpoint.host, network.links[p.key]) for p in mesh.peers
+    })  # fmt: skip
 if cfg.demo.enabled:
     demo = StarWarsDemo("starwars", StarWarsDemoArgs(
         config=cfg.demo, provider=cluster.provider, cni_release=cilium.release,
         node_group=nodes.node_group, dns=nodes.coredns, proof_env=proof_env(cfg),
         budget=budget(cfg), registry=cache.mirror if cache else UPSTREAM_REGISTRY,
         checked=[karpenter.node_pool] if karpenter else [],
-        mesh=DemoMesh(cluster_name=cfg.cluster_name, peers=mesh.peers) if mesh else None,
+        mesh=demo_mesh,
     ))  # fmt: skip
     pulumi.export("demo", {"namespace": demo.namespace, "policy": cfg.demo.policy,
-                           **manual_checks(cfg.demo.policy)})  # fmt: skip
+                           **manual_checks(cfg.demo.policy,
+                                           cfg.cluster_name if mesh else None)})  # fmt: skip
 
 pulumi.export("clusterName", cfg.cluster_name)
 pulumi.export("region", cfg.region)

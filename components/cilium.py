@@ -105,6 +105,12 @@ def operator_replicas(min_nodes: int) -> int:
     return min(MAX_OPERATOR_REPLICAS, min_nodes)
 
 
+# ClusterMesh (helm_values): the pod label that carries the mesh CA's fingerprint, and the
+# MTU that fits inter-region VPC peering.
+MESH_CA_LABEL = "cilium-eks.io/mesh-ca"
+MESH_MTU = 8500
+
+
 def helm_values(
     *,
     cluster_name: str,
@@ -173,13 +179,6 @@ def helm_values(
             "tls": {"auto": {"method": "cronJob"}},
         },
     }
-    for path, repository in (image_repositories or {}).items():
-        # Through the stack's ECR cache (components/image_cache.py); tag and digest stay
-        # the chart's, so the images are still pulled by digest.
-        node = values
-        for key in path:
-            node = node.setdefault(key, {})
-        node["repository"] = repository
     if config.upgrade_compatibility:
         # The minor first installed: the chart keeps its defaults across minor upgrades
         # (e.g. 1.20 would switch the L7 proxy to envoy-xds-mode ads). Unset on a fresh
@@ -202,7 +201,25 @@ def helm_values(
         # Secret, which the certgen CronJobs sign Hubble's and the clustermesh-apiserver's
         # certificates with (--ca-reuse-secret), so each cluster trusts the others'.
         values["tls"] = {"ca": {"cert": mesh.ca_cert, "key": mesh.ca_key}}
+        # certgen makes certificates only when its Job's name, a checksum of the Job's
+        # spec, changes; the CA is not in that spec. Its fingerprint as a pod label is:
+        # a new CA (cluster 1 re-created) re-issues every certificate at the next up.
+        ca_label = {MESH_CA_LABEL: mesh.ca_fingerprint.apply(lambda fp: fp[:16])}
+        values["certgen"] = {"podLabels": ca_label}
         values["clustermesh"] = clustermesh_values(mesh, config.version, operator_replicas)
+        values["clustermesh"]["apiserver"]["podLabels"] = ca_label
+        # Peers may be in another region: inter-region VPC peering carries at most 8500
+        # bytes (AWS EC2 user guide, "Network MTU": jumbo frames' limits) and drops larger
+        # packets marked don't-fragment, while ENIs run 9001. Cilium derives its devices'
+        # and routes' MTU from this instead (WireGuard's overhead is taken off it).
+        values["MTU"] = MESH_MTU
+    for path, repository in (image_repositories or {}).items():
+        # Through the stack's ECR cache (components/image_cache.py); tag and digest stay
+        # the chart's, so the images are still pulled by digest.
+        node = values
+        for key in path:
+            node = node.setdefault(key, {})
+        node["repository"] = repository
     return values
 
 

@@ -636,11 +636,20 @@ def mesh_problems(
                 f"{account}; the link is a VPC peering both sides accept with this stack's "
                 "credentials, so a mesh stays in one account (docs/clustermesh.md)"
             )
-    if cluster_id != 1 and 1 not in ids and not problems:
-        problems.append(
-            "mesh.peers: none of them is cluster 1, which makes the mesh's CA; list cluster "
-            "1's stack among the peers"
-        )
+    cas = {peer: f.get("ca") for peer, f in peers.items() if isinstance(f, Mapping)}
+    if cluster_id != 1 and not problems:
+        # the mesh's CA: cluster 1's when it is a peer (the others follow it), else any
+        # peer's, and then they must agree
+        if not any(cas.values()):
+            problems.append(
+                "mesh.peers: none of them shares the mesh's CA (made by cluster 1): bring "
+                "cluster 1 up first and list its stack among the peers"
+            )
+        elif 1 not in ids and len({ca for ca in cas.values() if ca}) > 1:
+            problems.append(
+                "mesh.peers: they trust different CAs and none of them is cluster 1 to "
+                "follow; list cluster 1's stack, or only peers of one mesh"
+            )
     return problems
 
 

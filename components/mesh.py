@@ -26,10 +26,11 @@ Services, the policy's clusters and the mesh checks are the demo's
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,15 +84,18 @@ def native_routing_cidr(cidrs: Sequence[str]) -> str:
 # --- the link ---------------------------------------------------------------------------------
 
 
+LIVE = ("initiating-request", "pending-acceptance", "provisioning", "active")
+NOT_FOUND = "InvalidVpcPeeringConnectionID.NotFound"
+
+
 def find_peering(ec2: Any, vpc: str, peer_vpc: str) -> dict[str, Any] | None:
     """The live peering connection between two VPCs, whichever side requested it."""
-    live = ["pending-acceptance", "provisioning", "active"]
     for requester, accepter in ((vpc, peer_vpc), (peer_vpc, vpc)):
         found = ec2.describe_vpc_peering_connections(
             Filters=[
                 {"Name": "requester-vpc-info.vpc-id", "Values": [requester]},
                 {"Name": "accepter-vpc-info.vpc-id", "Values": [accepter]},
-                {"Name": "status-code", "Values": live},
+                {"Name": "status-code", "Values": list(LIVE)},
             ]
         )["VpcPeeringConnections"]
         # the same test again on what came back (an EC2 look-alike may ignore filters)
@@ -99,10 +103,14 @@ def find_peering(ec2: Any, vpc: str, peer_vpc: str) -> dict[str, Any] | None:
             if (
                 peering["RequesterVpcInfo"]["VpcId"] == requester
                 and peering["AccepterVpcInfo"]["VpcId"] == accepter
-                and peering["Status"]["Code"] in live
+                and peering["Status"]["Code"] in LIVE
             ):
                 return peering
     return None
+
+
+def _error_code(err: Exception) -> str:
+    return getattr(err, "response", {}).get("Error", {}).get("Code", "")
 
 
 def link(
@@ -117,8 +125,14 @@ def link(
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[str, bool]:
     """(peering id, whether this call made it): the peering between the two VPCs, adopted
-    if either side made it already, else requested from `vpc` and accepted in the peer's
-    region; active when this returns."""
+    if either side made it already, else requested from `vpc`; accepted in the accepter's
+    region; active when this returns.
+
+    Its state is read in this stack's region, where it is visible at once whichever side
+    requested it. The accepter's region may not know a fresh cross-region request for a
+    moment (EC2 is eventually consistent; Terraform waits for pending-acceptance in the
+    requester's region for the same reason): acceptance is retried until it does.
+    """
     ec2, peer_ec2 = clients(region), clients(peer_region)
     existing = find_peering(ec2, vpc, peer_vpc)
     created = existing is None
@@ -134,20 +148,23 @@ def link(
     peering = existing["VpcPeeringConnectionId"]
     deadline, accepted = clock() + ACTIVE_TIMEOUT, False
     while True:
-        (state,) = peer_ec2.describe_vpc_peering_connections(VpcPeeringConnectionIds=[peering])[
-            "VpcPeeringConnections"
-        ]
+        found = ec2.describe_vpc_peering_connections(VpcPeeringConnectionIds=[peering])
+        (state,) = found["VpcPeeringConnections"]
         status = state["Status"]["Code"]
         if status == "active":
             return peering, created
         if status == "pending-acceptance" and not accepted:
             accepter = state["AccepterVpcInfo"]["VpcId"]
-            (peer_ec2 if accepter == peer_vpc else ec2).accept_vpc_peering_connection(
-                VpcPeeringConnectionId=peering
-            )
-            accepted = True
-            continue  # look again at once
-        if status not in ("pending-acceptance", "provisioning", "initiating-request"):
+            try:
+                (peer_ec2 if accepter == peer_vpc else ec2).accept_vpc_peering_connection(
+                    VpcPeeringConnectionId=peering
+                )
+                accepted = True
+                continue  # look again at once
+            except Exception as err:
+                if _error_code(err) != NOT_FOUND:
+                    raise
+        elif status not in LIVE:
             message = state["Status"].get("Message")
             raise RuntimeError(f"VPC peering {peering} is {status}: {message}")
         if clock() >= deadline:
@@ -155,14 +172,22 @@ def link(
         sleep(5)
 
 
-def unlink(clients: Callable[[str], Any], region: str, vpc: str, peer_vpc: str) -> str | None:
-    """Delete the peering between the two VPCs, if one is live; its id, or None."""
+def unlink(clients: Callable[[str], Any], region: str, peering: str) -> bool:
+    """Delete this peering if it is still live; whether this call deleted it. Only this
+    one: a newer link between the same VPCs (the peer's, after this one went) stays."""
     ec2 = clients(region)
-    found = find_peering(ec2, vpc, peer_vpc)
-    if found is None:
-        return None
-    ec2.delete_vpc_peering_connection(VpcPeeringConnectionId=found["VpcPeeringConnectionId"])
-    return found["VpcPeeringConnectionId"]
+    try:
+        (state,) = ec2.describe_vpc_peering_connections(VpcPeeringConnectionIds=[peering])[
+            "VpcPeeringConnections"
+        ]
+        if state["Status"]["Code"] not in LIVE:
+            return False
+        ec2.delete_vpc_peering_connection(VpcPeeringConnectionId=peering)
+    except Exception as err:
+        if _error_code(err) == NOT_FOUND:
+            return False  # gone long ago
+        raise
+    return True
 
 
 def _clients(region: str) -> Any:
@@ -173,8 +198,17 @@ def _clients(region: str) -> Any:
 
 class MeshLinkProvider(pulumi.dynamic.ResourceProvider):
     """The peering between this stack's VPC and a peer's (see `link`, `unlink`). Inputs:
-    region, vpc_id, peer_region, peer_vpc_id, and the Name tag of a peering it makes.
-    Pickled by reference, like teardown.py's."""
+    region, vpc_id, peer_region, peer_vpc_id, the Name tag of a peering it makes, and
+    peer_link: the peering the peer's stack last reported for this pair (its `mesh`
+    output), None until it lists this stack. Pickled by reference, like teardown.py's.
+
+    A link is replaced (create-before-delete: the new one adopts or makes the live
+    peering, then the old one deletes only its own, if still live) when either VPC
+    changes, or when the peer reports another peering than this one: the other side
+    deleted this one (it left the mesh, or went first on destroy) and made a new one.
+    """
+
+    KEYS = ("region", "vpc_id", "peer_region", "peer_vpc_id")
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         peering, created = link(
@@ -191,14 +225,15 @@ class MeshLinkProvider(pulumi.dynamic.ResourceProvider):
     def diff(
         self, _id: str, olds: dict[str, Any], news: dict[str, Any]
     ) -> pulumi.dynamic.DiffResult:
-        keys = ("region", "vpc_id", "peer_region", "peer_vpc_id")
-        changed = [k for k in keys if olds.get(k) != news.get(k)]
-        # another VPC on either side is another link
+        changed = [k for k in self.KEYS if olds.get(k) != news.get(k)]
+        theirs = news.get("peer_link")
+        if theirs and theirs != olds.get("peering_id"):
+            changed.append("peer_link")
         return pulumi.dynamic.DiffResult(changes=bool(changed), replaces=changed)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        gone = unlink(_clients, props["region"], props["vpc_id"], props["peer_vpc_id"])
-        pulumi.log.info(f"VPC peering {gone or _id}: {'deleted' if gone else 'already gone'}")
+        deleted = unlink(_clients, props["region"], props.get("peering_id") or _id)
+        pulumi.log.info(f"VPC peering {_id}: {'deleted' if deleted else 'already gone'}")
 
 
 class MeshLink(pulumi.dynamic.Resource, name="MeshLink"):
@@ -212,11 +247,13 @@ class MeshLink(pulumi.dynamic.Resource, name="MeshLink"):
         vpc_id: pulumi.Input[str],
         peer_region: pulumi.Input[str],
         peer_vpc_id: pulumi.Input[str],
+        peer_link: pulumi.Input[str | None] = None,
         tag: pulumi.Input[str] = "",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
             "name_tag": tag,
+            "peer_link": peer_link,
             "region": region,
             "vpc_id": vpc_id,
             "peer_region": peer_region,
@@ -232,6 +269,11 @@ class MeshLink(pulumi.dynamic.Resource, name="MeshLink"):
 def stack_path() -> str:
     """This stack as its peers name it in mesh.peers: org/project/stack."""
     return f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+
+
+def ca_fingerprint(cert_pem: str) -> str:
+    """The CA certificate's sha256: what the stacks compare (no secret in it)."""
+    return hashlib.sha256(cert_pem.encode()).hexdigest()
 
 
 @dataclass
@@ -251,12 +293,43 @@ class Peer:
     def fact(self, name: str) -> pulumi.Output[Any]:
         return self.facts.apply(lambda facts: facts[name])
 
-    @staticmethod
-    def lists_this_stack(facts: dict[str, Any]) -> bool:
-        """Whether a peer's facts list this stack too: only then do both clusters sync
-        each other's identities and route each other's traffic, so only then can a check
-        in this cluster reach the peer's pods."""
-        return stack_path() in facts.get("peers", [])
+    @property
+    def its_link(self) -> pulumi.Output[str | None]:
+        """The VPC peering the peer's stack last used for this pair, if it lists this one."""
+        return self.facts.apply(lambda facts: _seen(facts).get("link"))
+
+
+def _seen(facts: dict[str, Any]) -> dict[str, Any]:
+    """What a peer's stack knew of this one at its last `pulumi up`."""
+    return (facts.get("seen") or {}).get(stack_path()) or {}
+
+
+def waiting_reason(peer: str, facts: dict[str, Any], own: dict[str, Any]) -> str:
+    """Why a check in this cluster cannot reach the peer's pods yet ("" when it can).
+
+    The peer must list this stack (only then do both clusters route each other's traffic
+    and admit each other's pods), know it as it is now (its endpoint, the live link), and
+    trust the same CA; `own` holds this stack's endpoint, link and CA fingerprint. Each is
+    settled by the peer's next `pulumi up`.
+    """
+    if stack_path() not in facts.get("peers", []):
+        return (
+            f"{peer} does not list this stack in mesh.peers yet, so neither cluster admits "
+            "the other's pods; its next `pulumi up` makes the mesh mutual, and this stack's "
+            "next one proves it from here"
+        )
+    seen = _seen(facts)
+    stale = [what for what in ("endpoint", "link") if seen.get(what) != own[what]]
+    if facts.get("ca") != own["ca"]:
+        stale.append("CA")
+    if stale:
+        return (
+            f"{peer} last knew this cluster by an older {' and '.join(stale)}; its next "
+            "`pulumi up` catches up, and this stack's next one proves it from here"
+        )
+    if not facts.get("demoPolicy"):
+        return f"{peer} runs no Star Wars demo"
+    return ""
 
 
 @dataclass
@@ -267,6 +340,7 @@ class MeshValues:
     clusters: pulumi.Output[list[dict[str, Any]]]  # clustermesh.config.clusters
     ca_cert: pulumi.Output[str]  # base64 PEM, as the chart's tls.ca.cert takes it
     ca_key: pulumi.Output[str]
+    ca_fingerprint: pulumi.Output[str]  # ca_fingerprint(): relabels the certgen pods
     native_routing_cidr: pulumi.Output[str]
     endpoint_hosts: str  # nlb_hosts(): what the clustermesh-apiserver's certificate names
 
@@ -290,14 +364,18 @@ class Mesh(pulumi.ComponentResource):
     - `checked`: resolves once every peer's facts pass config.mesh_problems, and fails
       the run otherwise; the AWS provider waits for it, so a bad peer stops the run
       before any AWS resource (and so any other) is touched.
+    - `ca`: the mesh's one CA. Cluster 1 makes it (pulumi-tls, kept in its state, so
+      made once); every other cluster takes it from a peer's secret `meshCa` output,
+      cluster 1's first, so that the others keep a mesh going when cluster 1 is gone.
     - `values`: for the Cilium release.
-    - `outputs(vpc_id, endpoint)`: this stack's `mesh` output, what its peers read;
-      `ca` (cluster 1 only): its secret `meshCa` output.
+    - `outputs(...)`: this stack's `mesh` output, what its peers read; `ca` is exported
+      as the secret `meshCa`.
+    - `waiting(...)`: why a check of a peer cannot run yet (see `waiting_reason`).
     """
 
     peers: list[Peer]
     values: MeshValues
-    ca: pulumi.Output[dict[str, str]] | None
+    ca: pulumi.Output[dict[str, str]]
     checked: pulumi.Output[list[pulumi.Resource]]
 
     def __init__(
@@ -343,31 +421,35 @@ class Mesh(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            ca = pulumi.Output.secret(
+            self.ca = pulumi.Output.secret(
                 pulumi.Output.all(cert=cert.cert_pem, key=key.private_key_pem)
             )
-            self.ca = ca
         else:
-            # cluster 1's (mesh_problems made sure that one of the peers is cluster 1)
-            def first_cluster_ca(found: list[Any]) -> dict[str, str]:
-                peer_facts, cas = found[0], found[1:]
-                for stack, peer, ca in zip(cfg.peers, peer_facts, cas, strict=True):
-                    if peer["clusterId"] == 1:
-                        if not ca:
-                            raise ConfigError(
-                                f"mesh.peers: {stack} is cluster 1 but has no meshCa output"
-                            )
-                        return ca
-                raise AssertionError("mesh_problems requires cluster 1 among the peers")
 
-            ca = pulumi.Output.all(facts, *[ref.get_output("meshCa") for ref in refs]).apply(
-                first_cluster_ca
+            def shared_ca(found: list[Any]) -> dict[str, str]:
+                # cluster 1's, else any peer's (mesh_problems: then they all agree)
+                shared = sorted(
+                    (facts["clusterId"] != 1, stack, ca)
+                    for stack, facts, ca in zip(cfg.peers, found[0], found[1:], strict=True)
+                    if ca
+                )
+                if not shared:
+                    raise ConfigError(
+                        f"{MESH_REFUSED}\n  - mesh.peers: none of them exports the mesh's CA "
+                        "(meshCa): bring cluster 1 up first and list it"
+                    )
+                return shared[0][2]
+
+            self.ca = pulumi.Output.all(facts, *[ref.get_output("meshCa") for ref in refs]).apply(
+                shared_ca
             )
-            self.ca = None
 
         def b64(text: str) -> str:
             return base64.b64encode(text.encode()).decode()
 
+        self.ca_fingerprint = pulumi.Output.unsecret(
+            self.ca.apply(lambda c: ca_fingerprint(c["cert"]))
+        )
         self.values = MeshValues(
             cluster_id=cfg.cluster_id,
             clusters=facts.apply(
@@ -376,8 +458,9 @@ class Mesh(pulumi.ComponentResource):
                     for f in found
                 ]
             ),
-            ca_cert=pulumi.Output.secret(ca.apply(lambda c: b64(c["cert"]))),
-            ca_key=pulumi.Output.secret(ca.apply(lambda c: b64(c["key"]))),
+            ca_cert=pulumi.Output.secret(self.ca.apply(lambda c: b64(c["cert"]))),
+            ca_key=pulumi.Output.secret(self.ca.apply(lambda c: b64(c["key"]))),
+            ca_fingerprint=self.ca_fingerprint,
             native_routing_cidr=facts.apply(
                 lambda found: native_routing_cidr([args.vpc_cidr, *(f["vpcCidr"] for f in found)])
             ),
@@ -386,9 +469,15 @@ class Mesh(pulumi.ComponentResource):
         self.register_outputs({"clusterId": cfg.cluster_id, "peers": list(cfg.peers)})
 
     def outputs(
-        self, vpc_id: pulumi.Input[str], account: pulumi.Input[str], endpoint: pulumi.Input[str]
+        self,
+        vpc_id: pulumi.Input[str],
+        account: pulumi.Input[str],
+        endpoint: pulumi.Input[str],
+        links: Mapping[str, pulumi.Input[str]],
     ) -> dict[str, Any]:
-        """This stack's `mesh` output: what its peers read (no secret in it)."""
+        """This stack's `mesh` output: what its peers read (no secret in it). `seen` is
+        what this stack used of each peer: the endpoint it dials, the link it routes
+        through; the peer compares it with itself (waiting_reason)."""
         return {
             "clusterName": self.args.cluster_name,
             "clusterId": self.args.config.cluster_id,
@@ -397,9 +486,22 @@ class Mesh(pulumi.ComponentResource):
             "vpcId": vpc_id,
             "vpcCidr": self.args.vpc_cidr,
             "endpoint": endpoint,
+            "ca": self.ca_fingerprint,
             "peers": list(self.args.config.peers),
+            "seen": {
+                p.stack: {"endpoint": p.fact("endpoint"), "link": links[p.key]} for p in self.peers
+            },
             "demoPolicy": self.args.demo_policy,
         }
+
+    def waiting(
+        self, peer: Peer, endpoint: pulumi.Input[str], link: pulumi.Input[str]
+    ) -> pulumi.Output[str]:
+        """waiting_reason for `peer`, against this stack's endpoint, link to it and CA."""
+        own = pulumi.Output.all(endpoint=endpoint, link=link, ca=self.ca_fingerprint)
+        return pulumi.Output.all(peer.facts, own).apply(
+            lambda a: waiting_reason(peer.stack, a[0], a[1])
+        )
 
 
 @dataclass
@@ -433,6 +535,10 @@ class MeshEndpoint(pulumi.ComponentResource):
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="LoadBalancer",
                 selector=APISERVER_SELECTOR,
+                # Each apiserver replica runs its own etcd: a peer that switched replicas
+                # would sync everything again (the chart's own Service does the same,
+                # clustermesh.apiserver.service.enableSessionAffinity: HAOnly).
+                session_affinity="ClientIP",
                 ports=[
                     k8s.core.v1.ServicePortArgs(
                         name="etcd", port=ENDPOINT_PORT, target_port="etcd", protocol="TCP"

@@ -136,6 +136,7 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.links: dict[str, pulumi.Output[str]] = {}  # the peering id, by peer key
         peer_routes = []
         for peer in args.peers:
             link = MeshLink(
@@ -144,9 +145,11 @@ class Network(pulumi.ComponentResource):
                 vpc_id=vpc.id,
                 peer_region=peer.fact("region"),
                 peer_vpc_id=peer.fact("vpcId"),
+                peer_link=peer.its_link,
                 tag=peer.fact("clusterName").apply(lambda name: f"{args.name_prefix}-{name}"),
                 opts=child,
             )
+            self.links[peer.key] = link.peering_id
             peer_routes.append(
                 {"cidr_block": peer.fact("vpcCidr"), "vpc_peering_connection_id": link.peering_id}
             )

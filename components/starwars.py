@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,6 @@ SHIPS = {
     "tiefighter": {"org": "empire", "class": "tiefighter"},
     "xwing": {"org": "alliance", "class": "xwing"},
 }
-DEATHSTAR_URL = f"http://deathstar.{NAMESPACE}.svc.cluster.local"
 # ClusterMesh (Cilium docs, "Load-balancing & Service Discovery"): a Service so annotated,
 # in every cluster, is one global Service, served by the backends of all of them. 1.20
 # also needs the namespace to be global (clustermesh.defaultGlobalNamespace, or this
@@ -106,14 +105,15 @@ def policy_spec(mode: str, clusters: Sequence[str] = ()) -> dict[str, Any]:
     }
 
 
-def manual_checks(mode: str) -> dict[str, Any]:
+def manual_checks(mode: str, cluster: str | None = None) -> dict[str, Any]:
     """The runbook's `kubectl exec` checks for this mode, with what each must print, and
-    the Hubble commands that show the verdicts."""
+    the Hubble commands that show the verdicts. In a mesh (`cluster` set) they call this
+    cluster's own deathstar: the global one may answer from a peer, under its policy."""
 
     def curl(ship: str, method: str, path: str) -> str:
         return (
             f"kubectl -n {NAMESPACE} exec deploy/{ship} -- "
-            f"curl -s -X{method} deathstar.{NAMESPACE}.svc.cluster.local{path}"
+            f"curl -s -X{method} {deathstar_service(cluster)}.{NAMESPACE}.svc.cluster.local{path}"
         )
 
     hubble = hubble_commands()
@@ -169,29 +169,23 @@ def budget(cfg: StackConfig) -> Budget:
     return Budget(max_nodes=nodes)
 
 
+def deathstar_service(cluster: str | None = None) -> str:
+    """The deathstar's Service name: `deathstar`, or the one only `cluster`'s serves."""
+    return f"deathstar-{cluster}" if cluster else "deathstar"
+
+
+def deathstar_url(cluster: str | None = None) -> str:
+    return f"http://{deathstar_service(cluster)}.{NAMESPACE}.svc.cluster.local"
+
+
 @dataclass
 class DemoMesh:
-    """The demo's part in a ClusterMesh: this cluster's name and its peers."""
+    """The demo's part in a ClusterMesh: this cluster's name, its peers, and why each
+    peer's checks cannot run yet ("" when they can: components/mesh.py waiting_reason)."""
 
     cluster_name: str
     peers: Sequence[Peer]
-
-
-def mesh_waiting(peer: Peer) -> pulumi.Output[str]:
-    """Why the peer's deathstar cannot be checked from here yet ("" when it can)."""
-
-    def why(facts: dict[str, Any]) -> str:
-        if not peer.lists_this_stack(facts):
-            return (
-                f"{peer.stack} does not list this stack in mesh.peers yet, so neither cluster "
-                "admits the other's pods; its next `pulumi up` makes the mesh mutual, and "
-                "this stack's next one proves it from here"
-            )
-        if not facts.get("demoPolicy"):
-            return f"{peer.stack} runs no Star Wars demo"
-        return ""
-
-    return peer.facts.apply(why)
+    waiting: Mapping[str, pulumi.Output[str]]  # by peer key
 
 
 @dataclass
@@ -264,7 +258,7 @@ class StarWarsDemo(pulumi.ComponentResource):
                 name=name, namespace=namespace, labels=labels, annotations=annotations
             )
 
-        def deathstar_service(
+        def service_of(
             name: str, k8s_name: pulumi.Input[str], *, local: bool, annotations: Any
         ) -> k8s.core.v1.Service:
             return k8s.core.v1.Service(
@@ -279,16 +273,18 @@ class StarWarsDemo(pulumi.ComponentResource):
             )
 
         global_ = GLOBAL_SERVICE if mesh else None
-        service = deathstar_service("deathstar", "deathstar", local=True, annotations=global_)
+        # what the local checks call: `deathstar`, or in a mesh this cluster's own
+        service = shared = service_of("deathstar", "deathstar", local=True, annotations=global_)
         peer_services: dict[str, k8s.core.v1.Service] = {}
         if mesh:
-            deathstar_service(
-                "deathstar-local", f"deathstar-{mesh.cluster_name}", local=True, annotations=global_
-            )
+            service = service_of(
+                "deathstar-local", deathstar_service(mesh.cluster_name), local=True,
+                annotations=global_,
+            )  # fmt: skip
             peer_services = {
-                peer.key: deathstar_service(
+                peer.key: service_of(
                     f"deathstar-{peer.key}",
-                    peer.fact("clusterName").apply(lambda name: f"deathstar-{name}"),
+                    peer.fact("clusterName").apply(deathstar_service),
                     local=False,
                     annotations=global_,
                 )
@@ -334,7 +330,9 @@ class StarWarsDemo(pulumi.ComponentResource):
                 env={
                     "SHIP": ship,
                     "POLICY": mode,
-                    "DEATHSTAR": DEATHSTAR_URL,
+                    # In a mesh the global `deathstar` also answers from the peers, under
+                    # their policies: the local checks call this cluster's own.
+                    "DEATHSTAR": deathstar_url(mesh.cluster_name if mesh else None),
                     "ROLLOUT_TIMEOUT": str(args.budget.rollout),
                     **args.proof_env,
                 },
@@ -352,7 +350,9 @@ class StarWarsDemo(pulumi.ComponentResource):
                     ),
                     pod,
                     args.budget,
-                    opts=after(service, deathstar, policy, args.dns, *access, *args.checked),
+                    opts=after(
+                        service, shared, deathstar, policy, args.dns, *access, *args.checked
+                    ),
                 )
             check_cronjob(
                 f"verify-{ship}",
@@ -362,7 +362,8 @@ class StarWarsDemo(pulumi.ComponentResource):
                 opts=after(*access),
             )
 
-        for peer in mesh.peers if mesh else ():
+        peers, waiting = (mesh.peers, mesh.waiting) if mesh else ((), {})
+        for peer in peers:
             previous: list[pulumi.Resource] = []
             for ship, labels in SHIPS.items():
                 # mesh-<ship>-<cluster>: at most 48 characters (a CronJob's limit is 52)
@@ -374,12 +375,8 @@ class StarWarsDemo(pulumi.ComponentResource):
                     env={
                         "SHIP": ship,
                         "POLICY": peer.facts.apply(lambda f: f.get("demoPolicy") or "none"),
-                        "DEATHSTAR": peer.fact("clusterName").apply(
-                            lambda cluster: (
-                                f"http://deathstar-{cluster}.{NAMESPACE}.svc.cluster.local"
-                            )
-                        ),
-                        "MESH_WAITING": mesh_waiting(peer),
+                        "DEATHSTAR": peer.fact("clusterName").apply(deathstar_url),
+                        "MESH_WAITING": waiting[peer.key],
                         "ATTEMPTS": str(MESH_ATTEMPTS),
                         "ROLLOUT_TIMEOUT": str(args.budget.rollout),
                         **args.proof_env,

@@ -66,6 +66,7 @@ EKS_ADDON = "aws:eks/addon:Addon"
 DAEMONSET_PATCH = "kubernetes:apps/v1:DaemonSetPatch"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 VPC = "aws:ec2/vpc:Vpc"
+MESH = "cilium-eks:index:Mesh"
 SUBNET = "aws:ec2/subnet:Subnet"
 PRIVATE_SUBNET_TAG = "kubernetes.io/role/internal-elb"
 # How Pulumi writes a secret into an exported state it was not asked to decrypt.
@@ -174,6 +175,8 @@ class Deployed:
     cilium_version: str | None = None
     vpc_cidr: str | None = None
     az_count: int | None = None
+    # Cilium's cluster ID: the Mesh component's (0 when Cilium runs without a mesh)
+    cluster_id: int | None = None
     resources: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -195,6 +198,10 @@ class Deployed:
                 facts.kube_proxy_replacement = False
             elif kind == HELM_RELEASE and str(plain(inputs.get("chart")) or "").endswith("cilium"):
                 facts.cilium_version = plain(inputs.get("version"))
+                if facts.cluster_id is None:
+                    facts.cluster_id = 0
+            elif kind == MESH:
+                facts.cluster_id = int(plain(outputs.get("clusterId")) or 0)
             elif kind == VPC:
                 facts.vpc_cidr = plain(inputs.get("cidrBlock")) or plain(outputs.get("cidrBlock"))
             elif kind == SUBNET and PRIVATE_SUBNET_TAG in (plain(inputs.get("tags")) or {}):
@@ -246,6 +253,16 @@ def live_findings(cfg: StackConfig, deployed: Deployed, action: str) -> list[str
             f"`pulumi config set --path network.cidr {deployed.vpc_cidr}`."
         )
     findings += cilium_upgrade_findings(cfg, deployed.cilium_version)
+    wanted_id = cfg.mesh.cluster_id if cfg.mesh else 0
+    if deployed.cluster_id is not None and deployed.cluster_id != wanted_id:
+        findings.append(
+            f"mesh.clusterId: {wanted_id or 'none (no mesh)'}, but cluster {name} runs Cilium "
+            f"with cluster ID {deployed.cluster_id or 'none'}; a mesh is set from a stack's "
+            "first `make up`. Cilium's identities carry the cluster ID (running agents and "
+            "pods keep the old one), and the chart cannot take over the cilium-ca Secret "
+            "Hubble's certgen made. Keep the deployed setting, or rebuild the stack (make "
+            "destroy, then make up) with the mesh config (docs/clustermesh.md)."
+        )
     return findings
 
 

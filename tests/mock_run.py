@@ -123,8 +123,11 @@ class Mocks(pulumi.runtime.Mocks):
             )
         if args.typ == "aws:ec2/vpc:Vpc":
             state["ownerId"] = ACCOUNT
+            rid = f"vpc-{world().get('stack', 'id')}"  # each stack of a mesh its own VPC
         if args.typ == "pulumi-python:dynamic:MeshLink":
-            state["peering_id"] = f"pcx-{args.name}"
+            # one peering per pair of VPCs, whichever side made it (the other adopts it)
+            pair = sorted([args.inputs["vpc_id"], args.inputs["peer_vpc_id"]])
+            state["peering_id"] = "pcx-" + "-".join(pair)
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state["latestVersion"] = 1
         if args.typ == "aws:ecr/pullThroughCacheRule:PullThroughCacheRule":

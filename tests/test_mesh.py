@@ -10,6 +10,7 @@ rendering the real chart.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from tests.test_cilium_chart import (
 )
 
 ORG = "organization"  # the organization of a local (DIY) backend
-A, B, C = (f"{ORG}/cilium-eks/{s}" for s in ("a", "b", "c"))
+A, B, C, D = (f"{ORG}/cilium-eks/{s}" for s in ("a", "b", "c", "d"))
 SERVICE = "kubernetes:core/v1:Service"
 JOB, CRONJOB = "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"
 LINK = "pulumi-python:dynamic:MeshLink"
@@ -117,7 +118,7 @@ OWN = {"cluster_name": "cilium-eks-b", "cluster_id": 2, "vpc_cidr": "10.1.0.0/16
 
 
 def facts(cluster_id: Any = 1, cidr: str = "10.0.0.0/16", name: str = "cilium-eks-a", **more):
-    return {"clusterId": cluster_id, "vpcCidr": cidr, "clusterName": name, **more}
+    return {"clusterId": cluster_id, "vpcCidr": cidr, "clusterName": name, "ca": "ca-1", **more}
 
 
 @pytest.mark.parametrize(
@@ -133,7 +134,15 @@ def facts(cluster_id: Any = 1, cidr: str = "10.0.0.0/16", name: str = "cilium-ek
         ({A: None}, "1", "has no `mesh` output"),
         ({A: facts(accountId="2")}, "1", "is in AWS account 2, this stack in 1"),
         ({A: facts(accountId="2")}, None, None),  # the program cannot tell: the preflight can
-        ({C: facts(3, "10.2.0.0/16", "c")}, "1", "none of them is cluster 1"),
+        # the CA: from cluster 1, else from any peer, and then they must agree
+        ({C: facts(3, "10.2.0.0/16", "c", ca=None)}, "1", "none of them shares the mesh's CA"),
+        ({C: facts(3, "10.2.0.0/16", "c")}, "1", None),  # cluster 1 gone: C has its CA
+        ({A: facts(ca="new"), C: facts(3, "10.2.0.0/16", "c")}, "1", None),  # C follows A
+        (
+            {C: facts(3, "10.2.0.0/16", "c"), D: facts(4, "10.3.0.0/16", "d", ca="other")},
+            "1",
+            "they trust different CAs",
+        ),
     ],
 )  # fmt: skip
 def test_peers_are_held_to_the_meshs_rules(peers, account, fragment):
@@ -195,11 +204,13 @@ def test_cluster_1_exports_what_its_peers_read_and_no_secret_in_it(a1):
         "clusterId": 1,
         "region": "ap-northeast-2",
         "accountId": "123456789012",  # the VPC's owner, as the mocks make it
-        "vpcId": "vpc-id",
+        "vpcId": "vpc-a",
         "vpcCidr": "10.0.0.0/16",
         # the internal NLB's host name, as the load balancer controller reports it
         "endpoint": f"{service.name}-0123456789abcdef.elb.ap-northeast-2.amazonaws.com",
+        "ca": hashlib.sha256(CA_CERT.encode()).hexdigest(),
         "peers": [],
+        "seen": {},
         "demoPolicy": "l7",
     }
 
@@ -224,8 +235,9 @@ def test_the_joining_stack_links_the_vpcs_across_regions(b1):
     (mesh_link,) = b1.of_type(LINK)
     assert mesh_link.inputs["region"] == "us-east-1"  # B's: B requests, and accepts in A's
     assert mesh_link.inputs["peer_region"] == "ap-northeast-2"
-    assert mesh_link.inputs["peer_vpc_id"] == "vpc-id"  # A's, from its outputs
-    assert mesh_link.inputs["vpc_id"] == "vpc-id"
+    assert mesh_link.inputs["peer_vpc_id"] == "vpc-a"  # A's, from its outputs
+    assert mesh_link.inputs["vpc_id"] == "vpc-b"
+    assert mesh_link.inputs.get("peer_link") is None  # A does not list B yet
     assert b1.waits_for(mesh_link, b1.one("aws:ec2/vpc:Vpc"))
 
 
@@ -236,9 +248,8 @@ def test_every_private_route_table_routes_the_peer_through_the_link(b1):
     for table in private:
         # in the table's own routes, beside the NAT route: a separate Route resource and
         # inline routes overwrite each other (pulumi-aws RouteTable docs)
-        assert {"cidrBlock": "10.0.0.0/16", "vpcPeeringConnectionId": f"pcx-{mesh_link.name}"} in (
-            table.inputs["routes"]
-        )
+        route = {"cidrBlock": "10.0.0.0/16", "vpcPeeringConnectionId": "pcx-vpc-a-vpc-b"}
+        assert route in table.inputs["routes"]
         assert b1.waits_for(table, mesh_link)
     public = b1.one(ROUTE_TABLE, "public")
     assert [r["cidrBlock"] for r in public.inputs["routes"]] == ["0.0.0.0/0"]
@@ -251,9 +262,11 @@ def test_the_nodes_accept_the_peers_vpc_on_every_port(b1):
     assert rule.inputs["ipProtocol"] == "-1"
 
 
-def test_the_joining_cluster_trusts_cluster_1s_ca_and_makes_none(b1):
+def test_the_joining_cluster_trusts_cluster_1s_ca_and_makes_none(a1, b1):
     assert not b1.of_type("tls:index/privateKey:PrivateKey")
-    assert "meshCa" not in b1.outputs
+    # and shares it in turn, so that the mesh outlives cluster 1
+    assert b1.outputs["meshCa"] == a1.outputs["meshCa"]
+    assert b1.output("mesh")["ca"] == a1.output("mesh")["ca"]
     ca = values(b1)["tls"]["ca"]
     assert base64.b64decode(ca["cert"]).decode() == CA_CERT
     assert base64.b64decode(ca["key"]).decode() == mesh_ca_key()
@@ -296,6 +309,8 @@ def test_the_endpoint_is_an_internal_nlb_that_waits_for_the_apiserver(b1):
     assert notes["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
     assert notes["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
     assert service.inputs["spec"]["type"] == "LoadBalancer"
+    # one apiserver replica per peer: each replica runs its own etcd (chart: HAOnly)
+    assert service.inputs["spec"]["sessionAffinity"] == "ClientIP"
     assert service.provider == b1.one("pulumi:providers:kubernetes").urn
     for needed in (b1.one(RELEASE, "cilium"), b1.one("eks:index:ManagedNodeGroup")):
         assert b1.waits_for(service, needed)
@@ -362,6 +377,60 @@ def test_mesh_checks_wait_while_the_peer_does_not_list_this_stack(b1):
         assert f"{A} does not list this stack in mesh.peers yet" in waiting
 
 
+def test_the_local_checks_prove_this_clusters_own_deathstar(b1):
+    # the global deathstar may answer from a peer, under the peer's policy (and l7's
+    # exhaust-port call must never reach a peer that does not deny it)
+    own = "http://deathstar-cilium-eks-b.starwars.svc.cluster.local"
+    (own_service,) = [
+        r for r in b1.of_type(SERVICE) if r.inputs["metadata"]["name"] == "deathstar-cilium-eks-b"
+    ]
+    for job in (r for r in b1.of_type(JOB) if r.name.startswith("verify-")):
+        assert env_of(job)["DEATHSTAR"] == own
+        assert b1.waits_for(job, own_service)
+    for check in b1.output("demo")["checks"].values():
+        assert " deathstar-cilium-eks-b.starwars.svc.cluster.local/" in check["command"]
+
+
+def test_the_peer_adopts_the_link_the_first_side_made(b1, a2):
+    (theirs,) = b1.of_type(LINK)
+    (mine,) = a2.of_type(LINK)
+    # A's MeshLink is told of B's peering: the same one, so it is adopted, not replaced
+    assert mine.inputs["peer_link"] == "pcx-vpc-a-vpc-b"
+    assert b1.output("mesh")["seen"][A]["link"] == "pcx-vpc-a-vpc-b"
+    diff = MeshLinkProvider().diff(
+        "x", {**mine.inputs, "peering_id": "pcx-vpc-a-vpc-b"}, mine.inputs
+    )
+    assert not diff.changes and theirs.inputs["vpc_id"] == mine.inputs["peer_vpc_id"]
+
+
+@pytest.fixture
+def here(monkeypatch):
+    monkeypatch.setattr(mesh_module, "stack_path", lambda: A)
+
+
+OWN_VIEW = {"endpoint": "nlb-a", "link": "pcx-1", "ca": "ca-1"}
+SEEN = {"endpoint": "nlb-a", "link": "pcx-1"}
+
+
+@pytest.mark.parametrize(
+    ("peer", "reason"),
+    [
+        ({"peers": [A], "seen": {A: SEEN}, "ca": "ca-1", "demoPolicy": "l7"}, ""),
+        ({"peers": [], "ca": "ca-1", "demoPolicy": "l7"}, "does not list this stack"),
+        # the peer's last up knew A as it was: A's NLB, link or CA has changed since
+        ({"peers": [A], "seen": {A: {**SEEN, "endpoint": "old"}}, "ca": "ca-1",
+          "demoPolicy": "l7"}, "an older endpoint"),
+        ({"peers": [A], "seen": {A: {**SEEN, "link": "pcx-0"}}, "ca": "ca-1",
+          "demoPolicy": "l7"}, "an older link"),
+        ({"peers": [A], "seen": {A: SEEN}, "ca": "ca-0", "demoPolicy": "l7"}, "an older CA"),
+        ({"peers": [A], "seen": {A: SEEN}, "ca": "ca-1", "demoPolicy": None}, "runs no Star Wars"),
+    ],
+)  # fmt: skip
+def test_a_peer_is_checked_only_once_it_knows_this_cluster_as_it_is(here, peer, reason):
+    found = mesh_module.waiting_reason(B, peer, OWN_VIEW)
+    assert (found == "") if not reason else (reason in found and found.startswith(B))
+
+
 def test_the_up_that_makes_the_mesh_mutual_proves_the_peer_from_here(a2):
     jobs = mesh_jobs(ok(a2))
     tiefighter, xwing = jobs["mesh-tiefighter-cilium-eks-b"], jobs["mesh-xwing-cilium-eks-b"]
@@ -403,6 +472,25 @@ def test_the_check_expects_what_the_peers_policy_does(a1, peer_demo, policy, wai
         assert (env_of(job)["POLICY"], env_of(job)["MESH_WAITING"]) == (policy, waiting)
 
 
+def test_the_mesh_outlives_cluster_1_and_follows_it_while_it_lives(a1, b1):
+    other = stack_outputs(b1)
+    other["outputs"]["meshCa"] = {"cert": "another CA", "key": "its key"}
+    other["outputs"]["mesh"] = {**other["outputs"]["mesh"], "ca": "another fingerprint"}
+    config = {**STACK_B, "clusterName": "cilium-eks-c", "network.cidr": "10.2.0.0/16"}
+
+    def ca_of(peers: list[str], stacks: dict[str, Any]) -> str:
+        graph = run_program(
+            {**config, "mesh": {"clusterId": 3, "peers": peers}},
+            world={"stack": "c", "stacks": stacks},
+        )
+        return base64.b64decode(values(ok(graph))["tls"]["ca"]["cert"]).decode()
+
+    # cluster 1 gone: B still shares the mesh's CA
+    assert ca_of([B], {B: stack_outputs(b1)}) == CA_CERT
+    # cluster 1 listed: its CA wins over a peer that lags behind it
+    assert ca_of([B, A], {B: other, A: stack_outputs(a1)}) == CA_CERT
+
+
 def test_a_single_cluster_stack_declares_nothing_of_the_mesh(dev):
     assert not dev.reads
     assert not [r for r in dev.resources if "mesh" in r.type.lower() or "mesh" in r.name]
@@ -442,7 +530,10 @@ def test_the_mesh_values_are_the_charts_own_keys_and_types(reference, joined, ve
     # and its template reads it: the CronJob it makes is asserted below
     commented = {"clustermesh.apiserver.tls.auto.schedule"}
     missing = []
-    for path in leaf_paths({"clustermesh": mine["clustermesh"], "tls": mine["tls"]}):
+    mesh_keys = {k: mine[k] for k in ("clustermesh", "tls", "certgen", "MTU")}
+    for path in leaf_paths(mesh_keys):
+        if "podLabels" in path:
+            path = path[: path.index("podLabels") + 1]  # a map of labels of our own
         if ".".join(path) in commented:
             continue
         node: Any = defaults
@@ -508,6 +599,45 @@ def test_the_meshs_ca_signs_everything_cilium_makes(reference, joined, version):
         assert "--ca-reuse-secret" in json.dumps(certgen)  # certgen signs with cilium-ca
 
 
+def certgen_jobs(objects) -> dict[str, dict[str, Any]]:
+    return {
+        o["metadata"]["name"].rsplit("-", 1)[0]: o
+        for o in objects
+        if o["kind"] == "Job" and "generate-certs" in o["metadata"]["name"]
+    }
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_a_new_ca_reissues_every_certificate(reference, joined, version):
+    # certgen runs again only when its Job's name (a checksum of its spec) changes, and the
+    # CA is not in the spec: the CA's fingerprint, as a pod label, is
+    mine = values(joined[version])
+    again = json.loads(json.dumps(mine))
+    for labels in (again["certgen"]["podLabels"], again["clustermesh"]["apiserver"]["podLabels"]):
+        labels["cilium-eks.io/mesh-ca"] = "0123456789abcdef"
+    before = certgen_jobs(render(reference, version, json.dumps(mine)))
+    after = certgen_jobs(render(reference, version, json.dumps(again)))
+    assert (
+        set(before)
+        == set(after)
+        == {
+            "hubble-generate-certs",
+            "clustermesh-apiserver-generate-certs",
+        }
+    )
+    for name, job in before.items():
+        assert job["metadata"]["name"] != after[name]["metadata"]["name"], name
+    fingerprint = hashlib.sha256(CA_CERT.encode()).hexdigest()[:16]
+    assert mine["certgen"]["podLabels"] == {"cilium-eks.io/mesh-ca": fingerprint}
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_the_mtu_fits_inter_region_peering(reference, joined, version):
+    # inter-region VPC peering carries at most 8500 bytes (EC2 user guide, "Network MTU")
+    config = find(rendered_mesh(reference, joined[version], version), "ConfigMap", "cilium-config")
+    assert config["data"]["mtu"] == "8500"
+
+
 @pytest.mark.parametrize("version", ACCEPTED)
 def test_the_chart_refuses_cluster_ids_from_128_in_eni_mode(reference, joined, version):
     # why mesh.clusterId stops at 127: validate.yaml, cilium/cilium #21330
@@ -568,12 +698,50 @@ def test_whichever_side_goes_first_deletes_the_link_and_the_other_finds_it_gone(
     vpc_a = vpc_in(clients, "us-east-1", "10.0.0.0/16")
     vpc_b = vpc_in(clients, "us-west-2", "10.1.0.0/16")
     peering, _ = link(clients, "us-east-1", vpc_a, "us-west-2", vpc_b, sleep=no_sleep)
-    assert unlink(clients, "us-west-2", vpc_b, vpc_a) == peering  # B is destroyed first
+    assert unlink(clients, "us-west-2", peering) is True  # B is destroyed first
     assert find_peering(clients("us-east-1"), vpc_a, vpc_b) is None
-    assert unlink(clients, "us-east-1", vpc_a, vpc_b) is None  # A's destroy: nothing left
+    assert unlink(clients, "us-east-1", peering) is False  # A's destroy: nothing left
     # and a later bring-up makes a new one
     new, created = link(clients, "us-east-1", vpc_a, "us-west-2", vpc_b, sleep=no_sleep)
     assert created and new != peering
+
+
+def test_an_old_link_deletes_only_itself_not_the_one_that_replaced_it(aws):
+    clients = clients_of(aws)
+    vpc_a = vpc_in(clients, "us-east-1", "10.0.0.0/16")
+    vpc_b = vpc_in(clients, "us-east-1", "10.1.0.0/16")
+    old, _ = link(clients, "us-east-1", vpc_a, "us-east-1", vpc_b, sleep=no_sleep)
+    assert unlink(clients, "us-east-1", old)  # A left the mesh...
+    new, _ = link(
+        clients, "us-east-1", vpc_a, "us-east-1", vpc_b, sleep=no_sleep
+    )  # ...and came back
+    # B's replacement adopts the new link, then B's old MeshLink is deleted: the new stays
+    assert link(clients, "us-east-1", vpc_b, "us-east-1", vpc_a, sleep=no_sleep) == (new, False)
+    assert unlink(clients, "us-east-1", old) is False
+    assert status(clients, "us-east-1", new) == "active"
+
+
+def test_a_fresh_cross_region_request_is_accepted_once_the_peer_region_knows_it(aws):
+    from botocore.exceptions import ClientError
+
+    clients = clients_of(aws)
+    vpc_a = vpc_in(clients, "us-east-1", "10.0.0.0/16")
+    vpc_b = vpc_in(clients, "eu-central-1", "10.1.0.0/16")
+    peer = clients("eu-central-1")
+    real_accept, unknown = peer.accept_vpc_peering_connection, ["not yet"]
+
+    def accept(**kwargs):
+        if unknown:  # EC2's eventual consistency: the accepter's region lags a moment
+            unknown.pop()
+            error = {"Error": {"Code": "InvalidVpcPeeringConnectionID.NotFound"}}
+            raise ClientError(error, "AcceptVpcPeeringConnection")
+        return real_accept(**kwargs)
+
+    pauses: list[float] = []
+    peer.accept_vpc_peering_connection = accept
+    peering, created = link(clients, "us-east-1", vpc_a, "eu-central-1", vpc_b, sleep=pauses.append)
+    assert created and status(clients, "us-east-1", peering) == "active"
+    assert pauses == [5]  # one pause, then accepted
 
 
 def test_a_peering_that_fails_is_reported_with_awss_reason():
@@ -614,12 +782,26 @@ def test_a_link_that_never_turns_active_times_out():
         link(lambda _r: Stuck(), "r", "vpc-a", "r", "vpc-b", sleep=sleep, clock=lambda: now[0])
 
 
+OLDS = {"region": "r", "vpc_id": "v", "peer_region": "p", "peer_vpc_id": "w", "name_tag": "x",
+        "peer_link": None, "peering_id": "pcx-1"}  # fmt: skip
+
+
 @pytest.mark.parametrize("key", ["region", "vpc_id", "peer_region", "peer_vpc_id"])
 def test_another_vpc_on_either_side_is_another_link(key):
-    olds = {"region": "r", "vpc_id": "v", "peer_region": "p", "peer_vpc_id": "w", "name_tag": "x"}
-    diff = MeshLinkProvider().diff("pcx-1", olds, {**olds, key: "changed"})
+    diff = MeshLinkProvider().diff("pcx-1", OLDS, {**OLDS, key: "changed"})
     assert diff.changes and diff.replaces == [key]
-    assert not MeshLinkProvider().diff("pcx-1", olds, {**olds, "name_tag": "y"}).changes
+    assert not MeshLinkProvider().diff("pcx-1", OLDS, {**OLDS, "name_tag": "y"}).changes
+
+
+@pytest.mark.parametrize(
+    ("theirs", "replaced"),
+    [(None, False), ("pcx-1", False), ("pcx-2", True)],
+)
+def test_a_peer_that_reports_another_peering_replaces_this_link(theirs, replaced):
+    # the other side deleted this one (it left, or went first) and made pcx-2
+    news = {k: v for k, v in OLDS.items() if k != "peering_id"}
+    diff = MeshLinkProvider().diff("pcx-1", OLDS, {**news, "peer_link": theirs})
+    assert diff.changes is replaced and diff.replaces == (["peer_link"] if replaced else [])
 
 
 def test_the_link_provider_loads_where_pulumi_runs_it(b1):

@@ -513,6 +513,33 @@ def test_a_fresh_stack_needs_no_upgrade_compatibility():
     assert findings([], {"cilium.version": "1.20.0"}) == []
 
 
+MESH_1 = res("cilium-eks:index:Mesh", "mesh", {}, {"clusterId": 1, "peers": []})
+
+
+@pytest.mark.parametrize(
+    ("state", "overrides", "fragment"),
+    [
+        ([release("1.19.6")], {}, None),  # no mesh, as deployed
+        ([release("1.19.6"), MESH_1], {"mesh": {"clusterId": 1}}, None),
+        ([], {"mesh": {"clusterId": 1}}, None),  # a fresh stack joins from its first up
+        ([release("1.19.6")], {"mesh": {"clusterId": 1}}, "mesh.clusterId: 1, but cluster"),
+        ([release("1.19.6"), MESH_1], {}, "mesh.clusterId: none (no mesh), but"),
+        (
+            [release("1.19.6"), MESH_1],
+            {"mesh": {"clusterId": 2, "peers": ["acme/cilium-eks/a"]}},
+            "runs Cilium with cluster ID 1",
+        ),
+    ],
+)  # fmt: skip
+def test_a_live_cluster_keeps_the_cluster_id_it_was_built_with(state, overrides, fragment):
+    found = findings([CLUSTER, NODES, KUBE_PROXY_OFF, *state], overrides)
+    if fragment is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and fragment in found[0], found
+        assert "rebuild the stack" in found[0]
+
+
 # --- mesh peers -------------------------------------------------------------------------------
 
 
@@ -526,7 +553,8 @@ def test_the_preflight_checks_peers_with_the_programs_rules_and_the_callers_acco
         with_overrides(dev_config(), {"mesh": {"clusterId": 3, "peers": ["acme/cilium-eks/b"]}}),
         stack="dev",
     )
-    peer = {"mesh": {**mesh_outputs(1, "10.1.0.0/16")["mesh"], "accountId": "222222222222"}}
+    peer = {"mesh": {**mesh_outputs(1, "10.1.0.0/16")["mesh"], "accountId": "222222222222",
+                     "ca": "fingerprint"}}  # fmt: skip
     assert preflight_module.peer_findings(cfg, "222222222222", {"acme/cilium-eks/b": peer}) == []
     found = preflight_module.peer_findings(cfg, "111111111111", {"acme/cilium-eks/b": peer})
     assert len(found) == 1 and "in AWS account 222222222222" in found[0], found
