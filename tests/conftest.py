@@ -8,9 +8,10 @@ from tests import reference as upstream
 from tests.harness import Graph, run_ok
 
 # Upstream data (Cilium chart archives, values and schemas, the CRD schema, the Star Wars
-# manifests), pinned in tests/reference.py and kept outside the repository: `make
-# reference` fetches it to the user's cache, $CILIUM_EKS_REFERENCE points elsewhere. Where
-# it is absent, the tests that read it skip.
+# manifests), pinned in tests/reference.py and kept outside the repository: in
+# $CILIUM_EKS_REFERENCE, or ../shared/reference beside the checkout, or the user's cache
+# that `make reference` fills (tests/reference.py location()). Where it is absent, the
+# tests that read it skip.
 REFERENCE = upstream.location()
 
 

@@ -144,10 +144,18 @@ def default_location() -> Path:
     return Path(cache) / "cilium-eks" / "reference"
 
 
+# Beside the checkout, where this project's CI machines provide the data (they have no
+# general internet): the default when it exists.
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
+
+
 def location() -> Path:
-    """$CILIUM_EKS_REFERENCE if set, else ${XDG_CACHE_HOME:-~/.cache}/cilium-eks/reference."""
+    """$CILIUM_EKS_REFERENCE if set, else ../shared/reference beside the checkout if it
+    exists, else ${XDG_CACHE_HOME:-~/.cache}/cilium-eks/reference (`make reference`)."""
     override = os.environ.get(ENV)
-    return Path(override).expanduser() if override else default_location()
+    if override:
+        return Path(override).expanduser()
+    return SHARED if SHARED.is_dir() else default_location()
 
 
 def missing(dest: Path) -> list[str]:

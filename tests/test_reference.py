@@ -76,11 +76,17 @@ def forbid_writes(monkeypatch) -> None:
 # Location
 
 
-def test_location_is_the_override_or_the_user_cache(monkeypatch, tmp_path):
+def test_location_is_the_override_or_the_shared_folder_or_the_user_cache(monkeypatch, tmp_path):
+    shared = tmp_path / "shared" / "reference"
+    shared.mkdir(parents=True)
+    monkeypatch.setattr(upstream, "SHARED", shared)
     monkeypatch.setenv("CILIUM_EKS_REFERENCE", str(tmp_path / "elsewhere"))
     assert upstream.location() == tmp_path / "elsewhere"
 
     monkeypatch.delenv("CILIUM_EKS_REFERENCE")
+    assert upstream.location() == shared  # ../shared/reference, beside the checkout
+
+    monkeypatch.setattr(upstream, "SHARED", tmp_path / "absent")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert upstream.location() == tmp_path / "xdg" / "cilium-eks" / "reference"
 
