@@ -491,6 +491,19 @@ def test_the_mesh_outlives_cluster_1_and_follows_it_while_it_lives(a1, b1):
     assert ca_of([B, A], {B: other, A: stack_outputs(a1)}) == CA_CERT
 
 
+def test_the_mesh_components_own_their_resources_and_register_outputs(a1, b1):
+    for graph in (a1, b1):
+        stack = graph.one("pulumi:pulumi:Stack")
+        top = [r for r in graph.resources if r.parent == stack.urn]
+        assert [r.type for r in top if r.custom or r.remote] == ["pulumi:providers:aws"]
+        for component in ("cilium-eks:index:Mesh", "cilium-eks:index:MeshEndpoint"):
+            assert graph.one(component).urn in graph.component_outputs, component
+    mesh = b1.one("cilium-eks:index:Mesh")
+    assert [read["parent"] for read in b1.reads] == [mesh.urn]  # the StackReference
+    for made in ("tls:index/privateKey:PrivateKey", "tls:index/selfSignedCert:SelfSignedCert"):
+        assert a1.one(made).parent == a1.one("cilium-eks:index:Mesh").urn
+
+
 def test_a_single_cluster_stack_declares_nothing_of_the_mesh(dev):
     assert not dev.reads
     assert not [r for r in dev.resources if "mesh" in r.type.lower() or "mesh" in r.name]
@@ -744,6 +757,24 @@ def test_a_fresh_cross_region_request_is_accepted_once_the_peer_region_knows_it(
     assert pauses == [5]  # one pause, then accepted
 
 
+def test_the_link_records_its_peering_for_the_routes_and_its_own_delete(aws, monkeypatch):
+    clients = clients_of(aws)
+    monkeypatch.setattr(mesh_module, "_clients", clients)
+    vpc_a = vpc_in(clients, "us-east-1", "10.0.0.0/16")
+    vpc_b = vpc_in(clients, "us-west-2", "10.1.0.0/16")
+    props = {"region": "us-east-1", "vpc_id": vpc_a, "peer_region": "us-west-2",
+             "peer_vpc_id": vpc_b, "name_tag": "a-b"}  # fmt: skip
+    made = MeshLinkProvider().create(props)
+    # the routes take `peering_id`; `delete` deletes by it
+    assert made.outs["peering_id"] == made.id and made.id.startswith("pcx-")
+    (tag,) = clients("us-east-1").describe_vpc_peering_connections(
+        VpcPeeringConnectionIds=[made.id]
+    )["VpcPeeringConnections"][0]["Tags"]
+    assert tag == {"Key": "Name", "Value": "a-b"}
+    MeshLinkProvider().delete(made.id, made.outs)
+    assert find_peering(clients("us-east-1"), vpc_a, vpc_b) is None
+
+
 def test_a_peering_that_fails_is_reported_with_awss_reason():
     class Rejected:
         def describe_vpc_peering_connections(self, **kwargs):
@@ -756,7 +787,33 @@ def test_a_peering_that_fails_is_reported_with_awss_reason():
             return {"VpcPeeringConnection": {"VpcPeeringConnectionId": "pcx-1"}}
 
     with pytest.raises(RuntimeError, match="pcx-1 is failed: VPC vpc-b is in another account"):
-        link(lambda _region: Rejected(), "us-east-1", "vpc-a", "us-east-1", "vpc-b")
+        link(lambda _r: Rejected(), "us-east-1", "vpc-a", "us-east-1", "vpc-b", sleep=no_sleep)
+
+
+def test_a_fresh_request_is_waited_for_until_it_can_be_accepted():
+    # EC2 answers a cross-region request with initiating-request before pending-acceptance
+    statuses = ["initiating-request", "pending-acceptance", "active"]
+    accepted: list[str] = []
+
+    class Fresh:
+        def describe_vpc_peering_connections(self, **kwargs):
+            if "Filters" in kwargs:
+                return {"VpcPeeringConnections": []}
+            code = statuses[0] if not accepted else statuses[-1]
+            if code == "initiating-request":
+                statuses.pop(0)
+            info = {"AccepterVpcInfo": {"VpcId": "vpc-b"}, "Status": {"Code": code}}
+            return {"VpcPeeringConnections": [info]}
+
+        def create_vpc_peering_connection(self, **kwargs):
+            return {"VpcPeeringConnection": {"VpcPeeringConnectionId": "pcx-1"}}
+
+        def accept_vpc_peering_connection(self, VpcPeeringConnectionId):  # noqa: N803
+            accepted.append(VpcPeeringConnectionId)
+
+    pauses: list[float] = []
+    found = link(lambda _r: Fresh(), "r", "vpc-a", "p", "vpc-b", sleep=pauses.append)
+    assert found == ("pcx-1", True) and accepted == ["pcx-1"] and pauses == [5]
 
 
 def test_a_link_that_never_turns_active_times_out():
