@@ -30,6 +30,8 @@ import pulumi
 import pulumi.dynamic
 import pulumi_aws as aws
 
+from components.aws_api import aws_client
+
 UPSTREAM = "quay.io"
 CHART_URL = "https://helm.cilium.io/cilium-{version}.tgz"  # what the Helm release installs
 # The Cilium chart values whose image repository the cache replaces, with the path under
@@ -178,7 +180,9 @@ class CacheWarmupProvider(pulumi.dynamic.ResourceProvider):
         return pulumi.dynamic.UpdateResult(self._warm(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        deleted = delete_cached(_client(props["region"]), props["registry_id"], props["prefix"])
+        deleted = delete_cached(
+            aws_client("ecr", props["region"]), props["registry_id"], props["prefix"]
+        )
         pulumi.log.info(
             f"deleted {len(deleted)} cached repositories: {', '.join(deleted) or 'none'}"
         )
@@ -186,14 +190,10 @@ class CacheWarmupProvider(pulumi.dynamic.ResourceProvider):
     def _warm(self, props: dict[str, Any]) -> dict[str, Any]:
         pinned = [(path, tag) for path, _, tag in (i.rpartition(":") for i in props["images"])]
         images = sorted({*chart_images(fetch_chart(props["chart_version"])), *pinned})
-        warmed = warm(_client(props["region"]), props["registry_id"], props["prefix"], images)
+        warmed = warm(
+            aws_client("ecr", props["region"]), props["registry_id"], props["prefix"], images
+        )
         return {**props, "warmed": warmed}
-
-
-def _client(region: str) -> Any:
-    import boto3  # here: only a deploy that warms or a destroy pays its import
-
-    return boto3.client("ecr", region_name=region)
 
 
 class CacheWarmup(pulumi.dynamic.Resource, name="CacheWarmup"):

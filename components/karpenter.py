@@ -39,7 +39,7 @@ from components.nodes import (
     CILIUM_AGENT_NOT_READY_TAINT,
     IMDS_OPTIONS,
     MAX_PODS_BELOW_30_VCPUS,
-    NODE_POLICIES,
+    node_role,
 )
 
 # The release pinned here: chart, CRDs and the IAM policy below go together.
@@ -412,42 +412,18 @@ class Karpenter(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
 
-        node_role = aws.iam.Role(
-            "node",
-            description=f"Nodes Karpenter launches in EKS cluster {args.cluster_name}",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ec2.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-            opts=child,
+        instance_role, node_access = node_role(
+            f"Nodes Karpenter launches in EKS cluster {args.cluster_name}",
+            args.partition,
+            args.node_policies,
+            self,
         )
-        node_access: list[pulumi.Resource] = [
-            aws.iam.RolePolicyAttachment(
-                f"node-{policy}",
-                role=node_role.name,
-                policy_arn=f"arn:{args.partition}:iam::aws:policy/{policy}",
-                opts=child,
-            )
-            for policy in NODE_POLICIES
-        ]
-        node_access += [
-            aws.iam.RolePolicy(f"node-{policy}", role=node_role.id, policy=document, opts=child)
-            for policy, document in args.node_policies.items()
-        ]
         # In API authentication mode a node joins only with an access entry of its role.
         node_access.append(
             aws.eks.AccessEntry(
                 "node",
                 cluster_name=args.cluster_name,
-                principal_arn=node_role.arn,
+                principal_arn=instance_role.arn,
                 type="EC2_LINUX",
                 opts=child,
             )
@@ -517,7 +493,7 @@ class Karpenter(pulumi.ComponentResource):
         controller_access = aws.iam.RolePolicy(
             "controller",
             role=controller_role.id,
-            policy=pulumi.Output.all(node_role.arn, queue.arn).apply(
+            policy=pulumi.Output.all(instance_role.arn, queue.arn).apply(
                 lambda arns: json.dumps(
                     controller_policy(
                         cluster=args.cluster_name,
@@ -572,7 +548,7 @@ class Karpenter(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=NODE_CLASS),
             spec=node_class_spec(
                 cluster_name=args.cluster_name,
-                node_role=node_role.name,
+                role=instance_role.name,
                 max_pods=MAX_PODS_BELOW_30_VCPUS if args.prefix_delegation else None,
                 tags=args.tags,
             ),
@@ -677,14 +653,14 @@ def controller_values(
 def node_class_spec(
     *,
     cluster_name: str,
-    node_role: pulumi.Input[str],
+    role: pulumi.Input[str],
     max_pods: int | None,
     tags: Mapping[str, str],
 ) -> dict[str, Any]:
     """The EC2NodeClass: pinned AL2023, the private subnets and the cluster security group
     by tag, IMDSv2 with hop limit 1 as the managed nodes, max pods by the prefix rule."""
     spec: dict[str, Any] = {
-        "role": node_role,  # Karpenter makes and owns the instance profile
+        "role": role,  # Karpenter makes and owns the instance profile
         "amiSelectorTerms": [{"alias": AMI_ALIAS}],
         "subnetSelectorTerms": [{"tags": {DISCOVERY_TAG: cluster_name}}],
         "securityGroupSelectorTerms": [{"tags": {CLUSTER_SG_TAG: cluster_name}}],

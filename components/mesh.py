@@ -39,6 +39,7 @@ import pulumi.dynamic
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
+from components.aws_api import aws_client
 from components.config import MESH_REFUSED, ConfigError, MeshConfig, mesh_problems
 
 # The clustermesh-apiserver's etcd port, where peers' KVStoreMesh connect (chart: 2379).
@@ -191,9 +192,7 @@ def unlink(clients: Callable[[str], Any], region: str, peering: str) -> bool:
 
 
 def _clients(region: str) -> Any:
-    import boto3  # here: only a link's create or delete pays its import
-
-    return boto3.client("ec2", region_name=region)
+    return aws_client("ec2", region)
 
 
 class MeshLinkProvider(pulumi.dynamic.ResourceProvider):

@@ -78,6 +78,48 @@ def node_user_data(max_pods: int) -> str:
     return base64.b64encode(mime.encode()).decode()
 
 
+def node_role(
+    description: str,
+    partition: str,
+    node_policies: Mapping[str, pulumi.Input[str]],
+    parent: pulumi.Resource,
+) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
+    """A role EC2 instances assume as EKS nodes: AWS's NODE_POLICIES, plus `node_policies`
+    (inline, by name: the image cache's). The nodes wait for the role and all of these."""
+    child = pulumi.ResourceOptions(parent=parent)
+    role = aws.iam.Role(
+        "node",
+        description=description,
+        assume_role_policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "ec2.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+        opts=child,
+    )
+    attached: list[pulumi.Resource] = [
+        aws.iam.RolePolicyAttachment(
+            f"node-{policy}",
+            role=role.name,
+            policy_arn=f"arn:{partition}:iam::aws:policy/{policy}",
+            opts=child,
+        )
+        for policy in NODE_POLICIES
+    ]
+    attached += [
+        aws.iam.RolePolicy(f"node-{name}", role=role.id, policy=document, opts=child)
+        for name, document in node_policies.items()
+    ]
+    return role, attached
+
+
 @dataclass
 class NodeGroupArgs:
     cluster: eks.Cluster
@@ -127,36 +169,9 @@ class NodeGroup(pulumi.ComponentResource):
         super().__init__("cilium-eks:index:NodeGroup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        self.role = aws.iam.Role(
-            "node",
-            description="EKS managed nodes (Cilium ENI mode)",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ec2.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-            opts=child,
+        self.role, attachments = node_role(
+            "EKS managed nodes (Cilium ENI mode)", args.partition, args.node_policies, self
         )
-        attachments = [
-            aws.iam.RolePolicyAttachment(
-                f"node-{policy}",
-                role=self.role.name,
-                policy_arn=f"arn:{args.partition}:iam::aws:policy/{policy}",
-                opts=child,
-            )
-            for policy in NODE_POLICIES
-        ]
-        attachments += [
-            aws.iam.RolePolicy(f"node-{name}", role=self.role.id, policy=document, opts=child)
-            for name, document in args.node_policies.items()
-        ]
 
         cfg = args.config
         launch_template = aws.ec2.LaunchTemplate(

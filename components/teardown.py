@@ -20,6 +20,8 @@ import pulumi
 import pulumi.dynamic
 from botocore.exceptions import ClientError
 
+from components.aws_api import aws_client
+
 # The tags Cilium puts on the ENIs it creates and garbage-collects by: the chart's
 # `eni.gcTags` default, `{"io.cilium/cilium-managed": "true", "io.cilium/cluster-name":
 # <cluster.name>}` (values.yaml). components/cilium.py sets them explicitly from here.
@@ -269,16 +271,7 @@ class EniSweeperProvider(pulumi.dynamic.ResourceProvider):
         return pulumi.dynamic.UpdateResult(dict(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        # Imported here: boto3 costs about 0.1 s to import, on every `pulumi up` otherwise,
-        # and only destroy needs it.
-        import boto3
-        from botocore.config import Config
-
-        ec2 = boto3.client(
-            "ec2",
-            region_name=props["region"],
-            config=Config(retries={"mode": "standard", "max_attempts": 10}),
-        )
+        ec2 = aws_client("ec2", props["region"])
         # The dynamic-provider process has no engine connection: pulumi.log.info writes to
         # stderr, which the CLI relays.
         deleted = sweep_enis(ec2, props["vpc_id"], props["cluster_name"], log=pulumi.log.info)

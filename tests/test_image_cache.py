@@ -25,9 +25,8 @@ from components.image_cache import (
     warm,
 )
 from tests.harness import Graph, load_provider_in_fresh_process, run_ok
-from tests.test_cilium_chart import ACCEPTED, chart_dir, render
+from tests.test_cilium_chart import ACCEPTED, RELEASE, chart_dir, render
 
-RELEASE = "kubernetes:helm.sh/v3:Release"
 RULE = "aws:ecr/pullThroughCacheRule:PullThroughCacheRule"
 WARMUP = "pulumi-python:dynamic:CacheWarmup"
 NODE_GROUP = "eks:index:ManagedNodeGroup"

@@ -25,15 +25,15 @@ from components import mesh as mesh_module
 from components.config import mesh_problems
 from components.mesh import MeshLinkProvider, find_peering, link, native_routing_cidr, unlink
 from scripts import check_config
-from tests.harness import ROOT, Graph, Resource, run_program
+from tests.harness import ROOT, Graph, Resource, run_ok, run_program
 from tests.test_cilium_chart import (
     ACCEPTED,
     RELEASE,
     blocking_hooks,
     chart_dir,
     find,
-    leaf_paths,
     render,
+    unknown_keys,
 )
 
 ORG = "organization"  # the organization of a local (DIY) backend
@@ -71,7 +71,7 @@ def up(stack: str, overrides: dict[str, Any], peers: dict[str, Graph] | None = N
         "organization": ORG,
         "stacks": {name: stack_outputs(g) for name, g in (peers or {}).items()},
     }
-    return run_program(overrides, world=world)
+    return run_ok(overrides, world=world)
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +90,6 @@ def b1(a1) -> Graph:
 def a2(b1) -> Graph:
     """A again, now with B as its peer: the mesh is mutual."""
     return up("a", {**STACK_A, "mesh": {"clusterId": 1, "peers": [B]}}, {B: b1})
-
-
-def ok(graph: Graph) -> Graph:
-    assert graph.error is None, graph.error["traceback"]
-    return graph
 
 
 def values(graph: Graph) -> dict[str, Any]:
@@ -187,7 +182,7 @@ def test_cluster_1_makes_the_meshs_ca_once_and_shares_it_as_a_secret(a1, a2):
     assert a1.output("meshCa") == {"cert": CA_CERT, "key": mesh_ca_key()}
     # made once: the next run declares the same CA, which Pulumi then leaves alone
     for made in (key, cert):
-        again = ok(a2).one(made.type)
+        again = a2.one(made.type)
         assert (again.urn, again.inputs) == (made.urn, made.inputs)
 
 
@@ -432,7 +427,7 @@ def test_a_peer_is_checked_only_once_it_knows_this_cluster_as_it_is(here, peer, 
 
 
 def test_the_up_that_makes_the_mesh_mutual_proves_the_peer_from_here(a2):
-    jobs = mesh_jobs(ok(a2))
+    jobs = mesh_jobs(a2)
     tiefighter, xwing = jobs["mesh-tiefighter-cilium-eks-b"], jobs["mesh-xwing-cilium-eks-b"]
     for ship, job in (("tiefighter", tiefighter), ("xwing", xwing)):
         env = env_of(job)
@@ -468,7 +463,7 @@ def test_the_mesh_checks_are_part_of_make_verify(a2):
 def test_the_check_expects_what_the_peers_policy_does(a1, peer_demo, policy, waiting):
     b = up("b", {**STACK_B, **peer_demo, "mesh": {"clusterId": 2, "peers": [A]}}, {A: a1})
     a = up("a", {**STACK_A, "mesh": {"clusterId": 1, "peers": [B]}}, {B: b})
-    for job in mesh_jobs(ok(a)).values():
+    for job in mesh_jobs(a).values():
         assert (env_of(job)["POLICY"], env_of(job)["MESH_WAITING"]) == (policy, waiting)
 
 
@@ -479,11 +474,11 @@ def test_the_mesh_outlives_cluster_1_and_follows_it_while_it_lives(a1, b1):
     config = {**STACK_B, "clusterName": "cilium-eks-c", "network.cidr": "10.2.0.0/16"}
 
     def ca_of(peers: list[str], stacks: dict[str, Any]) -> str:
-        graph = run_program(
+        graph = run_ok(
             {**config, "mesh": {"clusterId": 3, "peers": peers}},
             world={"stack": "c", "stacks": stacks},
         )
-        return base64.b64decode(values(ok(graph))["tls"]["ca"]["cert"]).decode()
+        return base64.b64decode(values(graph)["tls"]["ca"]["cert"]).decode()
 
     # cluster 1 gone: B still shares the mesh's CA
     assert ca_of([B], {B: stack_outputs(b1)}) == CA_CERT
@@ -518,12 +513,10 @@ def test_a_single_cluster_stack_declares_nothing_of_the_mesh(dev):
 def joined(a1) -> dict[str, Graph]:
     """B, joined, on each accepted chart version."""
     return {
-        version: ok(
-            up(
-                "b",
-                {**STACK_B, "cilium.version": version, "mesh": {"clusterId": 2, "peers": [A]}},
-                {A: a1},
-            )
+        version: up(
+            "b",
+            {**STACK_B, "cilium.version": version, "mesh": {"clusterId": 2, "peers": [A]}},
+            {A: a1},
         )
         for version in ACCEPTED
     }
@@ -538,23 +531,11 @@ def test_the_mesh_values_are_the_charts_own_keys_and_types(reference, joined, ve
     # a key the chart moved (1.20 moved the apiserver's extra DNS names under tls.auto)
     # would only be a deprecated fallback, or ignored: each key must be in values.yaml
     mine = values(joined[version])
-    defaults = yaml.safe_load((chart_dir(reference, version) / "values.yaml").read_text())
     # 1.19 documents the certificates' renewal schedule commented out ("# schedule: ..."),
     # and its template reads it: the CronJob it makes is asserted below
     commented = {"clustermesh.apiserver.tls.auto.schedule"}
-    missing = []
     mesh_keys = {k: mine[k] for k in ("clustermesh", "tls", "certgen", "MTU")}
-    for path in leaf_paths(mesh_keys):
-        if "podLabels" in path:
-            path = path[: path.index("podLabels") + 1]  # a map of labels of our own
-        if ".".join(path) in commented:
-            continue
-        node: Any = defaults
-        for key in path:
-            if not isinstance(node, dict) or key not in node:
-                missing.append(".".join(path))
-                break
-            node = node[key]
+    missing = [k for k in unknown_keys(reference, version, mesh_keys) if k not in commented]
     assert not missing
     schema = json.loads((chart_dir(reference, version) / "values.schema.json").read_text())
     assert not list(jsonschema.validators.validator_for(schema)(schema).iter_errors(mine))
@@ -898,21 +879,10 @@ def test_the_documented_bring_up_meshes_the_documented_stacks():
         # the rest as a user's stack leaves it: the cluster name derived from the stack's
         return {**config, "clusterName": None, **more}
 
-    def run(name: str, config: dict[str, Any], peers: dict[str, Graph]) -> Graph:
-        return ok(
-            run_program(
-                config,
-                world={
-                    "stack": name,
-                    "stacks": {f"{ORG}/cilium-eks/{p}": stack_outputs(g) for p, g in peers.items()},
-                },
-            )
-        )
-
-    a = run("mesh-a", overrides("mesh-a"), {})
-    b = run("mesh-b", overrides("mesh-b"), {"mesh-a": a})  # step 2
+    a = up("mesh-a", overrides("mesh-a"))
+    b = up("mesh-b", overrides("mesh-b"), {f"{ORG}/cilium-eks/mesh-a": a})  # step 2
     mesh_b = {"clusterId": 1, "peers": [f"{ORG}/cilium-eks/mesh-b"]}  # step 3's config set
-    a = run("mesh-a", overrides("mesh-a", mesh=mesh_b), {"mesh-b": b})
+    a = up("mesh-a", overrides("mesh-a", mesh=mesh_b), {f"{ORG}/cilium-eks/mesh-b": b})
     waiting = {name: env_of(job)["MESH_WAITING"] for name, job in mesh_jobs(b).items()}
     assert waiting and all("does not list this stack" in why for why in waiting.values())
     proved = {name: env_of(job)["MESH_WAITING"] for name, job in mesh_jobs(a).items()}
