@@ -5,7 +5,7 @@
     venv/bin/python scripts/check_config.py dev --dir DIR          # DIR/Pulumi.dev.yaml
 
 No Pulumi CLI, credentials or network: the stack file (with Pulumi.yaml's project-level
-config under it) goes through the same rules as `pulumi up` (components/config.py), with
+config under it) goes through the same rules as `pulumi up` (components/config/), with
 the region and instance type names checked against the AWS SDK's own lists. What only EC2
 can say of an instance type (Nitro, ENIs) waits for the preview. Prints every mistake
 once and exits 1, or one line and exits 0.

@@ -33,8 +33,8 @@ from pathlib import Path
 ENV = "CILIUM_EKS_REFERENCE"
 TIMEOUT = 20  # seconds, per download
 
-# The newest patch release of each supported Cilium minor; the default (components/config.py)
-# must be among them.
+# The newest patch release of each supported Cilium minor; the default
+# (components/config/cilium.py) must be among them.
 CHART_VERSIONS = ("1.18.12", "1.19.6", "1.20.0")
 # The Star Wars demo at the tag of the default Cilium version.
 STARWARS_TAG = "v1.19.6"

@@ -1,4 +1,4 @@
-"""components/config.py: every rule, every message, and nothing declared before an error."""
+"""components/config/: every rule, every message, and nothing declared before an error."""
 
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config import StackConfig, _model_in
+from components.config import StackConfig
+from components.config.messages import model_in
 from scripts.check_config import check
 from tests.harness import ROOT
 
@@ -30,7 +31,7 @@ def key_paths(model: Any = StackConfig, prefix: str = "") -> list[str]:
     paths = []
     for name, field in model.model_fields.items():
         key = field.alias or name
-        inner = _model_in(field.annotation)
+        inner = model_in(field.annotation)
         if inner is not None:
             paths += key_paths(inner, f"{prefix}{key}.")
         else:

@@ -1,0 +1,77 @@
+"""Stack configuration, read and validated once, before any resource is declared.
+
+A bad value found 15 minutes into `pulumi up` leaves a half-built VPC behind; found here it
+costs nothing. The keys are pydantic models, one module per section, each field with its
+type, default and meaning (docs/configuration.md is the same table for readers). Every
+mistake is reported at once, each naming the key as typed in `Pulumi.<stack>.yaml` and what
+would have been accepted: one `ConfigError`, one round of fixes.
+
+- fields: the project's namespace, `ConfigError`, the base of a section, shared field types;
+- network, nodes, cilium, access, demo, mesh, karpenter: one section each (mesh also holds
+  the rules the peers' stack outputs are checked against, `mesh_problems`);
+- stack: the whole stack's model (`StackConfig`);
+- messages: pydantic's errors in the config's words;
+- aws_facts: what the AWS SDK's data and EC2 say of regions and instance types;
+- reading: `parse()` (pure and offline: tests and `make check` call it directly) and
+  `load()` (the stack's config as the Pulumi CLI hands it over).
+
+The config package is the program's lowest layer: none of its modules imports a component
+(anything that declares resources) or another module of the program beyond this package;
+tests/test_layout.py holds it to that. Callers import from here.
+"""
+
+from components.config.access import AccessConfig
+from components.config.aws_facts import (
+    InstanceType,
+    describe_instance_type,
+    ec2_instance_types,
+    eks_regions,
+    pulumi_eks_architecture,
+    with_instance_facts,
+)
+from components.config.cilium import (
+    DEFAULT_CILIUM_VERSION,
+    MIN_CILIUM_VERSION,
+    CiliumConfig,
+    HubbleConfig,
+    minor_of,
+)
+from components.config.demo import DemoConfig
+from components.config.fields import PROJECT, ConfigError
+from components.config.karpenter import KarpenterConfig, cpu_cores
+from components.config.mesh import MESH_REFUSED, MeshConfig, mesh_problems
+from components.config.network import NetworkConfig
+from components.config.nodes import NodesConfig
+from components.config.reading import load, parse, stack_config_keys
+from components.config.stack import DEFAULT_KUBERNETES_VERSION, DefaultTags, StackConfig
+
+__all__ = [
+    "DEFAULT_CILIUM_VERSION",
+    "DEFAULT_KUBERNETES_VERSION",
+    "MESH_REFUSED",
+    "MIN_CILIUM_VERSION",
+    "PROJECT",
+    "AccessConfig",
+    "CiliumConfig",
+    "ConfigError",
+    "DefaultTags",
+    "DemoConfig",
+    "HubbleConfig",
+    "InstanceType",
+    "KarpenterConfig",
+    "MeshConfig",
+    "NetworkConfig",
+    "NodesConfig",
+    "StackConfig",
+    "cpu_cores",
+    "describe_instance_type",
+    "ec2_instance_types",
+    "eks_regions",
+    "load",
+    "mesh_problems",
+    "minor_of",
+    "parse",
+    "pulumi_eks_architecture",
+    "stack_config_keys",
+    "with_instance_facts",
+]

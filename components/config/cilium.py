@@ -1,0 +1,108 @@
+"""The `cilium` section: the Cilium chart's version and features, and Hubble
+(components/cilium.py installs it).
+
+Imports only the config package's own field types (never a component).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from components.config.fields import Flag, Section, refuse
+
+DEFAULT_CILIUM_VERSION = "1.19.6"
+# The oldest chart that installs with no node yet. In 1.16-1.18 `hubble.tls.auto.method:
+# cronJob` makes the first certificate Job a Helm post-install hook; Helm waits for hooks
+# even when the release does not wait for pods, the hook never runs without nodes, and the
+# node group (which waits for the release) is never created. Fixed in 1.19 (cilium/cilium
+# PR #42298); tests/test_cilium_chart.py renders 1.18.12 to show the hook.
+MIN_CILIUM_VERSION = (1, 19, 0)
+SEMVER_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+MINOR_RE = re.compile(r"^(\d+)\.(\d+)$")
+
+
+class HubbleConfig(Section):
+    relay: Flag = Field(default=True, description="Hubble Relay, served over TLS.")
+    ui: Flag = Field(default=True, validate_default=True, description="Hubble UI (requires relay).")
+
+    @field_validator("ui", mode="after")
+    @classmethod
+    def _ui_needs_relay(cls, ui: bool, info: ValidationInfo) -> bool:
+        if ui and info.data.get("relay") is False:
+            raise refuse(
+                "true requires cilium.hubble.relay: true (the UI reads flows from the relay)"
+            )
+        return ui
+
+
+class CiliumConfig(Section):
+    """The Cilium chart (components/cilium.py)."""
+
+    version: str = Field(
+        default=DEFAULT_CILIUM_VERSION,
+        description="Exact chart version X.Y.Z, 1.19.0 or newer. Upgrade one minor at a "
+        "time, with upgradeCompatibility set.",
+    )
+    kube_proxy_replacement: Flag = Field(
+        default=True,
+        description="Cilium's eBPF service handling replaces kube-proxy. Cannot be switched "
+        "on a live cluster.",
+    )
+    prefix_delegation: Flag = Field(
+        default=True,
+        description="ENIs hand out /28 prefixes instead of single IPs (110 pods per "
+        "t3.medium instead of 17); needs Nitro instance types.",
+    )
+    encryption: Literal["wireguard", "none"] = Field(
+        default="wireguard",
+        description="Transparent encryption of pod traffic between nodes: WireGuard "
+        "(UDP 51871 between nodes), or none.",
+    )
+    upgrade_compatibility: str | None = Field(
+        default=None,
+        description='The Cilium minor first installed on this cluster (e.g. "1.19"): the '
+        "chart keeps that minor's defaults across upgrades (Cilium's upgrade guide). Needed "
+        "for a minor upgrade; unset on a fresh install.",
+    )
+    hubble: HubbleConfig = Field(default_factory=HubbleConfig)
+
+    @field_validator("version", mode="after")
+    @classmethod
+    def _exact_and_recent(cls, version: str) -> str:
+        match = SEMVER_RE.match(version)
+        if not match:
+            raise refuse(
+                f"{version!r} is not an exact chart version; use X.Y.Z (e.g. "
+                f"{DEFAULT_CILIUM_VERSION}) so every `pulumi up` installs the same chart"
+            )
+        if tuple(int(part) for part in match.groups()) < MIN_CILIUM_VERSION:
+            raise refuse(
+                f"{version!r} is too old; allowed: {'.'.join(map(str, MIN_CILIUM_VERSION))} or "
+                "newer (before 1.19 the chart's Hubble certificate Job is a Helm hook that "
+                "cannot run before nodes exist, so the install never finishes)"
+            )
+        return version
+
+    @field_validator("upgrade_compatibility", mode="after")
+    @classmethod
+    def _a_minor_not_ahead(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if not MINOR_RE.match(value):
+            raise refuse(f'{value!r} is not a Cilium minor; use X.Y, e.g. "1.19"')
+        version = info.data.get("version")
+        if version and minor_of(value) > minor_of(version):
+            raise refuse(
+                f"{value!r} is newer than cilium.version {version!r}; set it to the minor "
+                "first installed on this cluster"
+            )
+        return value
+
+
+def minor_of(version: str) -> tuple[int, int]:
+    """(1, 20) for "1.20.0" or "1.20"."""
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)

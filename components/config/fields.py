@@ -1,0 +1,62 @@
+"""What every section of the stack config is made of: the project's namespace, the one
+error a user sees (`ConfigError`), the base model of a section (camelCase keys, no unknown
+key, immutable), and the field types several sections share, each with its rule and its
+words (`refuse`).
+
+Imports only pydantic: it is the bottom of the config package.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+PROJECT = "cilium-eks"
+
+
+class ConfigError(ValueError):
+    """Raised for invalid stack configuration, before any resource is declared."""
+
+
+def refuse(message: str) -> PydanticCustomError:
+    """A validation error whose words are ours; the key is put in front by `describe_error`."""
+    return PydanticCustomError("config", "{message}", {"message": message})
+
+
+# --- field types with their rules ----------------------------------------------------------
+
+
+def _bool_only(value: Any) -> Any:
+    # strict models refuse "true" and 1 already; this says so in the config's words
+    if not isinstance(value, bool):
+        raise refuse(f"{value!r} is not allowed; use true or false")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_bool_only)]
+
+
+def no_repeats(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    if len(set(values)) != len(values):
+        raise refuse("lists the same value twice")
+    return values
+
+
+def not_empty(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    if not values:
+        raise refuse("must not be empty")
+    return values
+
+
+class Section(BaseModel):
+    """A config object: camelCase keys, no unknown key (a typo is an error), immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        extra="forbid",
+        frozen=True,
+        strict=True,
+    )

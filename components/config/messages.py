@@ -1,0 +1,117 @@
+"""Pydantic's validation errors in the config's words: each names the key as typed in
+`Pulumi.<stack>.yaml` and what would have been accepted (`describe_error`), found by walking
+the models from the stack's (`model_in`, `field_bounds`: scripts/config_reference.py reads the
+same).
+
+Imports only the config package's own modules (never a component).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel
+
+from components.config.fields import PROJECT
+from components.config.stack import StackConfig
+
+
+def describe_error(error: Any) -> str:
+    """One pydantic error in the config's words: the key as typed, what is allowed."""
+    loc = tuple(error["loc"])
+    key = _key(loc)
+    kind, value = error["type"], error.get("input")
+    if kind == "config":
+        # a model's own rule: name the section; a rule whose text names its key says so
+        return f"{key}: {error['ctx']['message']}" if key else error["ctx"]["message"]
+    if kind == "extra_forbidden":
+        section = _section_at(loc[:-1])
+        allowed = ", ".join(_aliases(section)) if section else ""
+        where = _key(loc[:-1]) or PROJECT
+        return f"{where}: unknown key {loc[-1]!r}; allowed: {allowed}"
+    field = _field_at(loc)
+    if kind == "literal_error":
+        allowed = ", ".join(map(str, _literal_values(field)))
+        return f"{key}: {value!r} is not allowed; allowed: {allowed}"
+    if kind in ("int_type", "int_from_float", "greater_than_equal", "less_than_equal"):
+        low, high = field_bounds(field)
+        bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
+        return f"{key}: {value!r} is not allowed; use a whole number {bounds}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        section = _section_at(loc)
+        allowed = ", ".join(_aliases(section)) if section else ""
+        return f"{key}: {value!r} is not allowed; must be an object with keys {allowed}"
+    if kind in ("tuple_type", "list_type"):
+        return f"{key}: {value!r} is not allowed; use a list"
+    if kind == "string_type":
+        return f"{key}: {value!r} is not allowed; use a string"
+    if kind == "missing":
+        return f"{key}: not set"
+    return f"{key}: {error['msg']}"
+
+
+def _key(loc: Iterable[Any]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _field_at(loc: tuple[Any, ...]) -> Any:
+    """The FieldInfo of the key at `loc` (list indexes skipped), or None."""
+    model: type[BaseModel] | None = StackConfig
+    field = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None:
+            return None
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return None
+        model = model_in(field.annotation)
+    return field
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The section (model) whose keys sit at `loc`: the whole stack for ()."""
+    if not loc:
+        return StackConfig
+    field = _field_at(loc)
+    return model_in(field.annotation) if field else None
+
+
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    return next(
+        (t for t in _flatten(annotation) if isinstance(t, type) and issubclass(t, BaseModel)),
+        None,
+    )
+
+
+def _flatten(annotation: Any) -> list[Any]:
+    """The types inside an annotation (Optional[X], tuple[X, ...], Annotated[...])."""
+    args = get_args(annotation)
+    if not args:
+        return [annotation]
+    return [annotation, *(t for arg in args for t in _flatten(arg))]
+
+
+def _literal_values(field: Any) -> list[Any]:
+    for inner in _flatten(field.annotation) if field else []:
+        if getattr(inner, "__origin__", None) is Literal:
+            return list(get_args(inner))
+    return []
+
+
+def field_bounds(field: Any) -> tuple[Any, Any]:
+    low = high = None
+    for rule in field.metadata if field else []:
+        low = getattr(rule, "ge", low)
+        high = getattr(rule, "le", high)
+    return low, high
+
+
+def _aliases(model: type[BaseModel]) -> list[str]:
+    # aws:region is the AWS provider's key, not one of this project's
+    return [f.alias or n for n, f in model.model_fields.items() if ":" not in (f.alias or "")]

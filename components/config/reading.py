@@ -1,0 +1,133 @@
+"""Reading the stack's config: `parse()` validates raw values into a `StackConfig` or
+raises one `ConfigError` listing every mistake (pure and offline: tests and `make check`
+call it directly); `load()` feeds it the config as the Pulumi CLI hands it to the program.
+
+Imports only the config package's own modules (never a component); pulumi only inside
+`load()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from components.config.aws_facts import (
+    InstanceType,
+    eks_regions,
+    instance_facts,
+    instance_type_names,
+)
+from components.config.fields import PROJECT, ConfigError
+from components.config.messages import describe_error, model_in
+from components.config.stack import StackConfig
+
+# Config namespaces a stack file may use: this project's keys, and the providers'.
+PROVIDER_NAMESPACES = ("aws", "kubernetes", "eks", "pulumi")
+# The AWS provider's keys this program reads (it builds the provider itself, from these).
+AWS_KEYS = ("aws:region", "aws:defaultTags")
+
+
+def parse(
+    raw: Mapping[str, Any],
+    stack: str,
+    describe: Callable[[str], InstanceType] | None = None,
+    *,
+    offline: bool = False,
+) -> StackConfig:
+    """Validate raw config values into a StackConfig, or raise ConfigError listing each
+    mistake once.
+
+    `raw` holds this project's keys unprefixed (`network`), other namespaces' keys with
+    their prefix (`aws:region`); a key set to None counts as unset. With `describe` (EC2's
+    facts by instance type name) the instance types are also checked against what
+    pulumi-eks and prefix delegation accept, and their facts kept; with `offline`, their
+    names are checked against the AWS SDK's list instead.
+    """
+    values, errors = _project_keys(raw)
+    try:
+        cfg = StackConfig.model_validate(values, context={"stack": stack})
+    except ValidationError as err:
+        errors += [describe_error(e) for e in err.errors()]
+        cfg = None
+    nodes = values.get("nodes")
+    types = nodes.get("instanceTypes") if isinstance(nodes, dict) else None
+    types = cfg.nodes.instance_types if types is None and cfg is not None else types
+    if isinstance(types, list | tuple) and all(isinstance(t, str) for t in types):
+        errors += instance_type_names(tuple(types), offline=offline)
+    if cfg is not None and describe is not None and not errors:
+        # EC2 is asked only with a valid region and list
+        try:
+            facts = instance_facts(cfg.nodes, cfg.cilium, describe)
+        except ConfigError as err:
+            errors.append(str(err))
+        else:
+            cfg.nodes._facts = facts
+    if errors or cfg is None:
+        raise ConfigError("invalid stack configuration:\n  - " + "\n  - ".join(errors))
+    return cfg
+
+
+def _project_keys(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """This project's keys and aws:region, for the model; a namespace nobody reads is an
+    error (`cilium-ek:nodes` would otherwise be ignored without a word)."""
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for key, value in raw.items():
+        namespace, _, name = key.rpartition(":")
+        if namespace in ("", PROJECT):
+            if value is not None:
+                values[name] = value
+        elif key in AWS_KEYS:
+            if value is not None:
+                values[key] = value
+        elif namespace == "aws":
+            errors.append(
+                f"{key}: not read; this program builds its AWS provider from "
+                f"{' and '.join(AWS_KEYS)} only (components/aws.py): choose credentials with "
+                "AWS_PROFILE or `aws sso login`, which the kubeconfig and the teardown sweep "
+                "use as well"
+            )
+        elif namespace not in PROVIDER_NAMESPACES:
+            errors.append(
+                f"{key}: unknown namespace {namespace!r}; this program reads {PROJECT}:* "
+                f"and the providers' {', '.join(f'{n}:*' for n in PROVIDER_NAMESPACES)}"
+            )
+    if "aws:region" not in values:
+        errors.append(
+            "aws:region: not set; set it with `pulumi config set aws:region ap-northeast-2`"
+        )
+        values["aws:region"] = next(iter(sorted(eks_regions())))  # checks the rest all the same
+    return values, errors
+
+
+def stack_config_keys(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A stack's config as the CLI hands it to a program (every value a string: objects as
+    JSON) turned back into values: the objects this program reads parsed, strings kept."""
+    objects = set()
+    for name, field in StackConfig.model_fields.items():
+        if model_in(field.annotation) is not None:
+            key = field.alias or name
+            objects.add(key if ":" in key else f"{PROJECT}:{key}")
+    values: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in objects and isinstance(value, str):
+            # not JSON: a plain string, which the model refuses with its key
+            with contextlib.suppress(json.JSONDecodeError):
+                value = json.loads(value)
+        values[key] = value
+    return values
+
+
+def load() -> StackConfig:
+    """This stack's configuration, validated offline: every key the CLI hands over is read
+    (`PULUMI_CONFIG`, and the map a language host sets), so a typo in a key is refused, not
+    ignored as `pulumi.Config` would. Raises before any resource is declared."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    handed = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return parse(stack_config_keys(handed), stack=pulumi.get_stack())
