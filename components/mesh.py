@@ -6,11 +6,11 @@ stack of the mesh (docs/clustermesh.md has the bring-up order):
 - reads its peers' facts from their stack outputs (`mesh`, and cluster 1's `meshCa`):
   VPC, CIDR, region, account, cluster name and ID, clustermesh endpoint; never retyped;
 - links its VPC to each peer's with a VPC peering connection (cross-region where the
-  regions differ), made once: `MeshLink` creates it, or adopts the one the peer already
-  made, so the second stack up finds the first one's; whichever stack is destroyed first
-  deletes it. Peering rather than a transit gateway: no hourly charge, no hub to own (a
-  gateway's owner could not be destroyed first while others are attached), and two or a
-  few clusters need no transitive routing;
+  regions differ), made once: `MeshLink` (components/mesh_link.py) creates it, or adopts
+  the one the peer already made, so the second stack up finds the first one's; whichever
+  stack is destroyed first deletes it. Peering rather than a transit gateway: no hourly
+  charge, no hub to own (a gateway's owner could not be destroyed first while others are
+  attached), and two or a few clusters need no transitive routing;
 - routes each peer's CIDR from its private route tables through the link (in the route
   tables themselves, components/network.py: inline routes and separate Route resources
   on one table overwrite each other), and lets the peer's whole VPC reach its nodes
@@ -21,6 +21,9 @@ stack of the mesh (docs/clustermesh.md has the bring-up order):
 The chart values this adds are set in components/cilium.py (`mesh_values`); the global
 Services, the policy's clusters and the mesh checks are the demo's
 (components/starwars.py).
+
+Imports the config and the link (components/mesh_link.py); the components that use the
+mesh (network, cluster, cilium, starwars) import it, never the other way round.
 """
 
 from __future__ import annotations
@@ -29,18 +32,19 @@ import base64
 import hashlib
 import ipaddress
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi.dynamic
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from components.aws_api import aws_client
 from components.config import MESH_REFUSED, ConfigError, MeshConfig, mesh_problems
+
+# MeshLinkProvider stays importable from here for the stacks whose state names it by its
+# old home, components.mesh.MeshLinkProvider (see components/mesh_link.py).
+from components.mesh_link import MeshLinkProvider as MeshLinkProvider
 
 # The clustermesh-apiserver's etcd port, where peers' KVStoreMesh connect (chart: 2379).
 ENDPOINT_PORT = 2379
@@ -59,8 +63,6 @@ NLB_ANNOTATIONS = {
 # last 1 or 3 years and are renewed).
 CA_VALIDITY_HOURS = 10 * 365 * 24
 CA_COMMON_NAME = "Cilium CA"  # certgen's own name for it
-# How long MeshLink waits for a peering to turn active once accepted.
-ACTIVE_TIMEOUT = 300
 
 
 def nlb_hosts(region: str, dns_suffix: str) -> str:
@@ -80,186 +82,6 @@ def native_routing_cidr(cidrs: Sequence[str]) -> str:
         if all(n.subnet_of(candidate) for n in networks):  # type: ignore[arg-type]
             return str(candidate)
         prefix -= 1
-
-
-# --- the link ---------------------------------------------------------------------------------
-
-
-LIVE = ("initiating-request", "pending-acceptance", "provisioning", "active")
-NOT_FOUND = "InvalidVpcPeeringConnectionID.NotFound"
-
-
-def find_peering(ec2: Any, vpc: str, peer_vpc: str) -> dict[str, Any] | None:
-    """The live peering connection between two VPCs, whichever side requested it."""
-    for requester, accepter in ((vpc, peer_vpc), (peer_vpc, vpc)):
-        found = ec2.describe_vpc_peering_connections(
-            Filters=[
-                {"Name": "requester-vpc-info.vpc-id", "Values": [requester]},
-                {"Name": "accepter-vpc-info.vpc-id", "Values": [accepter]},
-                {"Name": "status-code", "Values": list(LIVE)},
-            ]
-        )["VpcPeeringConnections"]
-        # the same test again on what came back (an EC2 look-alike may ignore filters)
-        for peering in found:
-            if (
-                peering["RequesterVpcInfo"]["VpcId"] == requester
-                and peering["AccepterVpcInfo"]["VpcId"] == accepter
-                and peering["Status"]["Code"] in LIVE
-            ):
-                return peering
-    return None
-
-
-def _error_code(err: Exception) -> str:
-    return getattr(err, "response", {}).get("Error", {}).get("Code", "")
-
-
-def link(
-    clients: Callable[[str], Any],
-    region: str,
-    vpc: str,
-    peer_region: str,
-    peer_vpc: str,
-    *,
-    name: str = "",
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> tuple[str, bool]:
-    """(peering id, whether this call made it): the peering between the two VPCs, adopted
-    if either side made it already, else requested from `vpc`; accepted in the accepter's
-    region; active when this returns.
-
-    Its state is read in this stack's region, where it is visible at once whichever side
-    requested it. The accepter's region may not know a fresh cross-region request for a
-    moment (EC2 is eventually consistent; Terraform waits for pending-acceptance in the
-    requester's region for the same reason): acceptance is retried until it does.
-    """
-    ec2, peer_ec2 = clients(region), clients(peer_region)
-    existing = find_peering(ec2, vpc, peer_vpc)
-    created = existing is None
-    if existing is None:
-        request: dict[str, Any] = {"VpcId": vpc, "PeerVpcId": peer_vpc}
-        if name:
-            request["TagSpecifications"] = [
-                {"ResourceType": "vpc-peering-connection", "Tags": [{"Key": "Name", "Value": name}]}
-            ]
-        if peer_region != region:
-            request["PeerRegion"] = peer_region
-        existing = ec2.create_vpc_peering_connection(**request)["VpcPeeringConnection"]
-    peering = existing["VpcPeeringConnectionId"]
-    deadline, accepted = clock() + ACTIVE_TIMEOUT, False
-    while True:
-        found = ec2.describe_vpc_peering_connections(VpcPeeringConnectionIds=[peering])
-        (state,) = found["VpcPeeringConnections"]
-        status = state["Status"]["Code"]
-        if status == "active":
-            return peering, created
-        if status == "pending-acceptance" and not accepted:
-            accepter = state["AccepterVpcInfo"]["VpcId"]
-            try:
-                (peer_ec2 if accepter == peer_vpc else ec2).accept_vpc_peering_connection(
-                    VpcPeeringConnectionId=peering
-                )
-                accepted = True
-                continue  # look again at once
-            except Exception as err:
-                if _error_code(err) != NOT_FOUND:
-                    raise
-        elif status not in LIVE:
-            message = state["Status"].get("Message")
-            raise RuntimeError(f"VPC peering {peering} is {status}: {message}")
-        if clock() >= deadline:
-            raise RuntimeError(f"VPC peering {peering} not active after {ACTIVE_TIMEOUT} s")
-        sleep(5)
-
-
-def unlink(clients: Callable[[str], Any], region: str, peering: str) -> bool:
-    """Delete this peering if it is still live; whether this call deleted it. Only this
-    one: a newer link between the same VPCs (the peer's, after this one went) stays."""
-    ec2 = clients(region)
-    try:
-        (state,) = ec2.describe_vpc_peering_connections(VpcPeeringConnectionIds=[peering])[
-            "VpcPeeringConnections"
-        ]
-        if state["Status"]["Code"] not in LIVE:
-            return False
-        ec2.delete_vpc_peering_connection(VpcPeeringConnectionId=peering)
-    except Exception as err:
-        if _error_code(err) == NOT_FOUND:
-            return False  # gone long ago
-        raise
-    return True
-
-
-def _clients(region: str) -> Any:
-    return aws_client("ec2", region)
-
-
-class MeshLinkProvider(pulumi.dynamic.ResourceProvider):
-    """The peering between this stack's VPC and a peer's (see `link`, `unlink`). Inputs:
-    region, vpc_id, peer_region, peer_vpc_id, the Name tag of a peering it makes, and
-    peer_link: the peering the peer's stack last reported for this pair (its `mesh`
-    output), None until it lists this stack. Pickled by reference, like teardown.py's.
-
-    A link is replaced (create-before-delete: the new one adopts or makes the live
-    peering, then the old one deletes only its own, if still live) when either VPC
-    changes, or when the peer reports another peering than this one: the other side
-    deleted this one (it left the mesh, or went first on destroy) and made a new one.
-    """
-
-    KEYS = ("region", "vpc_id", "peer_region", "peer_vpc_id")
-
-    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        peering, created = link(
-            _clients,
-            props["region"],
-            props["vpc_id"],
-            props["peer_region"],
-            props["peer_vpc_id"],
-            name=props.get("name_tag", ""),
-        )
-        pulumi.log.info(f"VPC peering {peering} {'created' if created else 'adopted'}")
-        return pulumi.dynamic.CreateResult(peering, {**props, "peering_id": peering})
-
-    def diff(
-        self, _id: str, olds: dict[str, Any], news: dict[str, Any]
-    ) -> pulumi.dynamic.DiffResult:
-        changed = [k for k in self.KEYS if olds.get(k) != news.get(k)]
-        theirs = news.get("peer_link")
-        if theirs and theirs != olds.get("peering_id"):
-            changed.append("peer_link")
-        return pulumi.dynamic.DiffResult(changes=bool(changed), replaces=changed)
-
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        deleted = unlink(_clients, props["region"], props.get("peering_id") or _id)
-        pulumi.log.info(f"VPC peering {_id}: {'deleted' if deleted else 'already gone'}")
-
-
-class MeshLink(pulumi.dynamic.Resource, name="MeshLink"):
-    peering_id: pulumi.Output[str]
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        region: pulumi.Input[str],
-        vpc_id: pulumi.Input[str],
-        peer_region: pulumi.Input[str],
-        peer_vpc_id: pulumi.Input[str],
-        peer_link: pulumi.Input[str | None] = None,
-        tag: pulumi.Input[str] = "",
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        props = {
-            "name_tag": tag,
-            "peer_link": peer_link,
-            "region": region,
-            "vpc_id": vpc_id,
-            "peer_region": peer_region,
-            "peer_vpc_id": peer_vpc_id,
-            "peering_id": None,
-        }
-        super().__init__(MeshLinkProvider(), name, props, opts)
 
 
 # --- the mesh ---------------------------------------------------------------------------------

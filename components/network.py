@@ -19,7 +19,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.config import ConfigError, NetworkConfig
-from components.mesh import MeshLink, Peer
+from components.mesh import Peer
+from components.mesh_link import MeshLink
 
 # Subnet role tags read by the AWS Load Balancer Controller and the in-tree service
 # controller (EKS docs, "Subnet requirements and considerations").

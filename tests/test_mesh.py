@@ -22,8 +22,10 @@ import yaml
 from moto import mock_aws
 
 from components import mesh as mesh_module
+from components import mesh_link as mesh_link_module
 from components.config import mesh_problems
-from components.mesh import MeshLinkProvider, find_peering, link, native_routing_cidr, unlink
+from components.mesh import native_routing_cidr
+from components.mesh_link import MeshLinkProvider, find_peering, link, unlink
 from scripts import check_config
 from tests.harness import ROOT, Graph, Resource, run_ok, run_program
 from tests.test_cilium_chart import (
@@ -740,7 +742,7 @@ def test_a_fresh_cross_region_request_is_accepted_once_the_peer_region_knows_it(
 
 def test_the_link_records_its_peering_for_the_routes_and_its_own_delete(aws, monkeypatch):
     clients = clients_of(aws)
-    monkeypatch.setattr(mesh_module, "_clients", clients)
+    monkeypatch.setattr(mesh_link_module, "_clients", clients)
     vpc_a = vpc_in(clients, "us-east-1", "10.0.0.0/16")
     vpc_b = vpc_in(clients, "us-west-2", "10.1.0.0/16")
     props = {"region": "us-east-1", "vpc_id": vpc_a, "peer_region": "us-west-2",
@@ -847,8 +849,34 @@ def test_the_link_provider_loads_where_pulumi_runs_it(b1):
 
     (mesh_link,) = b1.of_type(LINK)
     loaded, boto3_imported, _ = load_provider_in_fresh_process(mesh_link.inputs["__provider"])
-    assert loaded == f"{mesh_module.__name__} MeshLinkProvider"
+    assert loaded == f"{mesh_link_module.__name__} MeshLinkProvider"
     assert not boto3_imported  # only a create or delete pays for boto3
+
+
+# What every MeshLink made before components/mesh.py was split (commit 74083f6) holds in
+# its state, inputs and outputs alike: the provider pickled by reference, as
+# components.mesh.MeshLinkProvider. A `pulumi up` leaves it in the outputs (the provider's
+# diff ignores __provider, so nothing is updated), and `pulumi destroy` unpickles it.
+PROVIDER_IN_OLD_STATE = "gASVKwAAAAAAAACMD2NvbXBvbmVudHMubWVzaJSMEE1lc2hMaW5rUHJvdmlkZXKUk5QpgZQu"
+
+
+def test_a_link_made_before_the_split_still_finds_its_provider(b1):
+    from tests.harness import load_provider_in_fresh_process
+
+    assert b"components.mesh\x94\x8c\x10MeshLinkProvider" in base64.b64decode(PROVIDER_IN_OLD_STATE)
+    loaded, boto3_imported, reserialized = load_provider_in_fresh_process(PROVIDER_IN_OLD_STATE)
+    assert loaded == f"{mesh_link_module.__name__} MeshLinkProvider"
+    assert not boto3_imported
+    # the same provider as a new link's: what the next `pulumi up` sends as its input
+    (mesh_link,) = b1.of_type(LINK)
+    assert reserialized == mesh_link.inputs["__provider"] != PROVIDER_IN_OLD_STATE
+
+
+def test_a_new_provider_input_alone_changes_no_link():
+    # the one difference between an old link's inputs and the next `pulumi up`'s
+    news = {**OLDS, "__provider": "components.mesh_link"}
+    diff = MeshLinkProvider().diff("pcx-1", {**OLDS, "__provider": "components.mesh"}, news)
+    assert not diff.changes and diff.replaces == []
 
 
 # --- the documented bring-up ------------------------------------------------------------------
