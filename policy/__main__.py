@@ -1,6 +1,7 @@
 """CrossGuard policy pack run by every CI preview (`pulumi preview --policy-pack policy`).
 
-The policies live in policies.py, where tests import them without starting the analyzer.
+The policies live in the package policies/ (one module per thing they guard), where tests
+import them without starting the analyzer.
 """
 
 import sys

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -32,9 +34,15 @@ from pulumi_policy.proxy import (
 
 from tests.harness import ROOT, Graph, mock_id
 
-_spec = importlib.util.spec_from_file_location("policies", ROOT / "policy" / "policies.py")
+# The pack's package, by its path (policy/ is no package of the program): as the analyzer
+# imports it, without putting policy/ on this process's sys.path.
+PACK = ROOT / "policy" / "policies"
+_spec = importlib.util.spec_from_file_location(
+    "policies", PACK / "__init__.py", submodule_search_locations=[str(PACK)]
+)
 assert _spec and _spec.loader
 policies = importlib.util.module_from_spec(_spec)
+sys.modules["policies"] = policies  # for its modules' relative imports
 _spec.loader.exec_module(policies)
 
 MANAGED_GROUPS = ["eks:index:ManagedNodeGroup", "aws:eks/nodeGroup:NodeGroup"]
@@ -186,14 +194,14 @@ CHART_REFERENCES = [
 
 @pytest.mark.parametrize(("chart", "name", "version"), CHART_REFERENCES)
 def test_chart_reference_names_the_chart_and_the_version_it_carries(chart, name, version):
-    assert policies.chart_reference(chart) == (name, version)
+    assert policies.cilium.chart_reference(chart) == (name, version)
 
 
 # Releases of the CNI's chart, however spelled (version pinned where the reference has none)
 CILIUM_RELEASES = [
     {"chart": chart, **({} if version else {"version": "1.19.6"})}
     for chart, name, version in CHART_REFERENCES
-    if name == "cilium" and (version is None or policies.EXACT_VERSION.match(version))
+    if name == "cilium" and (version is None or policies.cilium.EXACT_VERSION.match(version))
 ] + [
     {"chart": "Cilium", "version": "1.19.6"},  # a directory's name may be capitalised
     {"chart": "cilium", "version": "1.19.6", "repositoryOpts": {"repo": "https://mirror.example"}},
@@ -215,7 +223,7 @@ OTHER_RELEASES = [
 @pytest.mark.parametrize("release", CILIUM_RELEASES, ids=lambda r: r["chart"])
 def test_release_policy_holds_every_spelling_of_the_cilium_chart(rtype, release):
     check = policies.cilium_release_uses_eni_ipam_native_routing_and_a_pinned_version
-    assert policies.is_cilium_release(unknown_checking_proxy(release))
+    assert policies.cilium.is_cilium_release(unknown_checking_proxy(release))
     assert not violations_of(check, rtype, {**release, "values": VALUES})
     tunnel = {**release, "values": {**VALUES, "routingMode": "tunnel"}}
     assert_reports(violations_of(check, rtype, tunnel), ["routingMode"])
@@ -225,7 +233,7 @@ def test_release_policy_holds_every_spelling_of_the_cilium_chart(rtype, release)
 @pytest.mark.parametrize("release", OTHER_RELEASES, ids=lambda r: r.get("chart", "none"))
 def test_release_policy_leaves_other_charts_alone(rtype, release):
     check = policies.cilium_release_uses_eni_ipam_native_routing_and_a_pinned_version
-    assert not policies.is_cilium_release(unknown_checking_proxy(release))
+    assert not policies.cilium.is_cilium_release(unknown_checking_proxy(release))
     assert not violations_of(check, rtype, {**release, "version": "latest", "values": {}})
 
 
@@ -679,6 +687,25 @@ def test_the_program_passes_its_own_policy_pack(dev):
     assert run_pack(dev) == []
 
 
+def test_the_analyzer_runs_the_pack_these_tests_check(tmp_path):
+    """policy/__main__.py as the analyzer runs it, from another directory: it finds the
+    package's rules, and hands PolicyPack every one of them (PolicyPack itself, which
+    serves the engine, is recorded instead)."""
+    script = (
+        "import runpy, sys, pulumi_policy\n"
+        "pulumi_policy.PolicyPack = lambda **pack: print(*(p.name for p in pack['policies']))\n"
+        "runpy.run_path(sys.argv[1], run_name='__main__')\n"
+    )
+    main = str(ROOT / "policy" / "__main__.py")
+    proc = subprocess.run(
+        [sys.executable, "-c", script, main], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [p.name for p in policies.POLICIES]
+    assert len(policies.POLICIES) == 8
+
+
 def test_the_program_s_nodes_use_its_own_launch_template_through_a_property_dependency(dev):
     """The link a preview can follow: the node group's launchTemplate depends on the
     template `nodes` of the NodeGroup component, whose id is unknown until it exists."""
@@ -686,10 +713,10 @@ def test_the_program_s_nodes_use_its_own_launch_template_through_a_property_depe
     assert template_.parent == dev.one("cilium-eks:index:NodeGroup").urn
     resources = {r.urn: r for r in as_policy_resources(dev)}
     group = resources[dev.one("eks:index:ManagedNodeGroup").urn + "$child"]
-    linked = policies.launch_templates_of(group, [resources[template_.urn]])
+    linked = policies.imds.launch_templates_of(group, [resources[template_.urn]])
     assert [t.urn for t in linked] == [template_.urn]
     assert group.property_dependencies["launchTemplate"] == linked
-    assert policies.imds_problems(template_.inputs.get("metadataOptions")) == []
+    assert policies.imds.imds_problems(template_.inputs.get("metadataOptions")) == []
     cluster = dev.one("eks:index:Cluster")
     assert cluster.inputs.get("upgradePolicy") == {"supportType": "STANDARD"}
 
