@@ -8,8 +8,9 @@ destroy. So (Karpenter 1.14.1 docs and source, charts/karpenter, pkg/apis/crds):
   architecture; its EC2NodeClass sets kubelet's maxPods from the same prefix rule as the
   managed nodes (Karpenter's own count has no prefix term: karpenter-provider-aws #8210);
 - the controller runs on the managed nodes only (never on a node it launched), with an
-  IRSA role of its own: the reference policy of its cloudformation.yaml, iam:PassRole only
-  for its node role, instance actions only on instances tagged for this cluster;
+  IRSA role of its own: the reference policy of its cloudformation.yaml, kept as a document
+  (components/policies/karpenter-controller.json), iam:PassRole only for its node role,
+  instance actions only on instances tagged for this cluster;
 - its nodes have a role and an EC2_LINUX access entry of their own: EKS made the managed
   group's entry, and whether EKS deletes that entry with the group is not documented;
 - on `pulumi destroy` the NodePool and EC2NodeClass go before the controller: the
@@ -20,13 +21,17 @@ destroy. So (Karpenter 1.14.1 docs and source, charts/karpenter, pkg/apis/crds):
 IRSA rather than EKS Pod Identity: the cluster already has its OIDC provider, and Pod
 Identity's agent address (169.254.170.23) is one Cilium has been reported to break
 (cilium/cilium #35989, #40273).
+
+Imports the config, the cluster's and the nodes' helpers; only __main__.py imports it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -42,7 +47,7 @@ from components.nodes import (
     node_role,
 )
 
-# The release pinned here: chart, CRDs and the IAM policy below go together.
+# The release pinned here: chart, CRDs and the IAM policies (DOCUMENTS) go together.
 KARPENTER_VERSION = "1.14.1"
 CHART = "oci://public.ecr.aws/karpenter/karpenter"
 CRD_CHART = "oci://public.ecr.aws/karpenter/karpenter-crd"
@@ -63,6 +68,18 @@ CLUSTER_SG_TAG = "aws:eks:cluster-name"
 # (c7g.medium: 2 ENIs x 4 addresses, 6); from 2 vCPUs and medium up, types have 15 or more.
 TOO_SMALL_FOR_PREFIX_MAX_PODS = ("nano", "micro", "small")
 MIN_VCPUS_FOR_PREFIX_MAX_PODS = 2
+# Karpenter's reference IAM policies for KARPENTER_VERSION, kept as documents beside this
+# module (components/policies/) in the form of Karpenter's CloudFormation reference
+# (website/content/en/docs/getting-started/getting-started-with-karpenter/cloudformation.yaml
+# at the release's tag), CloudFormation's ${...} references and all, so that they diff
+# against it: the controller's statements (NodeLifecycle, IAMIntegration, EKSIntegration,
+# Interruption and ResourceDiscovery policies; ZonalShift is for settings.enableZonalShift,
+# off here) and the interruption queue's policy. tests/test_karpenter.py names every
+# difference from upstream and why.
+DOCUMENTS = Path(__file__).parent / "policies"
+CONTROLLER_POLICY = "karpenter-controller.json"
+QUEUE_POLICY = "karpenter-interruption-queue.json"
+CLOUDFORMATION_REFERENCE = re.compile(r"\$\{([^}]+)\}")
 # The interruption queue keeps a message 5 minutes (cloudformation.yaml).
 QUEUE_RETENTION_SECONDS = 300
 # Karpenter's interruption events (cloudformation.yaml): name -> EventBridge pattern.
@@ -95,6 +112,23 @@ TERMINATION_GRACE_PERIOD = "1h"
 NODE_CLASS_DELETE_TIMEOUT = "75m"
 
 
+def cloudformation_document(name: str, references: Mapping[str, str]) -> dict[str, Any]:
+    """A policy document of components/policies/ with its CloudFormation references
+    (`${AWS::Region}`, `${ClusterName}`, ...) filled in, in keys and values alike; a
+    reference not given is an error (KeyError), never left in."""
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, str):
+            return CLOUDFORMATION_REFERENCE.sub(lambda m: references[m.group(1)], node)
+        if isinstance(node, list):
+            return [fill(item) for item in node]
+        if isinstance(node, dict):
+            return {fill(key): fill(value) for key, value in node.items()}
+        return node
+
+    return fill(json.loads((DOCUMENTS / name).read_text()))
+
+
 def controller_policy(
     *,
     cluster: str,
@@ -104,217 +138,18 @@ def controller_policy(
     node_role_arn: str,
     queue_arn: str,
 ) -> dict[str, Any]:
-    """Karpenter 1.14's reference controller policy (cloudformation.yaml: NodeLifecycle,
-    IAMIntegration, EKSIntegration, Interruption and ResourceDiscovery; ZonalShift is for
-    settings.enableZonalShift, off here), with its CloudFormation references filled in."""
-    ec2 = f"arn:{partition}:ec2:{region}"
-    owned = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster}": "owned"}
-    request_owned = {
-        f"aws:RequestTag/kubernetes.io/cluster/{cluster}": "owned",
-        "aws:RequestTag/eks:eks-cluster-name": cluster,
-    }
-    tagged_resources = [
-        f"{ec2}:*:{kind}/*"
-        for kind in (
-            "fleet",
-            "instance",
-            "volume",
-            "network-interface",
-            "launch-template",
-            "spot-instances-request",
-        )
-    ]
-    profile = f"arn:{partition}:iam::{account}:instance-profile/*"
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "AllowScopedEC2InstanceAccessActions",
-                "Effect": "Allow",
-                "Resource": [
-                    f"{ec2}::image/*",
-                    f"{ec2}::snapshot/*",
-                    f"{ec2}:*:security-group/*",
-                    f"{ec2}:*:subnet/*",
-                    f"{ec2}:*:capacity-reservation/*",
-                    f"{ec2}:*:placement-group/*",
-                ],
-                "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
-            },
-            {
-                "Sid": "AllowScopedEC2LaunchTemplateAccessActions",
-                "Effect": "Allow",
-                "Resource": f"{ec2}:*:launch-template/*",
-                "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
-                "Condition": {
-                    "StringEquals": owned,
-                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
-                },
-            },
-            {
-                "Sid": "AllowScopedEC2InstanceActionsWithTags",
-                "Effect": "Allow",
-                "Resource": tagged_resources,
-                "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
-                "Condition": {
-                    "StringEquals": request_owned,
-                    "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
-                },
-            },
-            {
-                "Sid": "AllowScopedResourceCreationTagging",
-                "Effect": "Allow",
-                "Resource": tagged_resources,
-                "Action": "ec2:CreateTags",
-                "Condition": {
-                    "StringEquals": {
-                        **request_owned,
-                        "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
-                    },
-                    "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
-                },
-            },
-            {
-                "Sid": "AllowScopedResourceTagging",
-                "Effect": "Allow",
-                "Resource": f"{ec2}:*:instance/*",
-                "Action": "ec2:CreateTags",
-                "Condition": {
-                    "StringEquals": owned,
-                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
-                    "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster},
-                    "ForAllValues:StringEquals": {
-                        "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
-                    },
-                },
-            },
-            {
-                "Sid": "AllowScopedDeletion",
-                "Effect": "Allow",
-                "Resource": [f"{ec2}:*:instance/*", f"{ec2}:*:launch-template/*"],
-                "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
-                "Condition": {
-                    "StringEquals": owned,
-                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
-                },
-            },
-            {
-                "Sid": "AllowPassingInstanceRole",
-                "Effect": "Allow",
-                "Resource": node_role_arn,
-                "Action": "iam:PassRole",
-                "Condition": {
-                    "StringEquals": {
-                        "iam:PassedToService": ["ec2.amazonaws.com", "ec2.amazonaws.com.cn"]
-                    }
-                },
-            },
-            {
-                "Sid": "AllowScopedInstanceProfileCreationActions",
-                "Effect": "Allow",
-                "Resource": profile,
-                "Action": ["iam:CreateInstanceProfile"],
-                "Condition": {
-                    "StringEquals": {
-                        **request_owned,
-                        "aws:RequestTag/topology.kubernetes.io/region": region,
-                    },
-                    "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
-                },
-            },
-            {
-                "Sid": "AllowScopedInstanceProfileTagActions",
-                "Effect": "Allow",
-                "Resource": profile,
-                "Action": ["iam:TagInstanceProfile"],
-                "Condition": {
-                    "StringEquals": {
-                        **owned,
-                        "aws:ResourceTag/topology.kubernetes.io/region": region,
-                        **request_owned,
-                        "aws:RequestTag/topology.kubernetes.io/region": region,
-                    },
-                    "StringLike": {
-                        "aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
-                        "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*",
-                    },
-                },
-            },
-            {
-                "Sid": "AllowScopedInstanceProfileActions",
-                "Effect": "Allow",
-                "Resource": profile,
-                "Action": [
-                    "iam:AddRoleToInstanceProfile",
-                    "iam:RemoveRoleFromInstanceProfile",
-                    "iam:DeleteInstanceProfile",
-                ],
-                "Condition": {
-                    "StringEquals": {
-                        **owned,
-                        "aws:ResourceTag/topology.kubernetes.io/region": region,
-                    },
-                    "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
-                },
-            },
-            {
-                "Sid": "AllowAPIServerEndpointDiscovery",
-                "Effect": "Allow",
-                "Resource": f"arn:{partition}:eks:{region}:{account}:cluster/{cluster}",
-                "Action": "eks:DescribeCluster",
-            },
-            {
-                "Sid": "AllowInterruptionQueueActions",
-                "Effect": "Allow",
-                "Resource": queue_arn,
-                "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
-            },
-            {
-                "Sid": "AllowRegionalReadActions",
-                "Effect": "Allow",
-                "Resource": "*",
-                "Action": [
-                    "ec2:DescribeCapacityReservations",
-                    "ec2:DescribeImages",
-                    "ec2:DescribeInstances",
-                    "ec2:DescribeInstanceStatus",
-                    "ec2:DescribeInstanceTypeOfferings",
-                    "ec2:DescribeInstanceTypes",
-                    "ec2:DescribeLaunchTemplates",
-                    "ec2:DescribePlacementGroups",
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeSpotPriceHistory",
-                    "ec2:DescribeSubnets",
-                ],
-                "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
-            },
-            {
-                "Sid": "AllowSSMReadActions",
-                "Effect": "Allow",
-                # AWS's public parameters only: the AMI ids behind the pinned alias
-                "Resource": f"arn:{partition}:ssm:{region}::parameter/aws/service/*",
-                "Action": "ssm:GetParameter",
-            },
-            {
-                "Sid": "AllowPricingReadActions",
-                "Effect": "Allow",
-                "Resource": "*",
-                "Action": "pricing:GetProducts",
-            },
-            {
-                "Sid": "AllowUnscopedInstanceProfileListAction",
-                "Effect": "Allow",
-                "Resource": "*",
-                "Action": "iam:ListInstanceProfiles",
-            },
-            {
-                "Sid": "AllowInstanceProfileReadActions",
-                "Effect": "Allow",
-                "Resource": profile,
-                "Action": "iam:GetInstanceProfile",
-            },
-        ],
-    }
+    """Karpenter's reference controller policy (CONTROLLER_POLICY), filled in."""
+    return cloudformation_document(
+        CONTROLLER_POLICY,
+        {
+            "AWS::Partition": partition,
+            "AWS::Region": region,
+            "AWS::AccountId": account,
+            "ClusterName": cluster,
+            "KarpenterNodeRole.Arn": node_role_arn,
+            "KarpenterInterruptionQueue.Arn": queue_arn,
+        },
+    )
 
 
 def node_pool_requirements(
@@ -441,28 +276,7 @@ class Karpenter(pulumi.ComponentResource):
             queue_url=queue.url,
             policy=queue.arn.apply(
                 lambda arn: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Id": "EC2InterruptionPolicy",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Principal": {
-                                    "Service": ["events.amazonaws.com", "sqs.amazonaws.com"]
-                                },
-                                "Action": "sqs:SendMessage",
-                                "Resource": arn,
-                            },
-                            {
-                                "Sid": "DenyHTTP",
-                                "Effect": "Deny",
-                                "Principal": "*",
-                                "Action": "sqs:*",
-                                "Resource": arn,
-                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                            },
-                        ],
-                    }
+                    cloudformation_document(QUEUE_POLICY, {"KarpenterInterruptionQueue.Arn": arn})
                 )
             ),
             opts=child,

@@ -9,15 +9,19 @@ require of the objects is written down below and checked on what the program dec
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
 
 import pytest
+import yaml
 
 from components.config import InstanceType
+from components.karpenter import DOCUMENTS
 from components.nodes import MAX_PODS_BELOW_30_VCPUS, max_pods_with_prefix_delegation
 from tests.harness import Graph, mock_id, run_ok
+from tests.reference import location as reference_location
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
@@ -175,6 +179,170 @@ def test_the_controllers_role_trusts_its_service_account_only(on):
         f"{issuer}:sub": "system:serviceaccount:kube-system:karpenter",
         f"{issuer}:aud": "sts.amazonaws.com",
     }
+
+
+# --- the policies mirrored from Karpenter's CloudFormation reference ---------------------------
+
+KARPENTER_REPO = "aws/karpenter-provider-aws"
+KARPENTER_TAG = "v1.14.1"
+CFN_PATH = (
+    "website/content/en/docs/getting-started/getting-started-with-karpenter/cloudformation.yaml"
+)
+CFN_SHA256 = "7ffeb01f04b5da482ef43087830de00a476098416e3b4576c38239ef1b0bef4b"
+# Every policy statement of that file, in its order: (resource, Sid or position, sha256 of
+# the statement's canonical JSON: keys sorted, no spaces; !GetAtt X read as ${X}).
+UPSTREAM_STATEMENTS = [
+    ("NodeLifecyclePolicy", "AllowScopedEC2InstanceAccessActions",
+     "b4acbb9f4a02493f0f58080b4ce6fcdb6d53e6810c752c8f0590d658436ff838"),
+    ("NodeLifecyclePolicy", "AllowScopedEC2LaunchTemplateAccessActions",
+     "aacdf239ca18cd1b2fa285b99162d8481c6d4b5bcdb2e38d2ed2ab637b58dbdb"),
+    ("NodeLifecyclePolicy", "AllowScopedEC2InstanceActionsWithTags",
+     "97262d4cc707c8232f307a9bd3a35dbec526904259987af9b28b8e859719b3a4"),
+    ("NodeLifecyclePolicy", "AllowScopedResourceCreationTagging",
+     "44ba98e5c4a0cf2773605b51e636a3ded4a3762f2ba3cd76b1a1a7e7af7ce5cf"),
+    ("NodeLifecyclePolicy", "AllowScopedResourceTagging",
+     "d9d3ea3ca9e634e1133128c615688916baa4f43fef8829d378c7011576881187"),
+    ("NodeLifecyclePolicy", "AllowScopedDeletion",
+     "628edc8f81a7937009b6231eee58a92e0784fa550debca364f88ba04f453c2bd"),
+    ("IAMIntegrationPolicy", "AllowPassingInstanceRole",
+     "7751ded86d361630c16beb2f81b9e2e15dba8bb03245cd900f813e3716b02792"),
+    ("IAMIntegrationPolicy", "AllowScopedInstanceProfileCreationActions",
+     "48bf119c47a92f534aa158fecb8d45b862ecd7e50181f29747852e04e636df9e"),
+    ("IAMIntegrationPolicy", "AllowScopedInstanceProfileTagActions",
+     "5777193838685d304e312fd527aa6454b897dec047a813dc3942ddbb72bd437c"),
+    ("IAMIntegrationPolicy", "AllowScopedInstanceProfileActions",
+     "97b0bb25e73345c960f94df28ce677f51265b8d0c4904b1546f6dc624f37864d"),
+    ("EKSIntegrationPolicy", "AllowAPIServerEndpointDiscovery",
+     "b6f12a8559385d3d10c32f8c0119b61079676f682c848a371a68bc212f6a6634"),
+    ("InterruptionPolicy", "AllowInterruptionQueueActions",
+     "88392ee1a971eb0bb9393390dadff8408ac5e651e3ffef4fca71512b3b273f0a"),
+    ("ZonalShiftPolicy", "AllowZonalShiftStatusReadOnly",
+     "408582003665915cf6ec346793e538b5ebf334fde53f02c6b4c64968ff75334f"),
+    ("ResourceDiscoveryPolicy", "AllowRegionalReadActions",
+     "76aafcec5b490fb35d602d4f217f331a49e71f19c6d4a672ec031c919c76b107"),
+    ("ResourceDiscoveryPolicy", "AllowSSMReadActions",
+     "c86ca6677bb30436e62d2e3a321abb6419f18e39c7f32ae6fe31de353185cf6a"),
+    ("ResourceDiscoveryPolicy", "AllowPricingReadActions",
+     "4dc34fab60f60048d929c3578f7ab48662debc6613c17ea634c60dd6b848f3b3"),
+    ("ResourceDiscoveryPolicy", "AllowUnscopedInstanceProfileListAction",
+     "dba0f83910e754f4a040191911ab727ef930f659b2d2548afac6de6f5c9484c4"),
+    ("ResourceDiscoveryPolicy", "AllowInstanceProfileReadActions",
+     "9d842720c214c7e074b1b79c359f5ca972d1917b3041c2d38e8828b5cd7f9b8c"),
+    ("KarpenterInterruptionQueuePolicy", "0",
+     "326e123b240e1fc828a6b59ddf01e9cea041a52048060b20b2c7a2c009569d42"),
+    ("KarpenterInterruptionQueuePolicy", "DenyHTTP",
+     "7bf344b990ace1defa77314d54325ad63ade1d61c9993d3d2eddf970062555fe"),
+]  # fmt: skip
+# Which of upstream's policies each document of components/policies/ holds.
+DOCUMENT_SOURCES = {
+    "karpenter-controller.json": (
+        "NodeLifecyclePolicy", "IAMIntegrationPolicy", "EKSIntegrationPolicy",
+        "InterruptionPolicy", "ZonalShiftPolicy", "ResourceDiscoveryPolicy",
+    ),
+    "karpenter-interruption-queue.json": ("KarpenterInterruptionQueuePolicy",),
+}  # fmt: skip
+# Where the documents differ from upstream, and why; nothing else may.
+LEFT_OUT = {
+    "AllowZonalShiftStatusReadOnly": "arc-zonal-shift:GetManagedResource serves Karpenter's "
+    "settings.enableZonalShift, which this program leaves off",
+}
+# statement -> (why, the change undone: upstream's statement again)
+CHANGED: dict[str, tuple[str, Any]] = {
+    "DenyHTTP": (
+        'aws:SecureTransport is the JSON string "false", as IAM\'s grammar writes condition '
+        "values; upstream's YAML has the boolean false. The same condition.",
+        lambda s: {**s, "Condition": {"Bool": {"aws:SecureTransport": False}}},
+    ),
+}
+# document -> top-level keys beyond upstream's, and why
+ADDED_KEYS = {
+    "karpenter-interruption-queue.json": {
+        "Version": "upstream's queue policy has none, and IAM reads a document without one "
+        "in the 2008-10-17 language (IAM User Guide, Version element); 2012-10-17 is "
+        "current, as in every other document of the program",
+    },
+}
+
+
+def digest(statement: dict[str, Any]) -> str:
+    text = json.dumps(statement, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def label(position: int, statement: dict[str, Any]) -> str:
+    return statement.get("Sid", str(position))
+
+
+def test_the_mirrored_policies_are_upstreams_statement_for_statement():
+    """components/policies/ against Karpenter's CloudFormation reference: upstream is
+    aws/karpenter-provider-aws v1.14.1 (KARPENTER_VERSION), website/content/en/docs/
+    getting-started/getting-started-with-karpenter/cloudformation.yaml, sha256
+    7ffeb01f04b5da482ef43087830de00a476098416e3b4576c38239ef1b0bef4b (the same bytes as
+    v1.13's and, on main, v1.14's copy), recorded statement by statement in
+    UPSTREAM_STATEMENTS; the file itself is not copied into the repository. Each document
+    holds upstream's statements in upstream's order, CloudFormation's ${...} references
+    left in, except those LEFT_OUT and CHANGED, each with its reason."""
+    for name, sources in DOCUMENT_SOURCES.items():
+        document = json.loads((DOCUMENTS / name).read_text())
+        ours = []
+        for position, statement in enumerate(document["Statement"]):
+            key = label(position, statement)
+            undo = CHANGED[key][1] if key in CHANGED else (lambda s: s)
+            ours.append((key, digest(undo(statement))))
+        expected = [
+            (key, sha)
+            for source, key, sha in UPSTREAM_STATEMENTS
+            if source in sources and key not in LEFT_OUT
+        ]
+        assert ours == expected, name
+        assert set(document) - {"Version", "Id", "Statement"} == set()
+        assert set(ADDED_KEYS.get(name, {})) <= set(document)
+
+
+def upstream_statements(text: str) -> list[tuple[str, str, str]]:
+    """UPSTREAM_STATEMENTS, worked out from cloudformation.yaml's text."""
+
+    class CloudFormation(yaml.SafeLoader):
+        pass
+
+    CloudFormation.add_constructor("!Sub", lambda loader, node: loader.construct_scalar(node))
+    CloudFormation.add_constructor(
+        "!GetAtt", lambda loader, node: "${" + loader.construct_scalar(node) + "}"
+    )
+    CloudFormation.add_constructor(
+        "!Ref", lambda loader, node: "${" + loader.construct_scalar(node) + "}"
+    )
+    found = []
+    for name, resource in yaml.load(text, Loader=CloudFormation)["Resources"].items():
+        if resource["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::SQS::QueuePolicy"):
+            document = resource["Properties"]["PolicyDocument"]
+            document = json.loads(document) if isinstance(document, str) else document
+            for position, statement in enumerate(document["Statement"]):
+                found.append((name, label(position, statement), digest(statement)))
+    return found
+
+
+def test_the_recorded_statements_are_those_of_upstreams_file():
+    """With upstream's cloudformation.yaml in the reference folder (karpenter/, as
+    `git show v1.14.1:<CFN_PATH>` in a clone of aws/karpenter-provider-aws writes it): the
+    file is the one recorded, and UPSTREAM_STATEMENTS is what it holds."""
+    path = reference_location() / "karpenter" / "cloudformation.yaml"
+    if not path.is_file():
+        pytest.skip(
+            f"{path} not found: `git show {KARPENTER_TAG}:{CFN_PATH}` in a clone of "
+            f"{KARPENTER_REPO} writes it"
+        )
+    text = path.read_bytes()
+    assert hashlib.sha256(text).hexdigest() == CFN_SHA256
+    assert upstream_statements(text.decode()) == UPSTREAM_STATEMENTS
+
+
+def test_the_declared_policies_have_every_reference_filled_in(on):
+    for policy in (
+        karpenters(on, POLICY, "controller").inputs["policy"],
+        karpenters(on, "aws:sqs/queuePolicy:QueuePolicy").inputs["policy"],
+    ):
+        assert "${" not in policy and json.loads(policy)["Version"] == "2012-10-17"
 
 
 # --- interruptions --------------------------------------------------------------------------------
