@@ -4,6 +4,8 @@ config -> Network -> Cluster -> Teardown -> AwsNodeOff -> Cilium -> NodeGroup ->
 with the optional ImageCache (network.vpcEndpoints), Karpenter (karpenter.enabled) and
 ClusterMesh (mesh: Mesh before the network, MeshEndpoint after the nodes).
 Each component's docstring says what it waits for and why.
+
+Imports the config and every component; nothing imports it.
 """
 
 import pulumi

@@ -4,6 +4,8 @@ given, with botocore's standard retry mode, so that throttling is retried, not f
 
 boto3 is imported on first use: about 0.1 s that only a create or delete pays, never a
 `pulumi up` that changes none of them.
+
+Imports nothing of the program: it is below every component (tests/test_layout.py).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Always `aws-node` (the AWS VPC CNI), and `kube-proxy` when Cilium's kube-proxy r
 is on. Cilium's EKS install guide does it with a nodeSelector no node carries rather than
 by deleting the DaemonSet: it is reversible (remove the patch) and EKS does not undo it,
 whereas a deleted self-managed DaemonSet could be recreated by an EKS platform update.
+
+Imports no other module of the program; __main__.py uses it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from a pod labelled like a Star Wars ship, with a ServiceAccount that may only r
 `cilium`, `cilium-envoy` and `kube-proxy` DaemonSets and the `cilium-operator` Deployment
 in kube-system, and, cluster-wide, CiliumNodes (WireGuard keys) and, with Karpenter,
 NodePools. Nothing leaves the cluster: the pods ask the API server from inside.
+
+Imports no other module of the program; components/starwars.py uses it.
 """
 
 from __future__ import annotations

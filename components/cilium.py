@@ -1,6 +1,8 @@
 """Cilium in ENI IPAM mode with Hubble: the operator's IAM role (IRSA) and the Helm release.
 
 The Helm values are all in `helm_values()`, each explained where it is set.
+
+Imports the config and the cluster's, mesh's and teardown's helpers; never __main__.py.
 """
 
 from __future__ import annotations

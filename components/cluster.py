@@ -15,6 +15,8 @@ only), because EKS's own rules make the declared value alone wrong for a live st
   re-created; creating it again fails with ResourceAlreadyExistsException
   (terraform-aws-eks #920, #2763). So an existing group is imported, and the group is
   retained on destroy, with its retention: nothing unbounded is left behind.
+
+Imports no other module of the program; the components after it use its helpers.
 """
 
 from __future__ import annotations

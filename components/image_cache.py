@@ -13,6 +13,8 @@ Two facts only AWS decides shape it:
 
 Which images: every quay.io image of the pinned Cilium chart (read from the chart itself,
 helm.cilium.io, when the warm-up runs) and the images this program pins (the demo's).
+
+Imports the AWS API helper and nothing else of the program.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ so the private subnets are large (/19 in a /16 VPC, /20 in a /17) and the public
 which hold only NAT gateways and load balancers, are small. The control-plane subnets are
 /28s for the ENIs EKS puts in the VPC (EKS user guide: at least 6 free addresses, 16
 recommended; small dedicated subnets, so pods never exhaust them).
+
+Imports the config and the mesh's peers and link; never __main__.py.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The managed node group: AL2023 nodes in the private subnets, tainted until Cilium is
-ready, on a launch template of the stack's own; and CoreDNS, which needs those nodes."""
+ready, on a launch template of the stack's own; and CoreDNS, which needs those nodes.
+
+Imports the config and nothing else of the program.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ derived, not typed by hand per stack: the region, the user's `aws:defaultTags`, 
 a live stack from the default provider to this one with the same region and tags changes
 no resource: the engine asks the new provider's DiffConfig, which finds nothing to replace
 (pulumi/pulumi #18509, Pulumi 3.151 and newer).
+
+Imports the config and nothing else of the program.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ The objects match Cilium's examples/minikube/http-sw-app.yaml (names, labels, im
 ports) in a namespace of their own, except that the ships are one-replica Deployments
 rather than bare Pods, so they come back when the nodes are replaced. The policy for
 each mode is in `policy_spec()`; the checks' pods, Jobs and CronJobs in components/checks.py.
+
+Imports the config and the checks', Cilium's and mesh's helpers; never __main__.py.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ tags below); once the nodes are gone nothing does, and an `available` interface 
 DeleteSubnet fail with DependencyViolation: the most reported way a Cilium-on-EKS destroy
 fails. `Teardown` holds a dynamic resource whose delete sweeps them, after the nodes and
 before the subnets.
+
+Imports the AWS API helper and nothing else of the program.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 The policies live in the package policies/ (one module per thing they guard), where tests
 import them without starting the analyzer.
+
+Imports the package policies/ only: nothing of the program (components/, __main__.py).
 """
 
 import sys

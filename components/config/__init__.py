@@ -15,9 +15,10 @@ would have been accepted: one `ConfigError`, one round of fixes.
 - reading: `parse()` (pure and offline: tests and `make check` call it directly) and
   `load()` (the stack's config as the Pulumi CLI hands it over).
 
-The config package is the program's lowest layer: none of its modules imports a component
-(anything that declares resources) or another module of the program beyond this package;
-tests/test_layout.py holds it to that. Callers import from here.
+Callers import from here. The package is the program's lowest layer (tests/test_layout.py):
+
+Imports only its own modules: never a component (anything that declares resources) nor
+any other module of the program.
 """
 
 from components.config.access import AccessConfig

@@ -26,6 +26,8 @@ The rules, by what they guard: nodes (Cilium's taint, private subnets), imds (IM
 hop limit 1), cilium (the CNI's release, aws-node off), iam (no wildcard actions), clusters
 (standard support); reading holds what they share. POLICIES is the pack policy/__main__.py
 runs.
+
+Imports pulumi_policy and its own modules only, never components/ (tests/test_layout.py).
 """
 
 from __future__ import annotations

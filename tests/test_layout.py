@@ -1,0 +1,155 @@
+"""The layout explains itself: modules small enough to read in one sitting, each opening
+with what it owns and what it imports, and layers that import only downwards.
+
+The layers, lowest first (docs/design.md draws them):
+- config: components/config/, the stack's configuration and what AWS's data says of it;
+  imports only its own modules. Read by `make check` and the preflight without the program.
+- aws_api: components/aws_api.py, the AWS API clients of the dynamic providers; imports
+  nothing of the program.
+- components: the other modules of components/, which declare resources; import the layers
+  below and each other.
+- program: __main__.py, which wires the components together.
+Beside them: scripts/ import only the lower layers (config, aws_api): they run before or
+without the program; the policy pack (policy/) imports nothing of the program at all, so
+that it judges the program independently.
+
+The two lower layers declare no resources: no module-level import of a Pulumi SDK that
+declares resources and no ComponentResource; an SDK imported inside a function (an invoke,
+as config's EC2 lookup) is allowed.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ROOT
+
+MAX_LINES = 500
+# Replaced by a maintained mutation tool (issue 25, point 4), then deleted.
+TOO_LONG_FOR_NOW = {"scripts/mutate.py"}
+
+LOWER = ("config", "aws_api")
+# Importing these at module level, or subclassing ComponentResource, is declaring resources.
+RESOURCE_SDKS = ("pulumi_aws", "pulumi_eks", "pulumi_kubernetes", "pulumi_tls", "pulumi.dynamic")
+
+
+def layer_of(path: Path) -> str:
+    rel = path.relative_to(ROOT).as_posix()
+    if rel.startswith("components/config/"):
+        return "config"
+    if rel == "components/aws_api.py":
+        return "aws_api"
+    if rel.startswith("components/"):
+        return "components"
+    if rel == "__main__.py":
+        return "program"
+    if rel.startswith("scripts/"):
+        return "scripts"
+    assert rel.startswith("policy/"), rel
+    return "policy"
+
+
+# What each layer may import of the program, by module name prefix.
+MAY_IMPORT = {
+    "config": ("components.config",),
+    "aws_api": (),
+    "components": ("components",),
+    "program": ("components",),
+    "scripts": ("components.config", "components.aws_api"),
+    "policy": (),
+}
+
+
+def modules() -> list[Path]:
+    found = [ROOT / "__main__.py"]
+    for folder in ("components", "scripts", "policy"):
+        found += sorted((ROOT / folder).rglob("*.py"))
+    return found
+
+
+def program_imports(tree: ast.Module) -> list[str]:
+    """Every module of the program this one imports, anywhere in it (functions included)."""
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return [n for n in names if n == "__main__" or n.split(".")[0] in ("components", "scripts")]
+
+
+def declares_resources(tree: ast.Module) -> bool:
+    for node in tree.body:  # module level only
+        if isinstance(node, ast.Import) and any(
+            a.name.startswith(RESOURCE_SDKS) for a in node.names
+        ):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(RESOURCE_SDKS):
+            return True
+        if isinstance(node, ast.ClassDef) and any(
+            "ComponentResource" in ast.unparse(base) for base in node.bases
+        ):
+            return True
+    return False
+
+
+MODULES = modules()
+
+
+def test_every_layer_imports_only_what_it_may():
+    wrong = []
+    for path in MODULES:
+        layer = layer_of(path)
+        for name in program_imports(ast.parse(path.read_text())):
+            if not any(name == p or name.startswith(p + ".") for p in MAY_IMPORT[layer]):
+                wrong.append(f"{path.relative_to(ROOT)} ({layer}) imports {name}")
+    assert wrong == []
+
+
+def test_the_lower_layers_declare_no_resources_and_the_components_do():
+    declaring = {
+        p.relative_to(ROOT).as_posix()
+        for p in MODULES
+        if declares_resources(ast.parse(p.read_text()))
+    }
+    assert [p for p in declaring if layer_of(ROOT / p) in LOWER] == []
+    # the rule sees what it is meant to: these are the modules that declare resources
+    assert {"components/cluster.py", "components/mesh.py", "components/mesh_link.py"} <= declaring
+
+
+@pytest.mark.parametrize(
+    ("source", "allowed"),
+    [
+        ("from components.cluster import irsa_trust_policy", False),
+        ("def f():\n    import components.mesh", False),  # inside a function too
+        ("from components.config.fields import refuse", True),
+        ("import boto3", True),
+    ],
+)
+def test_the_import_rule_sees_every_spelling_for_the_config_layer(source, allowed):
+    names = program_imports(ast.parse(source))
+    assert all(n.startswith("components.config") for n in names) is allowed
+
+
+def test_no_module_is_longer_than_one_sitting():
+    long = {
+        p.relative_to(ROOT).as_posix(): n
+        for p in MODULES
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert long.keys() <= TOO_LONG_FOR_NOW, long
+
+
+def test_every_module_says_what_it_owns_and_what_it_imports():
+    """A docstring first; in the program and the policy pack, a paragraph on its imports."""
+    missing = []
+    for path in MODULES:
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        needs_imports = layer_of(path) not in ("scripts",)
+        if not doc or (needs_imports and not re.search(r"^Imports\b", doc, re.M)):
+            missing.append(path.relative_to(ROOT).as_posix())
+    assert missing == []
