@@ -71,6 +71,8 @@ class Resource:
     property_dependencies: dict[str, list[str]]
     inputs: dict[str, Any]
     custom_timeouts: dict[str, str]  # how long Pulumi waits: {"create": "20m", ...}
+    secret_inputs: list[str]  # the inputs sent as secrets, as dotted paths ("values.tls")
+    aliases: list[Any]  # the URNs (or alias specs) it may have had before
 
 
 class Graph:
@@ -101,6 +103,8 @@ class Graph:
                 property_dependencies=r["propertyDependencies"],
                 inputs=r["inputs"],
                 custom_timeouts=r["customTimeouts"],
+                secret_inputs=r["secretInputs"],
+                aliases=r["aliases"],
             )
             for r in data["resources"]
         ]
