@@ -46,10 +46,15 @@ LOG_RETENTION_DAYS = 30
 WIREGUARD_PORT = 51871
 
 # EKS access policies (EKS docs, "Review access policy permissions"): full cluster admin,
-# and read-only access to every object, Secrets included (a `pulumi preview` reads the Helm
-# release's Secret; AmazonEKSViewPolicy would not show it).
+# and for the viewers (the CI preview role) AmazonEKSViewPolicy: get, list and watch on most
+# objects, the Kubernetes `view` role's set, WITHOUT Secrets. AmazonEKSAdminViewPolicy
+# would grant get/list/watch on every resource ("*"), Secrets included: every token and
+# key in the cluster, the mesh's CA among them. A preview needs no Secret: pulumi-kubernetes
+# previews from the stack's state, falling back to a client-side diff where a server-side
+# dry run is forbidden (pulumi/pulumi-kubernetes #2419), and a Helm release's preview reads
+# nothing in the cluster (docs/operations.md).
 CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-CLUSTER_VIEWER_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"
+CLUSTER_VIEWER_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
 
 # EKS's upgrade policy. EXTENDED (the default of EKS and pulumi-eks) keeps a version past
 # standard support at $0.60 per hour instead of $0.10; STANDARD has EKS upgrade the

@@ -154,7 +154,7 @@ def test_admin_principals_get_cluster_admin_access_entries():
         assert policy["accessScope"] == {"type": "cluster"}
 
 
-def test_viewers_get_read_only_access_entries_that_can_read_secrets():
+def test_viewers_get_read_only_access_entries_that_cannot_read_secrets():
     admin = "arn:aws:iam::123456789012:role/ci/deployer"
     viewer = "arn:aws:iam::123456789012:role/ci/previewer"
     entries = (
@@ -168,8 +168,10 @@ def test_viewers_get_read_only_access_entries_that_can_read_secrets():
     assert list(by_arn[viewer]["accessPolicies"]) == ["cluster-viewer"]
     assert list(by_arn[admin]["accessPolicies"]) == ["cluster-admin"]
     (policy,) = by_arn[viewer]["accessPolicies"].values()
-    # a preview reads the Helm release's Secret; AmazonEKSViewPolicy does not show Secrets
-    assert policy["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"
+    # EKS docs, "Review access policy permissions": AmazonEKSViewPolicy reads most objects
+    # but no Secret; AmazonEKSAdminViewPolicy reads every resource ("*"), Secrets (every
+    # token, the mesh's CA key) included. A preview needs none (docs/operations.md).
+    assert policy["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
     assert policy["accessScope"] == {"type": "cluster"}
     (policy,) = by_arn[admin]["accessPolicies"].values()
     assert policy["policyArn"].endswith("/AmazonEKSClusterAdminPolicy")

@@ -60,8 +60,8 @@ class AccessConfig(Section):
     )
     viewer_principal_arns: PrincipalArns = Field(
         default=(),
-        description="IAM role/user ARNs given read-only access (AmazonEKSAdminViewPolicy), "
-        "e.g. the CI preview role.",
+        description="IAM role/user ARNs given read-only access (AmazonEKSViewPolicy: "
+        "no Secrets), e.g. the CI preview role.",
     )
     public_access_cidrs: Annotated[
         tuple[Annotated[str, BeforeValidator(_ipv4_cidr)], ...],
