@@ -64,6 +64,7 @@ cluster = Cluster("cluster", ClusterArgs(
     kube_proxy_addon=not cfg.cilium.kube_proxy_replacement,
     wireguard=cfg.cilium.encryption == "wireguard",
     peer_cidrs={p.key: p.fact("vpcCidr") for p in mesh.peers} if mesh else {},
+    permissions_boundary=cfg.access.permissions_boundary_arn,
 ), opts=on_aws)  # fmt: skip
 teardown = Teardown("teardown", TeardownArgs(
     region=cfg.region, vpc_id=network.vpc_id, cluster_name=cluster.cluster_name,
@@ -81,6 +82,7 @@ cilium = Cilium("cilium", CiliumArgs(
     bootstrap_patches=bootstrap.patches, eni_sweeper=teardown.sweeper,
     image_repositories=cache.chart_values() if cache else None,
     mesh=mesh.values if mesh else None,
+    permissions_boundary=cfg.access.permissions_boundary_arn,
 ), opts=on_aws)  # fmt: skip
 nodes = NodeGroup("nodes", NodeGroupArgs(
     cluster=cluster.eks_cluster, cluster_name=cfg.cluster_name, config=cfg.nodes,
@@ -88,6 +90,7 @@ nodes = NodeGroup("nodes", NodeGroupArgs(
     subnet_ids=network.private_subnet_ids, partition=cfg.partition, cni_release=cilium.release,
     egress=[*network.egress, *(cache.ready if cache else [])], eni_sweeper=teardown.sweeper,
     node_policies={"image-cache": cache.node_policy} if cache else {},
+    permissions_boundary=cfg.access.permissions_boundary_arn,
 ), opts=on_aws)  # fmt: skip
 karpenter = Karpenter("karpenter", KarpenterArgs(
     config=cfg.karpenter, cluster_name=cfg.cluster_name, region=cfg.region,
@@ -98,6 +101,7 @@ karpenter = Karpenter("karpenter", KarpenterArgs(
     provider=cluster.provider, cni_release=cilium.release, node_group=nodes.node_group,
     eni_sweeper=teardown.sweeper,
     node_policies={"image-cache": cache.node_policy} if cache else {},
+    permissions_boundary=cfg.access.permissions_boundary_arn,
 ), opts=on_aws) if cfg.karpenter.enabled else None  # fmt: skip
 demo_mesh = None
 if mesh:

@@ -290,6 +290,7 @@ class CiliumArgs:
     # the chart's image repositories through the ECR cache (network.vpcEndpoints)
     image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None
     mesh: MeshValues | None = None  # ClusterMesh (components/mesh.py)
+    permissions_boundary: str | None = None  # access.permissionsBoundaryArn, on the role
 
 
 class Cilium(pulumi.ComponentResource):
@@ -316,6 +317,7 @@ class Cilium(pulumi.ComponentResource):
             assume_role_policy=pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
                 lambda a: irsa_trust_policy(a[0], a[1], NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
             ),
+            permissions_boundary=args.permissions_boundary,
             opts=child,
         )
         operator_policy = aws.iam.RolePolicy(

@@ -21,6 +21,7 @@ Imports no other module of the program; the components after it use its helpers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import urllib.parse
@@ -62,6 +63,60 @@ CLUSTER_VIEWER_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEK
 UPGRADE_SUPPORT_TYPE = "STANDARD"
 
 
+# The EKS cluster's IAM role, made by the program and handed to pulumi-eks (`service_role`),
+# because pulumi-eks's own has no permissions-boundary option. What pulumi-eks 4.x makes
+# when it is handed none, read from its source (pulumi/pulumi-eks nodejs/eks, commit
+# 7bf0c1b1, the newest snapshot; these lines are unchanged since v4.3.0):
+# - cluster/cluster.ts 513-546 ("Create the EKS service role"): a ServiceRole component
+#   `${name}-eksRole` (eks:index:ServiceRole, child of the eks:index:Cluster), service
+#   eks.amazonaws.com, description "Allows EKS to manage clusters on your behalf.", managed
+#   policies ["AmazonEKSClusterPolicy"] (the other four only with EKS Auto Mode), each
+#   `{id: arn:aws:iam::aws:policy/<P>, arn: arn:<partition>:iam::aws:policy/<P>}`, and
+#   assumeRoleActions ["sts:AssumeRole", "sts:TagSession"];
+# - servicerole.ts 75-111: the role `${name}-role` with that trust policy (JSON.stringify:
+#   Version, then Statement [{Action, Effect, Principal: {Service: [service]}}]), and one
+#   RolePolicyAttachment `${name}-${sha1hash(policy.id)}` per policy, sha1hash being the
+#   first 8 hex digits of the SHA-1 of the id (servicerole.ts 20-25).
+# A live stack's role is adopted through aliases on those URNs (`pulumi_eks_service_role`):
+# same role, same name and ARN (an EKS cluster's roleArn cannot change without replacing
+# the cluster), updated in place if at all. The attachment is aliased too: as a new
+# resource its create would find the policy attached already, and the old one's delete,
+# which runs last, would detach it from the role the cluster uses.
+SERVICE_ROLE_POLICIES = ("AmazonEKSClusterPolicy",)
+SERVICE_ROLE_DESCRIPTION = "Allows EKS to manage clusters on your behalf."
+SERVICE_ROLE_TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Effect": "Allow",
+                "Principal": {"Service": ["eks.amazonaws.com"]},
+            }
+        ],
+    },
+    separators=(",", ":"),
+)
+ROLE = "aws:iam/role:Role"
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+
+
+def pulumi_eks_service_role(
+    eks_name: str, parent: pulumi.Resource
+) -> tuple[pulumi.Output[str], dict[str, pulumi.Output[str]]]:
+    """The URNs pulumi-eks gives the service role it makes for its Cluster `eks_name`
+    (a child of `parent`), and each policy's attachment, by policy name."""
+    cluster = pulumi.create_urn(eks_name, "eks:index:Cluster", parent=parent)
+    component = pulumi.create_urn(f"{eks_name}-eksRole", "eks:index:ServiceRole", parent=cluster)
+
+    def attachment(policy: str) -> pulumi.Output[str]:
+        digest = hashlib.sha1(f"arn:aws:iam::aws:policy/{policy}".encode()).hexdigest()[:8]
+        return pulumi.create_urn(f"{eks_name}-eksRole-{digest}", ATTACHMENT, parent=component)
+
+    role = pulumi.create_urn(f"{eks_name}-eksRole-role", ROLE, parent=component)
+    return role, {policy: attachment(policy) for policy in SERVICE_ROLE_POLICIES}
+
+
 def access_entry_key(arn: str) -> str:
     """A stable key for an admin principal's access entry, derived from its ARN.
 
@@ -89,6 +144,8 @@ class ClusterArgs:
     wireguard: bool  # nodes accept each other's WireGuard traffic (cilium.encryption)
     # ClusterMesh peers' VPC CIDRs by peer key (components/mesh.py): the nodes accept them
     peer_cidrs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # access.permissionsBoundaryArn: on the cluster's service role (None: no boundary)
+    permissions_boundary: str | None = None
 
 
 class Cluster(pulumi.ComponentResource):
@@ -103,6 +160,9 @@ class Cluster(pulumi.ComponentResource):
       be carried by nothing (managed nodes and Cilium's ENIs use EKS's cluster security
       group); an existing stack updates the cluster's VPC config in place and deletes them.
     - STANDARD upgrade policy (see UPGRADE_SUPPORT_TYPE).
+    - The cluster's IAM role is the stack's own, with the permissions boundary, adopted
+      from pulumi-eks on a live stack (see SERVICE_ROLE_POLICIES); the cluster waits for
+      its policy through the role it is handed.
     - `use_default_vpc_cni=True`: pulumi-eks must not install or manage the vpc-cni
       add-on; it would fight Cilium. The self-managed aws-node DaemonSet that EKS
       bootstraps is switched off by components/aws_node.py instead.
@@ -164,10 +224,12 @@ class Cluster(pulumi.ComponentResource):
             ),
         )
 
+        eks_name = "eks"  # pulumi-eks names its children after it (see SERVICE_ROLE_POLICIES)
+        service_role, its_policies = self._service_role(eks_name, args)
         admin_policy = CLUSTER_ADMIN_POLICY.format(partition=args.partition)
         viewer_policy = CLUSTER_VIEWER_POLICY.format(partition=args.partition)
         self.eks_cluster = eks.Cluster(
-            "eks",
+            eks_name,
             # The name flows through the log group, so the group exists before EKS would
             # create its own (a component's depends_on would not reach pulumi-eks's
             # children; a property dependency does).
@@ -180,6 +242,11 @@ class Cluster(pulumi.ComponentResource):
             endpoint_private_access=True,  # nodes reach the API without leaving the VPC
             endpoint_public_access=True,  # `pulumi up` and kubectl from outside the VPC
             public_access_cidrs=list(args.public_access_cidrs),
+            # The role once its policies are attached: pulumi-eks takes the cluster's roleArn
+            # from it (cluster.ts 691-693), so EKS gets a role that can already do its job.
+            service_role=pulumi.Output.all(service_role.arn, *its_policies).apply(
+                lambda _: service_role
+            ),
             authentication_mode=eks.AuthenticationMode.API,
             access_entries={
                 **access_entries(args.admin_principal_arns, "cluster-admin", admin_policy),
@@ -240,6 +307,30 @@ class Cluster(pulumi.ComponentResource):
                 opts=child,
             )
         self.register_outputs({"name": args.name, "kubeconfig": self.kubeconfig})
+
+    def _service_role(
+        self, eks_name: str, args: ClusterArgs
+    ) -> tuple[aws.iam.Role, list[pulumi.Output[str]]]:
+        """The cluster's IAM role and its policies' attachment ids (SERVICE_ROLE_POLICIES),
+        under the URNs pulumi-eks gave them in a live stack."""
+        old_role, old_attachments = pulumi_eks_service_role(eks_name, self)
+        role = aws.iam.Role(
+            "service-role",
+            description=SERVICE_ROLE_DESCRIPTION,
+            assume_role_policy=SERVICE_ROLE_TRUST,
+            permissions_boundary=args.permissions_boundary,
+            opts=pulumi.ResourceOptions(parent=self, aliases=[old_role]),
+        )
+        attached = [
+            aws.iam.RolePolicyAttachment(
+                f"service-role-{policy}",
+                role=role.name,
+                policy_arn=f"arn:{args.partition}:iam::aws:policy/{policy}",
+                opts=pulumi.ResourceOptions(parent=self, aliases=[old_attachments[policy]]),
+            ).id
+            for policy in SERVICE_ROLE_POLICIES
+        ]
+        return role, attached
 
 
 def access_entries(

@@ -225,6 +225,8 @@ class KarpenterArgs:
     eni_sweeper: pulumi.Resource
     # inline policies of the node role beyond NODE_POLICIES (the image cache's)
     node_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # access.permissionsBoundaryArn: on the node and the controller roles
+    permissions_boundary: str | None = None
 
 
 class Karpenter(pulumi.ComponentResource):
@@ -252,6 +254,7 @@ class Karpenter(pulumi.ComponentResource):
             args.partition,
             args.node_policies,
             self,
+            args.permissions_boundary,
         )
         # In API authentication mode a node joins only with an access entry of its role.
         node_access.append(
@@ -301,6 +304,7 @@ class Karpenter(pulumi.ComponentResource):
             assume_role_policy=pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
                 lambda a: irsa_trust_policy(a[0], a[1], NAMESPACE, SERVICE_ACCOUNT)
             ),
+            permissions_boundary=args.permissions_boundary,
             opts=child,
         )
         account = aws.get_caller_identity(opts=pulumi.InvokeOptions(parent=self)).account_id

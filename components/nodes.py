@@ -86,9 +86,11 @@ def node_role(
     partition: str,
     node_policies: Mapping[str, pulumi.Input[str]],
     parent: pulumi.Resource,
+    permissions_boundary: str | None = None,
 ) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
     """A role EC2 instances assume as EKS nodes: AWS's NODE_POLICIES, plus `node_policies`
-    (inline, by name: the image cache's). The nodes wait for the role and all of these."""
+    (inline, by name: the image cache's), within `permissions_boundary` if given
+    (access.permissionsBoundaryArn). The nodes wait for the role and all of these."""
     child = pulumi.ResourceOptions(parent=parent)
     role = aws.iam.Role(
         "node",
@@ -105,6 +107,7 @@ def node_role(
                 ],
             }
         ),
+        permissions_boundary=permissions_boundary,
         opts=child,
     )
     attached: list[pulumi.Resource] = [
@@ -137,6 +140,7 @@ class NodeGroupArgs:
     eni_sweeper: pulumi.Resource  # deleted after the nodes on `pulumi destroy` (teardown.py)
     # inline policies of the node role beyond NODE_POLICIES, by name (the image cache's)
     node_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    permissions_boundary: str | None = None  # access.permissionsBoundaryArn, on the role
 
 
 class NodeGroup(pulumi.ComponentResource):
@@ -173,7 +177,11 @@ class NodeGroup(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.role, attachments = node_role(
-            "EKS managed nodes (Cilium ENI mode)", args.partition, args.node_policies, self
+            "EKS managed nodes (Cilium ENI mode)",
+            args.partition,
+            args.node_policies,
+            self,
+            args.permissions_boundary,
         )
 
         cfg = args.config

@@ -7,14 +7,19 @@ nodejs/eks/cluster/cluster.ts that these inputs touch are checked here.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 
 from components.cluster import access_entry_key
-from tests.harness import mock_id, run_ok
+from tests.harness import Graph, Resource, mock_id, run_ok
 
 CLUSTER = "eks:index:Cluster"
 SUBNET = "aws:ec2/subnet:Subnet"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+ROLE = "aws:iam/role:Role"
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 
 
 def test_cluster_has_no_node_group_and_no_managed_vpc_cni(dev):
@@ -269,3 +274,112 @@ def test_public_endpoint_is_limited_to_the_configured_cidrs():
     inputs = run_ok({"access.publicAccessCidrs": cidrs}).one(CLUSTER).inputs
     assert inputs["endpointPublicAccess"] is True  # pulumi-eks: cidrs need a public endpoint
     assert inputs["publicAccessCidrs"] == cidrs
+
+
+# --- the cluster's IAM role -------------------------------------------------------------------
+#
+# pulumi-eks makes the cluster's role itself unless handed one, with no boundary option; the
+# program hands it its own. What pulumi-eks 4.x makes, from its source (pulumi/pulumi-eks
+# nodejs/eks at 7bf0c1b1, unchanged since v4.3.0), which a live stack holds:
+# - cluster/cluster.ts 513-546: `new ServiceRole(`${name}-eksRole`, {service:
+#   "eks.amazonaws.com", description: "Allows EKS to manage clusters on your behalf.",
+#   managedPolicyArns: ["AmazonEKSClusterPolicy"] as {id: arn:aws:iam::aws:policy/P, arn:
+#   arn:<partition>:...}, assumeRoleActions: ["sts:AssumeRole", "sts:TagSession"]},
+#   {parent, provider})`, the parent being the eks:index:Cluster;
+# - servicerole.ts 73 (type eks:index:ServiceRole), 89-97 (the role `${name}-role`),
+#   100-111 (`${name}-${sha1hash(policy.id)}`), 20-25 (sha1hash: 8 hex digits).
+PULUMI_EKS_SERVICE_ROLE = "eks:index:Cluster$eks:index:ServiceRole"
+CLUSTER_POLICY_ID = "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
+
+
+def engine_urn(urn: str) -> str:
+    """A URN as the engine writes it: the mocks qualify a top-level resource's type with
+    the stack's (pulumi:pulumi:Stack$...), the engine qualifies with every ancestor but it."""
+    return urn.replace("::pulumi:pulumi:Stack$", "::")
+
+
+def service_role(graph: Graph) -> tuple[Resource, Resource]:
+    """The cluster's IAM role and its one policy attachment (components/cluster.py)."""
+    mine = graph.one("cilium-eks:index:Cluster").urn
+    (role,) = [r for r in graph.of_type(ROLE) if r.parent == mine]
+    (attachment,) = [a for a in graph.of_type(ATTACHMENT) if a.parent == mine]
+    return role, attachment
+
+
+def test_the_clusters_role_is_the_programs_as_pulumi_eks_would_make_it(dev):
+    role, attachment = service_role(dev)
+    assert role.inputs["description"] == "Allows EKS to manage clusters on your behalf."
+    assert json.loads(role.inputs["assumeRolePolicy"]) == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Effect": "Allow",
+                "Principal": {"Service": ["eks.amazonaws.com"]},
+            }
+        ],
+    }
+    # no name, no path (both would replace the role): a new stack's is auto-named, a live
+    # stack's keeps the name it has (an aliased resource keeps its recorded name)
+    assert "name" not in role.inputs and "path" not in role.inputs
+    # the same inputs as pulumi-eks's attachment (its `role: role` reaches the provider as
+    # the role's id, its name): anything else would replace it, and a replacement's delete,
+    # which runs after the create, detaches the policy the new one found attached
+    assert attachment.inputs == {"role": mock_id(role), "policyArn": CLUSTER_POLICY_ID}
+
+
+def test_a_live_stack_adopts_the_role_pulumi_eks_made_with_its_attachment(dev):
+    role, attachment = service_role(dev)
+    prefix = "urn:pulumi:dev::cilium-eks::cilium-eks:index:Cluster$" + PULUMI_EKS_SERVICE_ROLE
+    digest = hashlib.sha1(CLUSTER_POLICY_ID.encode()).hexdigest()[:8]
+    assert [engine_urn(a) for a in role.aliases] == [f"{prefix}${ROLE}::eks-eksRole-role"]
+    assert [engine_urn(a) for a in attachment.aliases] == [
+        f"{prefix}${ATTACHMENT}::eks-eksRole-{digest}"
+    ]
+    assert digest == "4b490823"
+    # pulumi-eks names them after the eks:index:Cluster the aliases count on
+    assert dev.one(CLUSTER).name == "eks"
+
+
+def test_the_cluster_is_handed_its_role_once_the_policy_is_attached(dev):
+    # pulumi-eks sets the EKS cluster's roleArn from `pulumi.output(args.serviceRole).arn`
+    # (cluster.ts 691-693) and, with a role handed in, makes its aws.eks.Cluster wait for
+    # nothing else of it (758): the wait rides on this input's dependencies
+    cluster, (role, attachment) = dev.one(CLUSTER), service_role(dev)
+    assert cluster.inputs["serviceRole"] == {"$ref": role.urn}
+    assert set(cluster.property_dependencies["serviceRole"]) == {role.urn, attachment.urn}
+
+
+def test_pulumi_eks_makes_no_other_role(dev):
+    # cluster.ts: the instance role only with a default node group or createInstanceRole
+    # (944-947), the Auto Mode node role only with autoMode (627), the Fargate role only
+    # with fargate (1116-1122), the creator role only with creationRoleProvider (340);
+    # ManagedNodeGroup takes the node role it is handed (nodegroup.ts 1916-1920)
+    inputs = dev.one(CLUSTER).inputs
+    assert inputs["skipDefaultNodeGroup"] is True
+    for unset in ("createInstanceRole", "autoMode", "fargate", "creationRoleProvider"):
+        assert unset not in inputs, unset
+    assert dev.one("eks:index:ManagedNodeGroup").inputs["nodeRole"]["$ref"].endswith("::node")
+
+
+EVERY_FEATURE = {"karpenter.enabled": True, "network.vpcEndpoints": True, "mesh": {"clusterId": 1}}
+BOUNDARY = "arn:aws:iam::123456789012:policy/cilium-eks-boundary"
+
+
+@pytest.mark.parametrize("boundary", [BOUNDARY, None])
+def test_every_role_the_program_makes_carries_the_boundary_when_set(boundary):
+    graph = run_ok({**EVERY_FEATURE, "access.permissionsBoundaryArn": boundary})
+    boundaries = {r.urn: r.inputs.get("permissionsBoundary") for r in graph.of_type(ROLE)}
+    assert boundaries == dict.fromkeys(
+        [
+            f"urn:pulumi:dev::cilium-eks::cilium-eks:index:{role}"
+            for role in (
+                "Cluster$aws:iam/role:Role::service-role",
+                "Cilium$aws:iam/role:Role::operator",
+                "NodeGroup$aws:iam/role:Role::node",
+                "Karpenter$aws:iam/role:Role::node",
+                "Karpenter$aws:iam/role:Role::controller",
+            )
+        ],
+        boundary,
+    )

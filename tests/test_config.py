@@ -438,3 +438,39 @@ def test_good_new_values_are_accepted():
 @pytest.mark.parametrize("version", ["1.19.0", "1.20.0", "2.0.0"])
 def test_cilium_from_1_19_0_is_accepted(version):
     assert parse(raw({"cilium.version": version}), stack="dev").cilium.version == version
+
+
+BOUNDARY = "arn:aws:iam::123456789012:policy/cilium-eks-boundary"
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        BOUNDARY,
+        "arn:aws:iam::123456789012:policy/team/platform/cilium-eks-boundary",  # with a path
+        "arn:aws-cn:iam::123456789012:policy/b",
+        "arn:aws-us-gov:iam::123456789012:policy/b",
+        "arn:aws:iam::aws:policy/PowerUserAccess",  # an AWS managed policy is a policy too
+    ],
+)
+def test_a_permissions_boundary_is_an_iam_managed_policy_of_any_partition(arn):
+    cfg = parse(raw({"access.permissionsBoundaryArn": arn}), stack="dev")
+    assert cfg.access.permissions_boundary_arn == arn
+    assert parse(raw(), stack="dev").access.permissions_boundary_arn is None  # unset: none
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "cilium-eks-boundary",  # a name, not an ARN
+        "arn:aws:iam::123456789012:role/cilium-eks-boundary",  # a role
+        "arn:aws:iam::123456789012:policy/",
+        "arn:aws:s3:::bucket/policy/x",
+        "arn:aws:iam::12345:policy/b",
+        ["arn:aws:iam::123456789012:policy/b"],
+    ],
+)
+def test_anything_else_as_a_boundary_is_refused_naming_the_key_and_the_way_out(arn):
+    message = error_of({"access.permissionsBoundaryArn": arn})
+    assert "access.permissionsBoundaryArn" in message
+    assert "IAM managed policy" in message and "docs/ci-iam.md" in message

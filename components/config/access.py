@@ -16,6 +16,12 @@ from components.config.fields import Section, no_repeats, not_empty, refuse
 
 IAM_PRINCIPAL_ARN_RE = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 STS_SESSION_ARN_RE = re.compile(r"^arn:aws(-cn|-us-gov)?:sts::(\d{12}):assumed-role/([\w+=,.@-]+)/")
+# An IAM managed policy, what a permissions boundary is (IAM User Guide, "Permissions
+# boundaries for IAM entities": a customer or an AWS managed policy; "IAM identifiers":
+# arn:PARTITION:iam::ACCOUNT:policy/PATH/NAME, ACCOUNT "aws" for AWS's own).
+MANAGED_POLICY_ARN_RE = re.compile(
+    r"^arn:aws(-cn|-us-gov)?:iam::(\d{12}|aws):policy/[\w+=,.@-]+(/[\w+=,.@-]+)*$"
+)
 
 
 def _ipv4_cidr(value: Any) -> str:
@@ -41,6 +47,17 @@ def _principal_arn(arn: Any) -> str:
         raise refuse(
             f"{arn!r} is not an IAM role or user ARN "
             "(arn:aws:iam::123456789012:role/NAME or ...:user/NAME)"
+        )
+    return arn
+
+
+def _boundary_arn(arn: Any) -> str:
+    if not isinstance(arn, str) or not MANAGED_POLICY_ARN_RE.match(arn):
+        raise refuse(
+            f"{arn!r} is not the ARN of an IAM managed policy "
+            "(arn:aws:iam::123456789012:policy/NAME; docs/ci-iam.md shows how to create the "
+            "boundary: `aws iam create-policy --policy-name cilium-eks-boundary "
+            "--policy-document file://docs/iam/boundary-policy.json`)"
         )
     return arn
 
@@ -71,6 +88,12 @@ class AccessConfig(Section):
         default=("0.0.0.0/0",),
         description="IPv4 CIDRs allowed to reach the public API endpoint; the machine "
         "running `pulumi up` must be inside.",
+    )
+    permissions_boundary_arn: Annotated[str, BeforeValidator(_boundary_arn)] | None = Field(
+        default=None,
+        description="IAM managed policy ARN put as permissions boundary on every IAM role "
+        "the program creates (cluster, nodes, cilium-operator, Karpenter); required when "
+        "the deploy role may create roles only with it (docs/ci-iam.md). Unset: no boundary.",
     )
 
     @field_validator("viewer_principal_arns", mode="after")
