@@ -199,15 +199,21 @@ def helm_values(
         # Native routing must cover every cluster's pods (ClusterMesh setup; in ENI mode
         # Cilium would otherwise take its own VPC's CIDR only).
         values["ipv4NativeRoutingCIDR"] = mesh.native_routing_cidr
-        # The mesh's one CA (components/mesh.py): the chart renders it as the cilium-ca
-        # Secret, which the certgen CronJobs sign Hubble's and the clustermesh-apiserver's
-        # certificates with (--ca-reuse-secret), so each cluster trusts the others'.
-        values["tls"] = {"ca": {"cert": mesh.ca_cert, "key": mesh.ca_key}}
+        # The mesh's one CA is NOT in these values (no tls.ca): it is the cilium-ca Secret
+        # the stack applies before the release (Cilium, `mesh_ca_secret`), which the
+        # certgen Jobs and CronJobs sign Hubble's and the clustermesh-apiserver's
+        # certificates with (--ca-reuse-secret --ca-secret-name=cilium-ca), so each
+        # cluster trusts the others'. In the values the key would sit in the Helm release
+        # Secret and make the whole values block secret, hiding every diff of it in a
+        # preview. And certgen makes no CA of its own (generateCA: false): without
+        # cilium-ca it fails instead of signing with a CA no peer trusts (certgen
+        # cmd/certgen.go: --ca-generate stores a new CA unless one exists; without it,
+        # --ca-reuse-secret loads the Secret or fails).
         # certgen makes certificates only when its Job's name, a checksum of the Job's
         # spec, changes; the CA is not in that spec. Its fingerprint as a pod label is:
         # a new CA (cluster 1 re-created) re-issues every certificate at the next up.
         ca_label = {MESH_CA_LABEL: mesh.ca_fingerprint.apply(lambda fp: fp[:16])}
-        values["certgen"] = {"podLabels": ca_label}
+        values["certgen"] = {"generateCA": False, "podLabels": ca_label}
         values["clustermesh"] = clustermesh_values(mesh, config.version, operator_replicas)
         values["clustermesh"]["apiserver"]["podLabels"] = ca_label
         # Peers may be in another region: inter-region VPC peering carries at most 8500
@@ -223,6 +229,46 @@ def helm_values(
             node = node.setdefault(key, {})
         node["repository"] = repository
     return values
+
+
+# The mesh CA's Secret: the name and keys certgen reads (chart templates, hubble/ and
+# clustermesh-apiserver/tls-cronjob/_job-spec.tpl: --ca-secret-name=cilium-ca, in the
+# release's namespace; certgen: ca.crt and ca.key).
+MESH_CA_SECRET = "cilium-ca"
+MESH_CA_ANNOTATIONS = {
+    # A stack deployed before the CA left the values has a cilium-ca that Helm rendered
+    # from tls.ca and owns. On the next up this Secret is applied first, then the release
+    # is upgraded without it, and Helm deletes what left the chart unless the LIVE object
+    # says keep (Helm 3 pkg/kube/client.go Update: for each object of the old manifest
+    # not in the new one it reads the object and skips the delete on
+    # helm.sh/resource-policy: keep; Helm docs, "Tell Helm Not To Uninstall a Resource").
+    "helm.sh/resource-policy": "keep",
+    # and this Secret takes over the fields Helm wrote (server-side apply conflicts with
+    # another field manager's values otherwise, e.g. after cluster 1 made a new CA)
+    "pulumi.com/patchForce": "true",
+}
+
+
+def mesh_ca_secret(
+    mesh: MeshValues, provider: k8s.Provider, parent: pulumi.Resource
+) -> k8s.core.v1.SecretPatch:
+    """The mesh's CA as the cilium-ca Secret, applied before the Cilium release.
+
+    A SecretPatch, i.e. a server-side apply that creates the Secret or takes over the
+    existing one (pulumi-kubernetes provider/pkg/await/await.go Creation: Patch resources
+    are always applied; a plain Secret is created with a client-side create since 4.29,
+    which fails with AlreadyExists where Helm made cilium-ca, and its preview hides that
+    failure). Its data is secret in the state and in previews.
+    """
+    return k8s.core.v1.SecretPatch(
+        "mesh-ca",
+        metadata=k8s.meta.v1.ObjectMetaPatchArgs(
+            name=MESH_CA_SECRET, namespace=NAMESPACE, annotations=MESH_CA_ANNOTATIONS
+        ),
+        type="Opaque",
+        data={"ca.crt": mesh.ca_cert, "ca.key": mesh.ca_key},
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider),
+    )
 
 
 # How often the CronJob renews the clustermesh-apiserver's certificates (1.20's default;
@@ -327,6 +373,7 @@ class Cilium(pulumi.ComponentResource):
             opts=child,
         )
 
+        mesh_ca = [mesh_ca_secret(args.mesh, args.provider, self)] if args.mesh else []
         self.release = k8s.helm.v3.Release(
             "cilium",
             name="cilium",
@@ -349,7 +396,8 @@ class Cilium(pulumi.ComponentResource):
                 parent=self,
                 provider=args.provider,
                 # The role's permissions must exist before the operator first calls EC2.
-                depends_on=[*args.bootstrap_patches, operator_policy, args.eni_sweeper],
+                # The mesh's CA too: certgen, which the release runs, signs with it.
+                depends_on=[*args.bootstrap_patches, operator_policy, args.eni_sweeper, *mesh_ca],
             ),
         )
         self.register_outputs({"version": args.config.version})

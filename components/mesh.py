@@ -155,12 +155,13 @@ def waiting_reason(peer: str, facts: dict[str, Any], own: dict[str, Any]) -> str
 
 @dataclass
 class MeshValues:
-    """What the Cilium chart needs to join the mesh (components/cilium.py sets it)."""
+    """What Cilium needs to join the mesh (components/cilium.py: the chart values, and the
+    cilium-ca Secret the CA goes into, out of the values)."""
 
     cluster_id: int
     clusters: pulumi.Output[list[dict[str, Any]]]  # clustermesh.config.clusters
-    ca_cert: pulumi.Output[str]  # base64 PEM, as the chart's tls.ca.cert takes it
-    ca_key: pulumi.Output[str]
+    ca_cert: pulumi.Output[str]  # base64 PEM (secret), as the Secret's data takes it
+    ca_key: pulumi.Output[str]  # base64 PEM (secret)
     ca_fingerprint: pulumi.Output[str]  # ca_fingerprint(): relabels the certgen pods
     native_routing_cidr: pulumi.Output[str]
     endpoint_hosts: str  # nlb_hosts(): what the clustermesh-apiserver's certificate names

@@ -10,9 +10,8 @@ KNOWN = ROOT / "tests" / "stack_urns.txt"
 
 def test_every_resource_keeps_its_identity(dev):
     known = {line for line in KNOWN.read_text().splitlines() if line and not line.startswith("#")}
-    declared = {r.urn for r in dev.resources} | {
-        r.urn for r in run_ok({"network.vpcEndpoints": True, "karpenter.enabled": True}).resources
-    }
+    everything = {"network.vpcEndpoints": True, "karpenter.enabled": True, "mesh": {"clusterId": 1}}
+    declared = {r.urn for r in dev.resources} | {r.urn for r in run_ok(everything).resources}
     renamed_or_gone = sorted(known - declared)
     new = sorted(declared - known)
     assert not renamed_or_gone, (

@@ -41,6 +41,7 @@ from tests.test_cilium_chart import (
 ORG = "organization"  # the organization of a local (DIY) backend
 A, B, C, D = (f"{ORG}/cilium-eks/{s}" for s in ("a", "b", "c", "d"))
 SERVICE = "kubernetes:core/v1:Service"
+SECRET_PATCH = "kubernetes:core/v1:SecretPatch"
 JOB, CRONJOB = "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"
 LINK = "pulumi-python:dynamic:MeshLink"
 CNP = "kubernetes:cilium.io/v2:CiliumNetworkPolicy"
@@ -96,6 +97,11 @@ def a2(b1) -> Graph:
 
 def values(graph: Graph) -> dict[str, Any]:
     return graph.one(RELEASE, "cilium").inputs["values"]
+
+
+def ca_secret(graph: Graph) -> Resource:
+    """The mesh CA's cilium-ca Secret (components/cilium.py mesh_ca_secret)."""
+    return graph.one(SECRET_PATCH, "mesh-ca")
 
 
 def env_of(res: Resource) -> dict[str, str]:
@@ -264,9 +270,9 @@ def test_the_joining_cluster_trusts_cluster_1s_ca_and_makes_none(a1, b1):
     # and shares it in turn, so that the mesh outlives cluster 1
     assert b1.outputs["meshCa"] == a1.outputs["meshCa"]
     assert b1.output("mesh")["ca"] == a1.output("mesh")["ca"]
-    ca = values(b1)["tls"]["ca"]
-    assert base64.b64decode(ca["cert"]).decode() == CA_CERT
-    assert base64.b64decode(ca["key"]).decode() == mesh_ca_key()
+    ca = ca_secret(b1).inputs["data"]
+    assert base64.b64decode(ca["ca.crt"]).decode() == CA_CERT
+    assert base64.b64decode(ca["ca.key"]).decode() == mesh_ca_key()
 
 
 def test_cilium_joins_with_its_id_and_every_peers_endpoint(a1, b1):
@@ -480,12 +486,42 @@ def test_the_mesh_outlives_cluster_1_and_follows_it_while_it_lives(a1, b1):
             {**config, "mesh": {"clusterId": 3, "peers": peers}},
             world={"stack": "c", "stacks": stacks},
         )
-        return base64.b64decode(values(graph)["tls"]["ca"]["cert"]).decode()
+        return base64.b64decode(ca_secret(graph).inputs["data"]["ca.crt"]).decode()
 
     # cluster 1 gone: B still shares the mesh's CA
     assert ca_of([B], {B: stack_outputs(b1)}) == CA_CERT
     # cluster 1 listed: its CA wins over a peer that lags behind it
     assert ca_of([B, A], {B: other, A: stack_outputs(a1)}) == CA_CERT
+
+
+def test_the_cilium_values_hold_no_secret_so_previews_show_their_diffs(a1, b1):
+    for graph in (a1, b1):
+        release = graph.one(RELEASE, "cilium")
+        assert not [p for p in release.secret_inputs if p.split(".")[0] == "values"]
+        assert "tls" not in values(graph)
+        # the CA is secret where it is: the Secret's data
+        secret = set(ca_secret(graph).secret_inputs)
+        assert "data" in secret or {"data.ca.crt", "data.ca.key"} <= secret
+
+
+def test_the_meshs_ca_is_applied_before_the_release_and_outlives_helms_copy(b1):
+    secret, release = ca_secret(b1), b1.one(RELEASE, "cilium")
+    # certgen, which the release runs, reads it: it exists first
+    assert b1.waits_for(release, secret)
+    assert secret.provider == b1.one("pulumi:providers:kubernetes").urn
+    assert secret.parent == b1.one("cilium-eks:index:Cilium").urn
+    notes = secret.inputs["metadata"]["annotations"]
+    # a stack from before holds a cilium-ca Helm made from tls.ca: the release's upgrade
+    # would delete it as gone from the chart, unless the live object says keep (Helm 3,
+    # pkg/kube/client.go Update)...
+    assert notes["helm.sh/resource-policy"] == "keep"
+    # ...and this apply takes over Helm's fields rather than conflict with them
+    assert notes["pulumi.com/patchForce"] == "true"
+    # a Patch resource: applied server-side, it creates the Secret or takes over Helm's
+    # (a plain Secret is created with a client-side create since pulumi-kubernetes 4.29:
+    # AlreadyExists on such a stack)
+    assert not [r for r in b1.of_type("kubernetes:core/v1:Secret")
+                if r.inputs["metadata"].get("name") == "cilium-ca"]  # fmt: skip
 
 
 def test_the_mesh_components_own_their_resources_and_register_outputs(a1, b1):
@@ -536,7 +572,7 @@ def test_the_mesh_values_are_the_charts_own_keys_and_types(reference, joined, ve
     # 1.19 documents the certificates' renewal schedule commented out ("# schedule: ..."),
     # and its template reads it: the CronJob it makes is asserted below
     commented = {"clustermesh.apiserver.tls.auto.schedule"}
-    mesh_keys = {k: mine[k] for k in ("clustermesh", "tls", "certgen", "MTU")}
+    mesh_keys = {k: mine[k] for k in ("clustermesh", "certgen", "MTU")}
     missing = [k for k in unknown_keys(reference, version, mesh_keys) if k not in commented]
     assert not missing
     schema = json.loads((chart_dir(reference, version) / "values.schema.json").read_text())
@@ -586,13 +622,43 @@ def test_the_apiservers_certificate_names_every_nlb_host_of_the_region(reference
         assert "*.elb.us-east-1.amazonaws.com" in json.dumps(certgen)
 
 
+def certgen_args(objects) -> dict[str, list[str]]:
+    """Each certgen Job's and CronJob's arguments, by kind/name."""
+    found = {}
+    for o in objects:
+        if o["kind"] not in ("Job", "CronJob"):
+            continue
+        spec = o["spec"]["jobTemplate"]["spec"] if o["kind"] == "CronJob" else o["spec"]
+        for container in spec["template"]["spec"]["containers"]:
+            if container["command"] == ["/usr/bin/cilium-certgen"]:
+                found[f"{o['kind']}/{o['metadata']['name']}"] = container["args"]
+    return found
+
+
 @pytest.mark.parametrize("version", ACCEPTED)
-def test_the_meshs_ca_signs_everything_cilium_makes(reference, joined, version):
+def test_the_meshs_ca_signs_everything_cilium_makes_and_never_passes_through_helm(
+    reference, joined, version
+):
     objects = rendered_mesh(reference, joined[version], version)
-    ca = find(objects, "Secret", "cilium-ca")["data"]
-    assert base64.b64decode(ca["ca.crt"]).decode() == CA_CERT
-    for certgen in (o for o in objects if o["kind"] == "CronJob"):
-        assert "--ca-reuse-secret" in json.dumps(certgen)  # certgen signs with cilium-ca
+    # the chart renders no CA (cilium-ca-secret.yaml: only from tls.ca, or for certificates
+    # made by Helm itself); the stack's own cilium-ca is the one
+    assert not [o for o in objects if o["metadata"]["name"] == "cilium-ca"]
+    assert "tls" not in values(joined[version])
+    args = certgen_args(objects)
+    # Hubble's and the clustermesh-apiserver's, each as a Job now and a CronJob later
+    assert {name.split("/")[0] for name in args} == {"Job", "CronJob"} and len(args) == 4
+    for name, given in args.items():
+        # certgen signs with the CA in cilium-ca, and makes none of its own: without the
+        # Secret it fails rather than sign with a CA no peer trusts (cilium/certgen
+        # cmd/certgen.go generateCertificates)
+        assert "--ca-reuse-secret" in given, name
+        assert "--ca-secret-name=cilium-ca" in given, name
+        assert "--ca-secret-namespace=kube-system" in given, name
+        assert "--ca-generate=false" in given, name
+    secret = ca_secret(joined[version])
+    assert secret.inputs["metadata"]["name"] == "cilium-ca"
+    assert secret.inputs["metadata"]["namespace"] == "kube-system"  # the release's
+    assert set(secret.inputs["data"]) == {"ca.crt", "ca.key"}  # what certgen reads
 
 
 def certgen_jobs(objects) -> dict[str, dict[str, Any]]:
