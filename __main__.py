@@ -39,6 +39,7 @@ mesh = Mesh("mesh", MeshArgs(
     config=cfg.mesh, cluster_name=cfg.cluster_name, region=cfg.region,
     dns_suffix=cfg.dns_suffix, vpc_cidr=cfg.network.cidr,
     demo_policy=cfg.demo.policy if cfg.demo.enabled else None,
+    encryption=cfg.cilium.encryption,
 )) if cfg.mesh else None  # fmt: skip
 # Every AWS call and resource below uses this provider (region, derived tags); it waits
 # for the peers' facts to pass their checks, so a bad peer fails the run before it.
@@ -107,6 +108,7 @@ demo_mesh = None
 if mesh:
     endpoint = MeshEndpoint("mesh-endpoint", MeshEndpointArgs(
         provider=cluster.provider, cni_release=cilium.release, node_group=nodes.node_group,
+        source_ranges=mesh.source_ranges,
     ))  # fmt: skip
     pulumi.export("mesh", mesh.outputs(
         network.vpc_id, network.account_id, endpoint.host, network.links,

@@ -16,8 +16,12 @@ stack of the mesh (docs/clustermesh.md has the bring-up order):
   on one table overwrite each other), and lets the peer's whole VPC reach its nodes
   (components/cluster.py);
 - trusts one CA, made once by cluster 1 (pulumi-tls, in its state) and read by the others
-  from cluster 1's secret output: every certificate Cilium makes is signed by it;
-- serves its clustermesh-apiserver to the peers behind an internal NLB (`MeshEndpoint`).
+  from cluster 1's secret output: every certificate Cilium makes is signed by it (the
+  cilium-ca Secret, components/cilium.py, never Helm's values);
+- serves its clustermesh-apiserver to the peers behind an internal NLB (`MeshEndpoint`),
+  which admits the mesh's VPCs only;
+- refuses, before any resource, a mesh whose clusters collide: names, IDs, VPC CIDRs,
+  encryption (config.mesh_problems), among the peers too.
 The chart values this adds are set in components/cilium.py (`mesh_values`); the global
 Services, the policy's clusters and the mesh checks are the demo's
 (components/starwars.py).
@@ -175,6 +179,7 @@ class MeshArgs:
     dns_suffix: str  # the partition's, for the NLB host names: amazonaws.com
     vpc_cidr: str
     demo_policy: str | None  # the demo's policy mode, None without the demo: peers check it
+    encryption: str  # cilium.encryption: the same on every cluster (config.mesh_problems)
 
 
 class Mesh(pulumi.ComponentResource):
@@ -186,6 +191,8 @@ class Mesh(pulumi.ComponentResource):
     - `checked`: resolves once every peer's facts pass config.mesh_problems, and fails
       the run otherwise; the AWS provider waits for it, so a bad peer stops the run
       before any AWS resource (and so any other) is touched.
+    - `source_ranges`: every VPC of the mesh, this one's first: the clients the
+      clustermesh endpoint admits (MeshEndpoint).
     - `ca`: the mesh's one CA. Cluster 1 makes it (pulumi-tls, kept in its state, so
       made once); every other cluster takes it from a peer's secret `meshCa` output,
       cluster 1's first, so that the others keep a mesh going when cluster 1 is gone.
@@ -199,6 +206,7 @@ class Mesh(pulumi.ComponentResource):
     values: MeshValues
     ca: pulumi.Output[dict[str, str]]
     checked: pulumi.Output[list[pulumi.Resource]]
+    source_ranges: pulumi.Output[list[str]]
 
     def __init__(
         self, name: str, args: MeshArgs, opts: pulumi.ResourceOptions | None = None
@@ -211,20 +219,32 @@ class Mesh(pulumi.ComponentResource):
         refs = [pulumi.StackReference(peer, opts=child) for peer in cfg.peers]
 
         def checked(found: list[Any]) -> list[dict[str, Any]]:
+            peers = dict(zip(cfg.peers, found, strict=True))
             problems = mesh_problems(
                 cluster_name=args.cluster_name,
                 cluster_id=cfg.cluster_id,
                 vpc_cidr=args.vpc_cidr,
                 account=None,  # the preflight's (the caller's); the link fails on another
-                peers=dict(zip(cfg.peers, found, strict=True)),
+                peers=peers,
+                encryption=args.encryption,
             )
             if problems:
                 raise ConfigError(MESH_REFUSED + "\n  - " + "\n  - ".join(problems))
+            for peer in unpublished_encryption(peers):
+                pulumi.log.warn(
+                    f"mesh.peers: {peer} does not publish its cilium.encryption yet (deployed "
+                    "before this check); its next `pulumi up` does, and then both sides "
+                    "check it",
+                    self,
+                )
             return found
 
         facts = pulumi.Output.all(*[ref.get_output("mesh") for ref in refs]).apply(checked)
         # Nothing for the AWS provider to wait for, once the peers pass (see __main__.py).
         self.checked = facts.apply(lambda _: [])
+        self.source_ranges = facts.apply(
+            lambda found: [args.vpc_cidr, *(f["vpcCidr"] for f in found)]
+        )
         self.peers = [
             Peer(stack, facts.apply(lambda found, i=i: found[i]))
             for i, stack in enumerate(cfg.peers)
@@ -314,6 +334,7 @@ class Mesh(pulumi.ComponentResource):
                 p.stack: {"endpoint": p.fact("endpoint"), "link": links[p.key]} for p in self.peers
             },
             "demoPolicy": self.args.demo_policy,
+            "encryption": self.args.encryption,
         }
 
     def waiting(
@@ -326,12 +347,21 @@ class Mesh(pulumi.ComponentResource):
         )
 
 
+def unpublished_encryption(peers: Mapping[str, Any]) -> list[str]:
+    """The peers whose `mesh` output carries no encryption mode: deployed before it was
+    published. Refusing them would deadlock an existing mesh's upgrade (each side waiting
+    for the other's `pulumi up`), so they pass, with a warning, until their next up."""
+    return [p for p, f in peers.items() if isinstance(f, Mapping) and "encryption" not in f]
+
+
 @dataclass
 class MeshEndpointArgs:
     provider: k8s.Provider
     # the clustermesh-apiserver's pods need nodes: Pulumi waits for the NLB and for them
     cni_release: pulumi.Resource
     node_group: pulumi.Resource
+    # the VPC CIDRs of the whole mesh, this one's included (Mesh.source_ranges)
+    source_ranges: pulumi.Input[Sequence[str]]
 
 
 class MeshEndpoint(pulumi.ComponentResource):
@@ -341,6 +371,16 @@ class MeshEndpoint(pulumi.ComponentResource):
     local agents): Pulumi waits until the NLB has a host name and the apiserver a ready
     pod, then `host` holds the name, which the stack exports for its peers. They dial it;
     the apiserver's certificate names every NLB host of the region (MeshValues).
+
+    It admits the mesh's VPCs only (`loadBalancerSourceRanges`). The in-tree AWS load
+    balancer controller EKS runs opens an NLB Service's node port on the nodes' security
+    group, EKS's cluster security group (shared by the nodes and every pod ENI), to its
+    source ranges, and to 0.0.0.0/0 when there are none (cloud-provider-aws
+    pkg/providers/v1/aws.go EnsureLoadBalancer, NLB: GetLoadBalancerSourceRanges, whose
+    default is 0.0.0.0/0; updateInstanceSecurityGroupsForNLB). Never empty, for the same
+    reason: this cluster's own VPC is always in it, and peers' VPCs join as they are
+    listed. The health checks come from the NLB's subnets, which the controller admits
+    on its own.
     """
 
     host: pulumi.Output[str]
@@ -361,6 +401,7 @@ class MeshEndpoint(pulumi.ComponentResource):
                 # would sync everything again (the chart's own Service does the same,
                 # clustermesh.apiserver.service.enableSessionAffinity: HAOnly).
                 session_affinity="ClientIP",
+                load_balancer_source_ranges=args.source_ranges,
                 ports=[
                     k8s.core.v1.ServicePortArgs(
                         name="etcd", port=ENDPOINT_PORT, target_port="etcd", protocol="TCP"

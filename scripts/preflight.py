@@ -317,6 +317,7 @@ def peer_findings(
         vpc_cidr=cfg.network.cidr,
         account=account,
         peers={peer: (outputs or {}).get("mesh") for peer, outputs in peers.items()},
+        encryption=cfg.cilium.encryption,
     )
 
 

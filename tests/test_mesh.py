@@ -10,6 +10,7 @@ rendering the real chart.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -131,6 +132,15 @@ def facts(cluster_id: Any = 1, cidr: str = "10.0.0.0/16", name: str = "cilium-ek
         ({A: facts(cluster_id=1.0)}, "1", None),  # stack outputs' numbers are floats
         ({A: facts(2)}, "1", "mesh.clusterId: 2 is also the cluster ID of organization/"),
         ({A: facts(), C: facts(1, "10.2.0.0/16", "c")}, "1", "have the same cluster ID 1"),
+        # the peers against each other: this cluster meets both
+        (
+            {A: facts(), C: facts(3, "10.2.0.0/16", "cilium-eks-a")}, "1",
+            f"mesh.peers: {A} and {C} have the same cluster name cilium-eks-a",
+        ),
+        (
+            {A: facts(), C: facts(3, "10.0.128.0/17", "c")}, "1",
+            f"mesh.peers: {A} and {C} have overlapping VPCs (10.0.0.0/16 and 10.0.128.0/17)",
+        ),
         ({A: facts(name="cilium-eks-b")}, "1", "clusterName: cilium-eks-b is also the cluster"),
         ({A: facts(cidr="10.1.128.0/17")}, "1", "network.cidr: 10.1.0.0/16 overlaps"),
         ({A: facts(cidr="10.0.0.0/8")}, "1", "need disjoint VPCs"),
@@ -157,6 +167,27 @@ def test_peers_are_held_to_the_meshs_rules(peers, account, fragment):
 
 
 @pytest.mark.parametrize(
+    ("theirs", "problem"),
+    [
+        ("wireguard", None),
+        ("none", f"cilium.encryption: wireguard here, none in {A}"),
+        # deployed before the mode was published: passes until its next `pulumi up`
+        # publishes it (refusing it would have each side wait for the other's upgrade)
+        (None, None),
+    ],
+)
+def test_every_cluster_of_a_mesh_encrypts_alike(theirs, problem):
+    # Cilium's WireGuard docs, Limitations: "The mixed mode of WireGuard encryption is not
+    # supported in a ClusterMesh"
+    peer = facts() if theirs is None else facts(encryption=theirs)
+    found = mesh_problems(**OWN, account="1", peers={A: peer}, encryption="wireguard")
+    assert found == ([] if problem is None else [found[0]])
+    if problem:
+        assert found[0].startswith(problem) and "mixed encryption" in found[0]
+    assert mesh_module.unpublished_encryption({A: peer}) == ([A] if theirs is None else [])
+
+
+@pytest.mark.parametrize(
     ("peer", "fragment"),
     [
         ({"mesh": facts(2, "10.0.0.0/16")}, "mesh.clusterId: 2 is also the cluster ID"),
@@ -174,6 +205,75 @@ def test_a_bad_peer_stops_the_program_before_any_resource(peer, fragment):
     assert "nodes.instanceTypes" not in graph.error["message"]  # where it surfaces
     # the AWS provider waits for the peers' checks: nothing is declared but the mesh
     assert {r.type for r in graph.resources} == {"pulumi:pulumi:Stack", "cilium-eks:index:Mesh"}
+
+
+def refused(graph: Graph) -> str:
+    """A run the mesh's checks stopped: its message, with nothing declared but the mesh
+    (and cluster 1's CA, which lives in the stack's state alone: no AWS, no cluster)."""
+    assert graph.error, "the run was not refused"
+    ca = {"tls:index/privateKey:PrivateKey", "tls:index/selfSignedCert:SelfSignedCert"}
+    declared = {r.type for r in graph.resources} - ca
+    assert declared == {"pulumi:pulumi:Stack", "cilium-eks:index:Mesh"}, declared
+    return graph.error["message"]
+
+
+STACK_C = {**STACK_B, "clusterName": "cilium-eks-c", "aws:region": "eu-west-1"}
+
+
+@pytest.mark.parametrize(
+    ("c", "collides"),
+    [
+        # B's CIDR: A would route 10.1.0.0/16 to two peerings, and EC2 refuses the second
+        # route (RouteAlreadyExists) once both peerings exist, halfway through `up`
+        ({}, f"{B} and {C} have overlapping VPCs (10.1.0.0/16 and 10.1.0.0/16)"),
+        (
+            {"clusterName": "cilium-eks-b", "network.cidr": "10.2.0.0/16"},
+            f"{B} and {C} have the same cluster name cilium-eks-b",
+        ),
+    ],
+)
+def test_three_stacks_two_peers_that_collide_are_refused_before_any_resource(a1, b1, c, collides):
+    # B and C each join A alone, and each passes A's checks...
+    joined = up("c", {**STACK_C, **c, "mesh": {"clusterId": 3, "peers": [A]}}, {A: a1})
+    # ...but A meets both: its next up refuses the pair, naming both and what collides
+    world = {"stack": "a", "organization": ORG,
+             "stacks": {B: stack_outputs(b1), C: stack_outputs(joined)}}  # fmt: skip
+    graph = run_program({**STACK_A, "mesh": {"clusterId": 1, "peers": [B, C]}}, world=world)
+    assert f"mesh.peers: {collides}" in refused(graph)
+
+
+def test_a_peer_that_encrypts_otherwise_is_refused_naming_cilium_encryption(a1):
+    # A encrypts with WireGuard; B would not
+    world = {"stack": "b", "organization": ORG, "stacks": {A: stack_outputs(a1)}}
+    graph = run_program(
+        {**STACK_B, "cilium.encryption": "none", "mesh": {"clusterId": 2, "peers": [A]}},
+        world=world,
+    )
+    assert f"cilium.encryption: none here, wireguard in {A}" in refused(graph)
+
+
+def without_encryption(graph: Graph) -> dict[str, Any]:
+    """A stack's outputs as the program made them before it published its encryption."""
+    outputs = copy.deepcopy(stack_outputs(graph))
+    del outputs["outputs"]["mesh"]["encryption"]
+    return outputs
+
+
+@pytest.mark.parametrize("b_encrypts", ["wireguard", "none"])
+def test_a_mesh_deployed_before_the_check_upgrades_one_stack_at_a_time(a1, b_encrypts):
+    # B upgrades first: A, as deployed before, publishes no mode; B comes up (a refusal
+    # here would deadlock the mesh: A's upgrade would be refused by the same rule)
+    world = {"stack": "b", "organization": ORG, "stacks": {A: without_encryption(a1)}}
+    config = {**STACK_B, "cilium.encryption": b_encrypts, "mesh": {"clusterId": 2, "peers": [A]}}
+    b = run_ok(config, world=world)
+    assert b.output("mesh")["encryption"] == b_encrypts
+    # then A's upgrade reads B's mode, and checks it
+    world = {"stack": "a", "organization": ORG, "stacks": {B: stack_outputs(b)}}
+    a = run_program({**STACK_A, "mesh": {"clusterId": 1, "peers": [B]}}, world=world)
+    if b_encrypts == "wireguard":
+        assert a.error is None, a.error["traceback"]
+    else:
+        assert f"cilium.encryption: wireguard here, none in {B}" in refused(a)
 
 
 # --- cluster 1: mesh-ready -------------------------------------------------------------------
@@ -215,6 +315,7 @@ def test_cluster_1_exports_what_its_peers_read_and_no_secret_in_it(a1):
         "peers": [],
         "seen": {},
         "demoPolicy": "l7",
+        "encryption": "wireguard",  # cilium.encryption: the same on every cluster
     }
 
 
@@ -317,6 +418,20 @@ def test_the_endpoint_is_an_internal_nlb_that_waits_for_the_apiserver(b1):
     assert service.provider == b1.one("pulumi:providers:kubernetes").urn
     for needed in (b1.one(RELEASE, "cilium"), b1.one("eks:index:ManagedNodeGroup")):
         assert b1.waits_for(service, needed)
+
+
+def test_the_endpoint_admits_the_meshs_vpcs_only(a1, b1, a2):
+    def source_ranges(graph: Graph) -> list[str]:
+        return graph.one(SERVICE, "clustermesh-apiserver").inputs["spec"][
+            "loadBalancerSourceRanges"
+        ]
+
+    # without source ranges the in-tree controller opens the node port to 0.0.0.0/0 on
+    # the cluster security group (cloud-provider-aws EnsureLoadBalancer, NLB); an empty
+    # list means the same, so a mesh-ready cluster lists its own VPC
+    assert source_ranges(a1) == ["10.0.0.0/16"]
+    assert source_ranges(b1) == ["10.1.0.0/16", "10.0.0.0/16"]
+    assert source_ranges(a2) == ["10.0.0.0/16", "10.1.0.0/16"]
 
 
 def test_the_demo_goes_global_with_a_service_per_cluster(b1):

@@ -71,6 +71,28 @@ class MeshConfig(Section):
 MESH_REFUSED = "invalid mesh (the peers' `mesh` stack outputs):"
 
 
+def _cluster_id(facts: Mapping[str, Any]) -> Any:
+    found = facts.get("clusterId")
+    if isinstance(found, float) and found.is_integer():
+        return int(found)  # stack outputs' numbers arrive as floats (protobuf)
+    return found
+
+
+def _network(cidr: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(cidr) if isinstance(cidr, str) else None
+    except ValueError:
+        return None
+
+
+# Cilium's WireGuard documentation (docs/security/network/encryption-wireguard.rst,
+# "Limitations"): "The mixed mode of WireGuard encryption is not supported in a
+# ClusterMesh", i.e. one cluster encrypting and the other not, or another method: pods of
+# the two would not reach each other. Every cluster of a mesh sets the same
+# cilium.encryption.
+ENCRYPTION_KEY = "cilium.encryption"
+
+
 def mesh_problems(
     *,
     cluster_name: str,
@@ -78,14 +100,20 @@ def mesh_problems(
     vpc_cidr: str,
     account: str | None,
     peers: Mapping[str, Any],
+    encryption: str | None = None,
 ) -> list[str]:
     """What is wrong with a mesh: this stack's facts against each peer's `mesh` stack
-    output (None or missing: the peer is not deployed as a mesh cluster, or unreadable).
+    output (None or missing: the peer is not deployed as a mesh cluster, or unreadable),
+    and the peers against each other, since every cluster meets every other one: names,
+    IDs and VPCs unique in the whole mesh, and one encryption mode (`encryption`, this
+    cluster's cilium.encryption; None: not checked). A peer whose output has no
+    encryption mode was deployed before it was published: it is checked once its next
+    `pulumi up` publishes it (its peers need not wait for each other).
     The program raises on these (components/mesh.py); the preflight reports them first.
     """
     problems = []
-    ids: dict[int, str] = {}
     own = ipaddress.ip_network(vpc_cidr)
+    readable: dict[str, Mapping[str, Any]] = {}
     for peer, facts in peers.items():
         if not isinstance(facts, Mapping):
             problems.append(
@@ -93,30 +121,29 @@ def mesh_problems(
                 "without mesh.clusterId); bring it up as a mesh cluster first"
             )
             continue
-        peer_id = facts.get("clusterId")
-        if isinstance(peer_id, float) and peer_id.is_integer():
-            peer_id = int(peer_id)  # stack outputs' numbers arrive as floats (protobuf)
-        if peer_id == cluster_id:
+        readable[peer] = facts
+        if _cluster_id(facts) == cluster_id:
             problems.append(
                 f"mesh.clusterId: {cluster_id} is also the cluster ID of {peer}; each "
                 "cluster of a mesh needs its own"
             )
-        elif isinstance(peer_id, int) and peer_id in ids:
-            problems.append(
-                f"mesh.peers: {peer} and {ids[peer_id]} have the same cluster ID {peer_id}"
-            )
-        if isinstance(peer_id, int):
-            ids.setdefault(peer_id, peer)
         if facts.get("clusterName") == cluster_name:
             problems.append(
                 f"clusterName: {cluster_name} is also the cluster name of {peer}; "
                 "ClusterMesh tells clusters apart by name"
             )
-        cidr = facts.get("vpcCidr")
-        if isinstance(cidr, str) and ipaddress.ip_network(cidr).overlaps(own):
+        cidr = _network(facts.get("vpcCidr"))
+        if cidr is not None and cidr.overlaps(own):
             problems.append(
                 f"network.cidr: {vpc_cidr} overlaps {peer}'s VPC {cidr}; in ENI mode pods "
                 "take VPC addresses, so the clusters of a mesh need disjoint VPCs"
+            )
+        theirs = facts.get("encryption")
+        if encryption is not None and theirs is not None and theirs != encryption:
+            problems.append(
+                f"{ENCRYPTION_KEY}: {encryption} here, {theirs} in {peer}; Cilium does not "
+                "support mixed encryption in a ClusterMesh (WireGuard docs, Limitations): "
+                "set the same on every cluster of the mesh"
             )
         peer_account = facts.get("accountId")
         if account and peer_account and peer_account != account:
@@ -125,7 +152,9 @@ def mesh_problems(
                 f"{account}; the link is a VPC peering both sides accept with this stack's "
                 "credentials, so a mesh stays in one account (docs/clustermesh.md)"
             )
-    cas = {peer: f.get("ca") for peer, f in peers.items() if isinstance(f, Mapping)}
+    problems += _peers_apart(readable)
+    ids = {_cluster_id(f) for f in readable.values()}
+    cas = {peer: f.get("ca") for peer, f in readable.items()}
     if cluster_id != 1 and not problems:
         # the mesh's CA: cluster 1's when it is a peer (the others follow it), else any
         # peer's, and then they must agree
@@ -139,4 +168,26 @@ def mesh_problems(
                 "mesh.peers: they trust different CAs and none of them is cluster 1 to "
                 "follow; list cluster 1's stack, or only peers of one mesh"
             )
+    return problems
+
+
+def _peers_apart(peers: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The peers against each other: this cluster meets every one of them, so two that
+    share a name or an ID, or whose VPCs overlap, cannot both be in its mesh (two routes
+    to one CIDR: EC2 refuses the second, after the first peering exists)."""
+    problems = []
+    listed = list(peers.items())
+    for i, (first, one) in enumerate(listed):
+        for second, other in listed[i + 1 :]:
+            both = f"mesh.peers: {first} and {second}"
+            if _cluster_id(one) is not None and _cluster_id(one) == _cluster_id(other):
+                problems.append(f"{both} have the same cluster ID {_cluster_id(one)}")
+            if one.get("clusterName") and one.get("clusterName") == other.get("clusterName"):
+                problems.append(f"{both} have the same cluster name {one['clusterName']}")
+            mine, theirs = _network(one.get("vpcCidr")), _network(other.get("vpcCidr"))
+            if mine is not None and theirs is not None and mine.overlaps(theirs):
+                problems.append(
+                    f"{both} have overlapping VPCs ({mine} and {theirs}); this cluster would "
+                    "route both through its peerings, which EC2 refuses: list one of them"
+                )
     return problems
