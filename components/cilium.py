@@ -112,6 +112,17 @@ def operator_replicas(min_nodes: int) -> int:
 MESH_CA_LABEL = "cilium-eks.io/mesh-ca"
 MESH_MTU = 8500
 
+# The datapath tuning (helm_values; docs/performance.md has each setting's source,
+# requirement and off switch). Pod devices: veth (the chart's default) or netkit.
+DATAPATH_MODES = ("veth", "netkit")
+# Share of node memory for the conntrack, NAT and neighbour maps: the value of the Tuning
+# Guide's recommended profile, which pairs it with the distributed LRU (each CPU's LRU list
+# then holds only its share of the entries). The chart's 0.0025 is 10 MiB on the default
+# 4 GiB t3.medium, less than the default-sized conntrack maps alone, so the agent clamps
+# them to its floor (128Ki TCP entries; pkg/maps mapsize getDynamicSizeCalculator). 0.08 is
+# ~330 MiB of kernel memory there, ~1.3 GiB on 16 GiB nodes (docs/performance.md).
+MAP_DYNAMIC_SIZE_RATIO = 0.08
+
 
 def helm_values(
     *,
@@ -123,10 +134,14 @@ def helm_values(
     api_server_host: pulumi.Input[str],
     image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None,
     mesh: MeshValues | None = None,
+    datapath_mode: str = "veth",
 ) -> dict[str, Any]:
     """The chart values (checked against the chart's values.schema.json and values.yaml,
     and rendered with the real chart, in tests). Everything the program relies on is set
     here, not left to a chart default that may change between minors."""
+    if datapath_mode not in DATAPATH_MODES:
+        raise ValueError(f"datapath mode {datapath_mode!r}; allowed: {', '.join(DATAPATH_MODES)}")
+    kpr = config.kube_proxy_replacement
     values: dict[str, Any] = {
         # ENI garbage collection tags and Hubble's flows carry this name; it is the EKS
         # cluster's, so ENIs are traceable to it in the EC2 console.
@@ -180,7 +195,42 @@ def helm_values(
             # Helm-made certificates change on every render, a diff on every `pulumi up`.
             "tls": {"auto": {"method": "cronJob"}},
         },
+        # --- the datapath, tuned (Cilium's Tuning Guide; docs/performance.md) ---
+        "bpf": {
+            # eBPF host routing: pod traffic is routed in BPF, past iptables and the upper
+            # host stack. Stated, not left to the agent: it falls back to legacy routing
+            # silently (an Info log) with iptables masquerading, IPsec or without kube-proxy
+            # replacement (pkg/kpr/initializer FinishKubeProxyReplacementInit and
+            # InitKubeProxyReplacementOptions). Masquerading is off and IPsec is never used
+            # here, so only kubeProxyReplacement: false makes it legacy: said so.
+            "hostLegacyRouting": not kpr,
+            # Per-CPU LRU lists for the conntrack and NAT maps: no lock shared by all CPUs
+            # on every new flow. The chart recommends larger maps with it (the ratio below).
+            "distributedLRU": {"enabled": True},
+            "mapDynamicSizeRatio": MAP_DYNAMIC_SIZE_RATIO,
+            # Pod devices: veth, or netkit (kernel 6.8+: AL2023 on Kubernetes 1.33+), which
+            # needs eBPF host routing. bpf.tproxy stays unset (off): the chart refuses it
+            # with netkit (validate.yaml), and the agent too (cilium/cilium #44048).
+            "datapathMode": datapath_mode,
+        },
+        # Bandwidth manager with BBR for pods: EDT pacing and fq qdiscs on the node's
+        # devices, BBR congestion control for pod sockets. BBR needs kernel 5.18+ (AL2023
+        # has 6.12 on Kubernetes 1.34-1.35, 6.18 on 1.36) and eBPF host routing: with
+        # legacy routing the agent refuses to start ("BBR setup requires BPF host routing",
+        # pkg/datapath/linux/bandwidth probe), so both follow kube-proxy replacement.
+        "bandwidthManager": {"enabled": kpr, "bbr": kpr},
+        # Off, and stated (docs/performance.md says why): BIG TCP needs no encryption and
+        # mlx4/mlx5/ice NICs (ENA is not among them); XDP acceleration needs ENA's MTU at
+        # 3498 or less and leaves north-south traffic unencrypted with WireGuard.
+        "enableIPv4BIGTCP": False,
+        "enableIPv6BIGTCP": False,
+        "loadBalancer": {"acceleration": "disabled"},
     }
+    if kpr:
+        # Service backends by Maglev consistent hashing (the agent's own service load
+        # balancer exists only with kube-proxy replacement): the same backend for a flow on
+        # every node. SNAT, not DSR: DSR needs the ENIs' source/destination check off.
+        values["loadBalancer"] |= {"algorithm": "maglev", "mode": "snat"}
     if config.upgrade_compatibility:
         # The minor first installed: the chart keeps its defaults across minor upgrades
         # (e.g. 1.20 would switch the L7 proxy to envoy-xds-mode ads). Unset on a fresh

@@ -222,3 +222,43 @@ def test_hubble_ui_and_relay_follow_config():
 
 def test_chart_version_follows_config():
     assert run_ok({"cilium.version": "1.20.0"}).one(RELEASE).inputs["version"] == "1.20.0"
+
+
+# --- the datapath, tuned (docs/performance.md; rendered in tests/test_cilium_chart.py) ---
+
+# The chart's own bpf.mapDynamicSizeRatio (values.yaml `@default`, 1.19 and 1.20); the
+# tuning asks for at least twice that.
+CHART_MAP_DYNAMIC_SIZE_RATIO = 0.0025
+
+
+def test_the_datapath_is_tuned_by_default(dev):
+    values = dev.one(RELEASE).inputs["values"]
+    bpf = values["bpf"]
+    assert bpf["hostLegacyRouting"] is False  # eBPF host routing, stated
+    assert bpf["distributedLRU"] == {"enabled": True}
+    assert bpf["mapDynamicSizeRatio"] >= 2 * CHART_MAP_DYNAMIC_SIZE_RATIO
+    assert bpf["datapathMode"] == "veth"  # netkit is an option, not the default
+    assert values["bandwidthManager"] == {"enabled": True, "bbr": True}
+    assert values["loadBalancer"]["algorithm"] == "maglev"
+
+
+def test_what_is_kept_off_is_stated(dev):
+    values = dev.one(RELEASE).inputs["values"]
+    assert values["enableIPv4BIGTCP"] is False and values["enableIPv6BIGTCP"] is False
+    assert values["loadBalancer"]["acceleration"] == "disabled"  # no XDP
+    assert values["loadBalancer"]["mode"] == "snat"  # no DSR
+    assert "tproxy" not in values["bpf"]  # off: the chart refuses it with netkit
+    # nothing that would make Cilium fall back to legacy routing: no iptables masquerading
+    # (pkg/kpr/initializer FinishKubeProxyReplacementInit), no IPsec
+    assert values["enableIPv4Masquerade"] is False
+    assert values["encryption"].get("type") != "ipsec"
+
+
+def test_without_kube_proxy_replacement_the_tuning_cilium_would_refuse_is_not_asked():
+    values = run_ok({"cilium.kubeProxyReplacement": False}).one(RELEASE).inputs["values"]
+    # Cilium routes the legacy way without kube-proxy replacement: said so, and BBR (which
+    # then stops the agent) and the bandwidth manager are not asked for
+    assert values["bpf"]["hostLegacyRouting"] is True
+    assert values["bandwidthManager"] == {"enabled": False, "bbr": False}
+    assert "algorithm" not in values["loadBalancer"]
+    assert values["bpf"]["distributedLRU"] == {"enabled": True}  # independent of routing
