@@ -213,6 +213,10 @@ def helm_values(
             # with netkit (validate.yaml), and the agent too (cilium/cilium #44048).
             "datapathMode": datapath_mode,
         },
+        # No masquerading for IPv6 either (the chart's default is on; the agent ignores it
+        # without IPv6, pkg/option Populate): stated, since iptables masquerading of any
+        # family would turn host routing legacy.
+        "enableIPv6Masquerade": False,
         # Bandwidth manager with BBR for pods: EDT pacing and fq qdiscs on the node's
         # devices, BBR congestion control for pod sockets. BBR needs kernel 5.18+ (AL2023
         # has 6.12 on Kubernetes 1.34-1.35, 6.18 on 1.36) and eBPF host routing: with

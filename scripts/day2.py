@@ -7,7 +7,8 @@ Both reach the cluster with the stack's own kubeconfig (its secret output, writt
 private temporary file and removed afterwards) and kubectl; the kubeconfig runs `aws eks
 get-token` with the ambient AWS credentials.
 
-verify: runs the in-cluster checks again, now (after a node replacement, after an
+verify: reads every Cilium agent's datapath (scripts/datapath.py), then runs the
+in-cluster checks again, now (after a node replacement, after an
 incident): a Job from each suspended CronJob the stack declares (label
 app.kubernetes.io/part-of=cilium-eks-checks, in any namespace: the demo's, the mesh's),
 all at once; then, as each ends, its PASS/FAIL/SKIP lines, and the Job is deleted. Exits
@@ -31,6 +32,9 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts import datapath  # every node's datapath, for verify
 
 PREFIX = "day2:"
 PART_OF = "app.kubernetes.io/part-of=cilium-eks-checks"
@@ -105,6 +109,7 @@ def job_state(job: Mapping[str, Any]) -> str | None:
 
 
 def verify(env: Mapping[str, str]) -> int:
+    datapath_ok = datapath.check_nodes(env, run)  # each agent's status against cilium-config
     templates = check_templates(env)
     if not templates:
         raise Day2Error(
@@ -146,6 +151,9 @@ def verify(env: Mapping[str, str]) -> int:
             run(env, "kubectl", "-n", namespace, "delete", "job", name, "--wait=false", check=False)
     if failed:
         print(f"{PREFIX} FAILED: {', '.join(failed)} (its logs above)")
+        return 1
+    if not datapath_ok:
+        print(f"{PREFIX} FAILED: a node's datapath differs from the config (datapath: above)")
         return 1
     print(f"{PREFIX} every check passed")
     return 0

@@ -110,6 +110,7 @@ def test_values_that_changed_between_minors_are_set_explicitly(dev):
     values = dev.one(RELEASE).inputs["values"]
     # ENI mode masqueraded before 1.18 and does not since: pods keep their VPC addresses
     assert values["enableIPv4Masquerade"] is False
+    assert values["enableIPv6Masquerade"] is False  # the chart's default is on
     # the ENI garbage-collection tags ("auto-detected" cluster name by default), which
     # the teardown sweep selects by: Cilium's documented keys, this cluster's name
     assert values["eni"]["gcTags"] == {

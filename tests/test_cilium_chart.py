@@ -364,6 +364,9 @@ TUNED = {
     "enable-bbr": "true",
     "bpf-lb-algorithm": "maglev",
     "bpf-distributed-lru": "true",
+    # no iptables masquerading of either family: it would turn host routing legacy
+    "enable-ipv4-masquerade": "false",
+    "enable-ipv6-masquerade": "false",
 }
 # And the ones kept off, with the reason in docs/performance.md.
 KEPT_OFF = {
