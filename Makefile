@@ -78,6 +78,14 @@ destroy: runtime
 verify: runtime
 	@$(PY) scripts/day2.py verify --stack $(STACK)
 
+# Pod-to-pod latency and throughput by netperf, same node and across nodes, into a report
+# under reports/ (scripts/perf.py, docs/performance.md); COMPARE="reports/A.json
+# reports/B.json" compares two reports instead. DURATION: seconds per netperf run.
+.PHONY: perf
+DURATION ?= 10
+perf: runtime
+	@$(PY) scripts/perf.py $(if $(COMPARE),compare $(COMPARE),run --stack $(STACK) --duration $(DURATION))
+
 # Hubble UI on http://localhost:12000 (until Ctrl-C), through the stack's kubeconfig.
 hubble: runtime
 	@$(PY) scripts/day2.py hubble --stack $(STACK)
