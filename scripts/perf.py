@@ -143,12 +143,12 @@ def warm_cache(registry: str) -> None:
     match = ECR.match(registry)
     if not match:
         return
-    from components.aws_api import aws_client
-    from components.image_cache import upstream_path, warm
+    import components.aws_api as aws_api
 
     account, region, prefix = match.groups()
+    path, _, tag = IMAGE_PATH.split("@", 1)[0].rpartition(":")
     try:
-        warm(aws_client("ecr", region), account, prefix, [upstream_path(IMAGE_PATH)])
+        aws_api.warm(aws_api.aws_client("ecr", region), account, prefix, [(path, tag)])
     except RuntimeError as err:
         raise PerfError(str(err)) from err
 

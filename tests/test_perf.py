@@ -208,7 +208,7 @@ def test_through_the_image_cache_the_image_is_imported_by_tag_first(cluster, mon
     def warm(ecr, account, prefix, images):
         warmed.append((account, prefix, images))
 
-    monkeypatch.setattr("components.image_cache.warm", warm)
+    monkeypatch.setattr("components.aws_api.warm", warm)
     monkeypatch.setattr("components.aws_api.aws_client", lambda service, region: (service, region))
     assert run_perf("run")[0] == 0
     assert warmed == [("123456789012", "cilium-eks-dev-quay",
