@@ -164,7 +164,7 @@ BAD_INPUTS = [
     ({"demo.enabled": "true"}, ["demo.enabled", "true or false"]),
     ({"demo.verify": 1}, ["demo.verify", "true or false"]),
     # the region against the AWS SDK's own list of EKS regions
-    ({"aws:region": "us-east-11"}, ["aws:region: 'us-east-11'", "knows EKS", "make upgrade"]),
+    ({"aws:region": "us-east-11"}, ["aws:region: 'us-east-11' is not a region with EKS"]),
     ({"aws:region": "eu-west"}, ["aws:region: 'eu-west'"]),
     # a top-level key's typo, and a namespace nobody reads, are refused, not ignored
     ({"nodess": {"minSize": 1}}, ["cilium-eks: unknown key 'nodess'", "allowed: clusterName"]),
@@ -174,7 +174,7 @@ BAD_INPUTS = [
         {"aws:profile": "prod"},
         ["aws:profile: not read", "aws:region and aws:defaultTags", "AWS_PROFILE"],
     ),
-    ({"aws:defaultTags": {"tag": {}}}, ["aws:defaultTags: unknown key 'tag'; allowed: tags"]),
+    ({"aws:defaultTags": {"tag": {}}}, ["aws:defaultTags: unknown key 'tag';", "allowed: tags"]),
     ({"aws:defaultTags": {"tags": {"team": 7}}}, ["aws:defaultTags.tags.team: 7", "string"]),
     ({"cilium.encryption": "ipsec"}, ["cilium.encryption: 'ipsec'", "allowed: wireguard, none"]),
     ({"cilium.upgradeCompatibility": "1.19.6"}, ["cilium.upgradeCompatibility", "use X.Y"]),
@@ -438,3 +438,88 @@ def test_good_new_values_are_accepted():
 @pytest.mark.parametrize("version", ["1.19.0", "1.20.0", "2.0.0"])
 def test_cilium_from_1_19_0_is_accepted(version):
     assert parse(raw({"cilium.version": version}), stack="dev").cilium.version == version
+
+
+# --- a typo: the closest allowed key or value first ---------------------------------------
+
+
+def mistake(message: str, key: str) -> str:
+    """The one line of a ConfigError about `key` (as typed)."""
+    (line,) = [m for m in message.splitlines() if m.startswith(f"  - {key}:")]
+    return line
+
+
+# (overrides, the key as typed, what it is taken for): one unknown key in every section,
+# and unknown values of every kind of list of allowed ones
+TYPOS = [
+    ({"nodess": {"minSize": 1}}, "cilium-eks", "nodes"),
+    ({"region": "eu-west-1"}, "cilium-eks", "aws:region"),  # the provider's key, not ours
+    ({"network.azcount": 3}, "network", "azCount"),
+    ({"nodes.minsize": 2}, "nodes", "minSize"),
+    ({"cilium.kubeproxyReplacement": True}, "cilium", "kubeProxyReplacement"),
+    ({"cilium.hubble.uii": True}, "cilium.hubble", "ui"),
+    ({"access.adminPrincipalArn": []}, "access", "adminPrincipalArns"),
+    ({"demo.polic": "l7"}, "demo", "policy"),
+    ({"mesh": {"clusterId": 1, "peer": []}}, "mesh", "peers"),
+    ({"karpenter.capacityType": ["spot"]}, "karpenter", "capacityTypes"),
+    ({"aws:defaultTags": {"tag": {}}}, "aws:defaultTags", "tags"),
+    ({"network.natGateways": "perAZ"}, "network.natGateways", "perAz"),
+    ({"demo.policy": "L7"}, "demo.policy", "l7"),
+    ({"cilium.encryption": "wireguad"}, "cilium.encryption", "wireguard"),
+    ({"karpenter.capacityTypes": ["spott"]}, "karpenter.capacityTypes[0]", "spot"),
+    ({"aws:region": "eu-west-9"}, "aws:region", "eu-west-1"),
+    ({"aws:region": "us-east-11"}, "aws:region", "us-east-1"),
+    ({"aws:regoin": "eu-west-1", "aws:region": None}, "aws:regoin", "aws:region"),
+    ({"aws:defaultTag": {}}, "aws:defaultTag", "aws:defaultTags"),
+    ({"aws:profil": "prod"}, "aws:profil", "aws:profile"),  # the provider's, not read either
+    ({"cilium-ek:nodes": {}}, "cilium-ek:nodes", "cilium-eks:nodes"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key", "meant"), TYPOS, ids=lambda v: repr(v)[:40])
+def test_a_typo_is_answered_with_the_closest_allowed_first(overrides, key, meant):
+    line = mistake(error_of(overrides), key)
+    guess = line.index(f"did you mean {meant}?")
+    # before any other advice: the list of what is allowed, AWS_PROFILE, the SDK's age
+    for advice in ("allowed:", "AWS_PROFILE", "make upgrade", "this program reads"):
+        assert advice not in line or line.index(advice) > guess, advice
+
+
+def test_a_typo_of_aws_region_is_one_mistake_with_one_way_out():
+    message = error_of({"aws:regoin": "eu-west-1", "aws:region": None})
+    assert "  - aws:regoin: unknown key; did you mean aws:region?" in message.splitlines()
+    assert "AWS_PROFILE" not in message and "aws:region: not set" not in message
+
+
+def test_an_unknown_region_is_not_put_on_the_sdk_first():
+    line = mistake(error_of({"aws:region": "eu-west-9"}), "aws:region")
+    # the SDK's age last, and only as the one case where the list is what is wrong
+    assert line.index("did you mean eu-west-1?") < line.index("AWS SDK's")
+    assert line.endswith("one opened after that release is missing until `make upgrade`.)")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"network.natGateways": "many"}, "network.natGateways"),
+        ({"nodes.count": 3}, "nodes"),
+        ({"aws:region": "mars-1"}, "aws:region"),
+        ({"aws:profile": "prod"}, "aws:profile"),  # the provider's own key: not a typo
+        ({"aws:stsRegion": "us-east-1"}, "aws:stsRegion"),  # ditto, however close to region
+        ({"kubernetesVersion": "1.33"}, "kubernetesVersion"),  # a version is not a misspelling
+    ],
+)
+def test_nothing_is_guessed_where_nothing_is_close(overrides, key):
+    assert "did you mean" not in mistake(error_of(overrides), key)
+
+
+def test_an_aws_key_the_program_does_not_read_still_says_how_to_choose_credentials():
+    line = mistake(error_of({"aws:stsRegion": "us-east-1"}), "aws:stsRegion")
+    assert "not read" in line and "AWS_PROFILE" in line
+
+
+def test_offline_a_misspelt_instance_type_gets_the_closest_one():
+    with pytest.raises(ConfigError) as err:
+        parse(raw({"nodes.instanceTypes": ["t3.mediun", "m6i.larg"]}), stack="dev", offline=True)
+    line = mistake(str(err.value), "nodes.instanceTypes")
+    assert "did you mean t3.medium (for t3.mediun), m6i.large (for m6i.larg)?" in line

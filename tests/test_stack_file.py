@@ -126,10 +126,10 @@ def test_make_check_lists_every_mistake_once_naming_the_key(tmp_path):
     body = "\n".join(lines[1:])
     for fragment in (
         "aws:region: 'us-east-11' is not a region",
-        "cilium-eks: unknown key 'nodess'; allowed: clusterName",
+        "cilium-eks: unknown key 'nodess'; did you mean nodes? allowed: clusterName",
         "nodes.instanceTypes: t3.mediun not known to the AWS SDK",
         "nodes.minSize: 0 is not allowed; use a whole number 1 or more",
-        "demo.policy: 'l4' is not allowed; allowed: none, l3l4, l7",
+        "demo.policy: 'l4' is not allowed; did you mean l3l4? allowed: none, l3l4, l7",
     ):
         assert body.count(fragment) == 1, fragment
     assert "Traceback" not in proc.stderr and len(lines) == 6

@@ -1,20 +1,24 @@
 """Pydantic's validation errors in the config's words: each names the key as typed in
-`Pulumi.<stack>.yaml` and what would have been accepted (`describe_error`), found by walking
-the models from the stack's (`model_in`, `field_bounds`: scripts/config_reference.py reads the
-same).
+`Pulumi.<stack>.yaml`, the closest allowed key or value to a typo first, and what would have
+been accepted (`describe_error`), found by walking the models from the stack's (`model_in`,
+`field_bounds`: scripts/config_reference.py reads the same).
 
 Imports only the config package's own modules (never a component).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
-from components.config.fields import PROJECT
+from components.config.fields import PROJECT, closest
 from components.config.stack import StackConfig
+
+# A value as YAML writes a number: digits with a dot (1.30), or without (7).
+NUMBER_RE = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 
 
 def describe_error(error: Any) -> str:
@@ -22,18 +26,21 @@ def describe_error(error: Any) -> str:
     loc = tuple(error["loc"])
     key = _key(loc)
     kind, value = error["type"], error.get("input")
+    field = _field_at(loc)
     if kind == "config":
         # a model's own rule: name the section; a rule whose text names its key says so
         return f"{key}: {error['ctx']['message']}" if key else error["ctx"]["message"]
     if kind == "extra_forbidden":
         section = _section_at(loc[:-1])
         allowed = ", ".join(_aliases(section)) if section else ""
+        # the provider's keys too: `region` is most likely meant as aws:region
+        keys = [f.alias or n for n, f in section.model_fields.items()] if section else []
         where = _key(loc[:-1]) or PROJECT
-        return f"{where}: unknown key {loc[-1]!r}; allowed: {allowed}"
-    field = _field_at(loc)
+        return f"{where}: unknown key {loc[-1]!r}; {_guess(str(loc[-1]), keys)}allowed: {allowed}"
     if kind == "literal_error":
-        allowed = ", ".join(map(str, _literal_values(field)))
-        return f"{key}: {value!r} is not allowed; allowed: {allowed}"
+        allowed = [str(v) for v in _literal_values(field)]
+        guess = _guess(value, allowed) if isinstance(value, str) else ""
+        return f"{key}: {value!r} is not allowed; {guess}allowed: {', '.join(allowed)}"
     if kind in ("int_type", "int_from_float", "greater_than_equal", "less_than_equal"):
         low, high = field_bounds(field)
         bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
@@ -49,6 +56,14 @@ def describe_error(error: Any) -> str:
     if kind == "missing":
         return f"{key}: not set"
     return f"{key}: {error['msg']}"
+
+
+def _guess(word: str, allowed: list[str]) -> str:
+    """'did you mean X? ' for a word that looks like a typo of X, put before the list of
+    what is allowed. Not for a number: 1.33 is not a misspelt 1.34, and a guess would pick
+    a version for the user."""
+    found = None if NUMBER_RE.match(word) else closest(word, allowed)
+    return f"did you mean {found}? " if found else ""
 
 
 def _key(loc: Iterable[Any]) -> str:
