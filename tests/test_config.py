@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
-from components.config import ConfigError, InstanceType, parse
-from tests.harness import dev_config, run_program, with_overrides
+from components.config import ConfigError, InstanceType, parse, stack_config_keys
+from components.config.stack_file import StackFileLoader
+from scripts.check_config import check
+from tests.harness import STACK_FIXTURE, dev_config, run_program, with_overrides
 
 
 def raw(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -175,10 +178,17 @@ BAD_INPUTS = [
         ["aws:profile: not read", "aws:region and aws:defaultTags", "AWS_PROFILE"],
     ),
     ({"aws:defaultTags": {"tag": {}}}, ["aws:defaultTags: unknown key 'tag';", "allowed: tags"]),
-    ({"aws:defaultTags": {"tags": {"team": 7}}}, ["aws:defaultTags.tags.team: 7", "string"]),
+    # a number where text belongs: quoting is the way out (more below, the YAML cases)
+    (
+        {"aws:defaultTags": {"tags": {"team": 7}}},
+        ['aws:defaultTags.tags.team: read as the number 7, not as text; write it in quotes: "7"'],
+    ),
     ({"cilium.encryption": "ipsec"}, ["cilium.encryption: 'ipsec'", "allowed: wireguard, none"]),
     ({"cilium.upgradeCompatibility": "1.19.6"}, ["cilium.upgradeCompatibility", "use X.Y"]),
-    ({"cilium.upgradeCompatibility": 1.19}, ["cilium.upgradeCompatibility: 1.19", "string"]),
+    (
+        {"cilium.upgradeCompatibility": 1.19},
+        ["cilium.upgradeCompatibility: read as the number 1.19, not as text", 'quotes: "1.19"'],
+    ),
     (
         {"cilium.upgradeCompatibility": "1.20"},  # the version is 1.19.6
         ["cilium.upgradeCompatibility: '1.20' is newer than cilium.version '1.19.6'"],
@@ -523,3 +533,93 @@ def test_offline_a_misspelt_instance_type_gets_the_closest_one():
         parse(raw({"nodes.instanceTypes": ["t3.mediun", "m6i.larg"]}), stack="dev", offline=True)
     line = mistake(str(err.value), "nodes.instanceTypes")
     assert "did you mean t3.medium (for t3.mediun), m6i.large (for m6i.larg)?" in line
+
+
+# --- a number where text belongs: what YAML made of an unquoted 1.30 ---------------------
+
+# The same mistake as each reader hands it over.
+UNQUOTED = "config:\n  aws:region: eu-west-1\n  cilium-eks:kubernetesVersion: 1.30\n"
+KUBERNETES_VERSIONS = 'one of "1.34", "1.35", "1.36"'
+
+
+def test_make_check_says_an_unquoted_version_was_read_as_a_number(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text("name: cilium-eks\nruntime: python\n")
+    (tmp_path / "Pulumi.staging.yaml").write_text(
+        UNQUOTED + "  cilium-eks:cilium:\n    upgradeCompatibility: 1.20\n"
+    )
+    mistakes = check("staging", root=tmp_path)
+    # what was written, that it was read as a number, and the way out: quotes (true whether
+    # check_config.py reads with PyYAML's safe_load, or with the StackFileLoader below,
+    # which keeps 1.30 as written)
+    version = next(m for m in mistakes if m.startswith("kubernetesVersion:"))
+    assert "1.30" in version and "number 1.3" in version
+    assert version.endswith(f"write it in quotes: {KUBERNETES_VERSIONS}")
+    assert "1.3 is not allowed" not in version
+    compatibility = next(m for m in mistakes if m.startswith("cilium.upgradeCompatibility:"))
+    assert "number 1.2" in compatibility and "write it in quotes" in compatibility
+    assert '"1.20"' in compatibility
+
+
+def test_read_with_its_text_kept_the_message_shows_the_number_as_written():
+    config = yaml.load(UNQUOTED.replace("1.30", "1.300"), Loader=StackFileLoader)["config"]
+    assert config["cilium-eks:kubernetesVersion"] == 1.3  # the number any YAML reader makes
+    with pytest.raises(ConfigError) as err:
+        parse({k.removeprefix("cilium-eks:"): v for k, v in config.items()}, stack="dev")
+    assert mistake(str(err.value), "kubernetesVersion") == (
+        "  - kubernetesVersion: 1.300 is read as the number 1.3, not as text; write it in "
+        f"quotes: {KUBERNETES_VERSIONS}"
+    )
+
+
+def test_an_unquoted_allowed_version_is_told_to_be_quoted_as_written():
+    config = yaml.load("kubernetesVersion: 1.35\n", Loader=StackFileLoader)
+    message = error_of(config)
+    assert mistake(message, "kubernetesVersion") == (
+        "  - kubernetesVersion: 1.35 is read as the number 1.35, not as text; write it in quotes: "
+        '"1.35"'
+    )
+
+
+def test_the_stack_file_reader_is_pyyamls_safe_loader_otherwise():
+    text = STACK_FIXTURE.read_text() + "\n  extra: [1, 2.5, true, null, '1.30', !!float 3]\n"
+    assert yaml.load(text, Loader=StackFileLoader) == yaml.safe_load(text)
+    with pytest.raises(yaml.constructor.ConstructorError):  # safe: no Python objects
+        yaml.load("x: !!python/object/apply:os.getcwd []\n", Loader=StackFileLoader)
+
+
+def test_through_the_cli_an_unquoted_version_is_explained():
+    # What the Pulumi CLI hands the program for the stack file UNQUOTED with cilium's
+    # upgradeCompatibility: 1.20: Pulumi's YAML reader makes both floats, and hands a top-
+    # level value as text, an object as JSON (pulumi/pulumi sdk/go/common/resource/config/
+    # object.go: UnmarshalYAML into float64, MarshalString via encoding/json).
+    handed = {
+        "aws:region": "eu-west-1",
+        "cilium-eks:kubernetesVersion": "1.3",
+        "cilium-eks:cilium": '{"upgradeCompatibility":1.2}',
+    }
+    with pytest.raises(ConfigError) as err:
+        parse(stack_config_keys(handed), stack="dev")
+    message = str(err.value)
+    assert mistake(message, "kubernetesVersion") == (
+        "  - kubernetesVersion: '1.3' is not allowed; allowed: 1.34, 1.35, 1.36 (an unquoted "
+        "1.30 in the stack file reaches the program as '1.3': YAML reads it as a number; write "
+        "versions in quotes)"
+    )
+    assert mistake(message, "cilium.upgradeCompatibility") == (
+        "  - cilium.upgradeCompatibility: read as the number 1.2 (YAML reads 1.2 and 1.20 alike, "
+        'unquoted), not as text; write it in quotes: "1.2" or "1.20"'
+    )
+
+
+def test_a_rule_of_ours_handed_a_number_for_text_says_so_too():
+    line = mistake(error_of({"karpenter.cpuLimit": 0.5}), "karpenter.cpuLimit")
+    assert line.startswith("  - karpenter.cpuLimit: read as the number 0.5")
+    assert "write it in quotes" in line
+
+
+def test_the_program_explains_an_unquoted_version_as_the_cli_hands_it_over():
+    # the harness hands a top-level number over as the CLI does: as text, '1.3' for 1.30
+    graph = run_program({"kubernetesVersion": 1.3})
+    assert graph.error is not None and graph.error["type"] == "ConfigError"
+    assert "reaches the program as '1.3'" in graph.error["message"]
+    assert declared(graph) == []

@@ -1,7 +1,7 @@
 """What every section of the stack config is made of: the project's namespace, the one
 error a user sees (`ConfigError`), the base model of a section (camelCase keys, no unknown
 key, immutable), and the field types several sections share, each with its rule and its
-words (`refuse`, `closest`).
+words (`refuse`, `closest`, `WrittenFloat`).
 
 Imports only pydantic: it is the bottom of the config package.
 """
@@ -50,6 +50,19 @@ def closest(word: str, allowed: Iterable[str]) -> str | None:
         if ratio >= floor and ratio > best_ratio:
             best, best_ratio = choice, ratio
     return best
+
+
+class WrittenFloat(float):
+    """A number as the stack file wrote it. YAML reads an unquoted 1.30 as the float 1.3,
+    which cannot tell 1.3 from 1.30; a reader that keeps the text (components/config/
+    stack_file.py) hands this over, so that a message shows what was written."""
+
+    text: str
+
+    def __new__(cls, value: float, text: str) -> WrittenFloat:
+        number = super().__new__(cls, value)
+        number.text = text
+        return number
 
 
 # --- field types with their rules ----------------------------------------------------------

@@ -127,7 +127,12 @@ def _typo_of_aws_key(name: str) -> str | None:
 
 def stack_config_keys(config: Mapping[str, Any]) -> dict[str, Any]:
     """A stack's config as the CLI hands it to a program (every value a string: objects as
-    JSON) turned back into values: the objects this program reads parsed, strings kept."""
+    JSON) turned back into values: the objects this program reads parsed, strings kept.
+
+    A number the stack file holds unquoted has been through Pulumi's YAML reader already:
+    `kubernetesVersion: 1.30` arrives as the text '1.3', `upgradeCompatibility: 1.20` inside
+    the `cilium` object as the JSON number 1.2 (pulumi/pulumi sdk/go/common/resource/config/
+    object.go: YAML into float64, MarshalString/MarshalJSON back); messages.py says so."""
     objects = set()
     for name, field in StackConfig.model_fields.items():
         if model_in(field.annotation) is not None:
