@@ -113,8 +113,7 @@ MESH_CA_LABEL = "cilium-eks.io/mesh-ca"
 MESH_MTU = 8500
 
 # The datapath tuning (helm_values; docs/performance.md has each setting's source,
-# requirement and off switch). Pod devices: veth (the chart's default) or netkit.
-DATAPATH_MODES = ("veth", "netkit")
+# requirement and off switch).
 # Share of node memory for the conntrack, NAT and neighbour maps: the value of the Tuning
 # Guide's recommended profile, which pairs it with the distributed LRU (each CPU's LRU list
 # then holds only its share of the entries). The chart's 0.0025 is 10 MiB on the default
@@ -134,13 +133,10 @@ def helm_values(
     api_server_host: pulumi.Input[str],
     image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None,
     mesh: MeshValues | None = None,
-    datapath_mode: str = "veth",
 ) -> dict[str, Any]:
     """The chart values (checked against the chart's values.schema.json and values.yaml,
     and rendered with the real chart, in tests). Everything the program relies on is set
     here, not left to a chart default that may change between minors."""
-    if datapath_mode not in DATAPATH_MODES:
-        raise ValueError(f"datapath mode {datapath_mode!r}; allowed: {', '.join(DATAPATH_MODES)}")
     kpr = config.kube_proxy_replacement
     values: dict[str, Any] = {
         # ENI garbage collection tags and Hubble's flows carry this name; it is the EKS
@@ -211,7 +207,7 @@ def helm_values(
             # Pod devices: veth, or netkit (kernel 6.8+: AL2023 on Kubernetes 1.33+), which
             # needs eBPF host routing. bpf.tproxy stays unset (off): the chart refuses it
             # with netkit (validate.yaml), and the agent too (cilium/cilium #44048).
-            "datapathMode": datapath_mode,
+            "datapathMode": config.datapath_mode,
         },
         # No masquerading for IPv6 either (the chart's default is on; the agent ignores it
         # without IPv6, pkg/option Populate): stated, since iptables masquerading of any

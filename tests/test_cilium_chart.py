@@ -15,7 +15,7 @@ import json
 import re
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import helm_python
 import jsonschema
@@ -23,7 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.cilium import DATAPATH_MODES, helm_values
+from components.cilium import helm_values
 from components.config import MIN_CILIUM_VERSION, CiliumConfig
 from tests import reference as upstream
 from tests.harness import Graph, dev_config, run_ok
@@ -377,18 +377,20 @@ KEPT_OFF = {
 }
 
 
+# cilium.datapathMode's values, as the config allows them
+DATAPATH_MODES = get_args(CiliumConfig.model_fields["datapath_mode"].annotation)
+
+
 def chart_values(datapath_mode: str, cilium: dict[str, Any] | None = None) -> dict[str, Any]:
     """helm_values for the suite's stack (the mock's ARN, two subnets) with `cilium` config
-    keys as in the stack file, in a datapath mode: how the program calls it, until the
-    config has a key for the mode."""
+    keys as in the stack file, and cilium.datapathMode set."""
     return helm_values(
         cluster_name="cilium-eks-dev",
-        config=CiliumConfig.model_validate(cilium or {}),
+        config=CiliumConfig.model_validate({**(cilium or {}), "datapathMode": datapath_mode}),
         operator_role_arn="arn:aws:iam::123456789012:role/operator",
         pod_subnet_ids=["subnet-0a", "subnet-0b"],
         operator_replicas=2,
         api_server_host="CILIUM-EKS-DEV.gr7.ap-northeast-2.eks.amazonaws.com",
-        datapath_mode=datapath_mode,
     )
 
 
@@ -494,6 +496,9 @@ def test_the_program_never_asks_for_tproxy(mode):
     assert "tproxy" not in values["bpf"]
 
 
-def test_an_unknown_datapath_mode_is_refused():
-    with pytest.raises(ValueError, match="allowed: veth, netkit"):
-        chart_values("netkit-l2")
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_the_program_renders_netkit_when_the_config_asks(reference, version):
+    netkit = run_ok({"cilium.datapathMode": "netkit"})
+    config = find(rendered(reference, version, netkit), "ConfigMap", "cilium-config")["data"]
+    assert config["datapath-mode"] == "netkit"
+    assert {k: config.get(k) for k in TUNED} == TUNED

@@ -184,6 +184,12 @@ BAD_INPUTS = [
         ['aws:defaultTags.tags.team: read as the number 7, not as text; write it in quotes: "7"'],
     ),
     ({"cilium.encryption": "ipsec"}, ["cilium.encryption: 'ipsec'", "allowed: wireguard, none"]),
+    ({"cilium.datapathMode": "tap"}, ["cilium.datapathMode: 'tap'", "allowed: veth, netkit"]),
+    # netkit needs eBPF host routing, which needs kube-proxy replacement (Cilium #44713)
+    (
+        {"cilium.datapathMode": "netkit", "cilium.kubeProxyReplacement": False},
+        ["cilium: datapathMode: netkit needs eBPF host routing", "kubeProxyReplacement: true"],
+    ),
     ({"cilium.upgradeCompatibility": "1.19.6"}, ["cilium.upgradeCompatibility", "use X.Y"]),
     (
         {"cilium.upgradeCompatibility": 1.19},
@@ -414,6 +420,7 @@ def test_every_mistake_is_listed_once_even_beside_a_bad_section():
 def test_new_keys_have_their_documented_defaults():
     cfg = parse({"aws:region": "eu-west-1"}, stack="dev")
     assert cfg.cilium.encryption == "wireguard" and cfg.cilium.upgrade_compatibility is None
+    assert cfg.cilium.datapath_mode == "veth"  # netkit is an option, not the default
     assert cfg.mesh is None  # no mesh key, no mesh
     k = cfg.karpenter
     assert k.enabled is False and k.capacity_types == ("on-demand",)
@@ -428,6 +435,7 @@ def test_good_new_values_are_accepted():
                 "cilium.version": "1.20.0",
                 "cilium.upgradeCompatibility": "1.19",
                 "cilium.encryption": "none",
+                "cilium.datapathMode": "netkit",
                 "mesh": {"clusterId": 2, "peers": ["acme/cilium-eks/mesh-a"]},
                 "karpenter": {
                     "enabled": True,
@@ -441,6 +449,7 @@ def test_good_new_values_are_accepted():
         stack="dev",
     )
     assert cfg.cilium.upgrade_compatibility == "1.19" and cfg.cilium.encryption == "none"
+    assert cfg.cilium.datapath_mode == "netkit"
     assert cfg.mesh is not None and cfg.mesh.peers == ("acme/cilium-eks/mesh-a",)
     assert cfg.karpenter.cpu_limit == "64" and cfg.karpenter.capacity_types == ("spot", "on-demand")
 
