@@ -116,10 +116,10 @@ def aws_cli_problem(env: Mapping[str, str]) -> str | None:
             f"{AWS_CLI_INSTALL}"
         )
     proc = run(env, "aws", "--version")
-    text = (proc.stdout.strip() or proc.stderr.strip()).splitlines()[:1]  # old v1: stderr
-    found = re.match(r"aws-cli/(\d+)\.(\d+)\.(\d+)", text[0] if text else "")
+    said = proc.stdout.strip() or proc.stderr.strip()  # v1 on Python 2 printed to stderr
+    found = re.match(r"aws-cli/(\d+)\.(\d+)\.(\d+)", said)
     if not found:
-        return f"could not read the AWS CLI's version from `aws --version`: {text}"
+        return f"`aws --version` printed {said!r}, not an AWS CLI version: see {AWS_CLI_INSTALL}"
     version = tuple(map(int, found.groups()))
     oldest = MIN_AWS_CLI.get(version[0], (0, 0, 0))
     if version < oldest:
