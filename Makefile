@@ -12,7 +12,7 @@ UV := $(TOOLS)/bin/uv
 # stack init` and `make up` select one), as a bare `pulumi config set` or `pulumi up` uses;
 # else dev (no stack selected, or no Pulumi CLI yet). Asked once, and only by the targets
 # that work on a stack; stdout is not a terminal, so the CLI never prompts.
-STACK_TARGETS := check preview up destroy verify hubble
+STACK_TARGETS := check preview up destroy verify hubble perf
 ifeq ($(origin STACK),undefined)
 ifneq ($(filter $(STACK_TARGETS),$(MAKECMDGOALS)),)
 STACK := $(or $(shell pulumi stack --show-name --non-interactive 2>/dev/null),dev)

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components.config import PROJECT, ConfigError, eks_regions, parse  # noqa: E402
+from components.config.stack_file import StackFileLoader  # noqa: E402
 
 PREFIX = "config check:"
 # The keys a stack must set, having no default (components/config.py StackConfig), each with
@@ -47,8 +48,9 @@ def load_yaml(path: Path) -> Any:
     """The file's YAML, refusing a mapping key given twice: YAML requires "each of the keys
     [to be] unique" (YAML 1.2.2, 3.2.1.1), and PyYAML would silently keep the last one. A
     syntax error is shown as the parser reports it: file, line, column and the line itself.
+    A number keeps the text it was written as (StackFileLoader), for the config's messages.
     """
-    loader = yaml.SafeLoader(path.read_text())
+    loader = StackFileLoader(path.read_text())
     loader.name = path.name  # the marks of an error name this file
     try:
         node = loader.get_single_node()

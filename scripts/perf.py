@@ -1,6 +1,6 @@
 """`make perf`: pod-to-pod latency and throughput on the live cluster, measured by netperf.
 
-    venv/bin/python scripts/perf.py run [--stack dev] [--duration 10]
+    venv/bin/python scripts/perf.py run [--stack dev] [--duration 10]  # default: selected stack
     venv/bin/python scripts/perf.py compare reports/BEFORE.json reports/AFTER.json
 
 run: the netperf runs of Cilium's own benchmark (`cilium connectivity perf`, cilium-cli
@@ -315,7 +315,7 @@ def main(argv: list[str], env: Mapping[str, str]) -> int:
     parser = argparse.ArgumentParser(description="netperf between pods on the live cluster.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run")
-    run.add_argument("--stack", default="dev")
+    run.add_argument("--stack", help="default: the stack Pulumi has selected")
     run.add_argument("--duration", type=int, default=10, help="seconds a netperf run")
     diff = commands.add_parser("compare")
     diff.add_argument("before", type=Path)
@@ -325,17 +325,18 @@ def main(argv: list[str], env: Mapping[str, str]) -> int:
         if args.command == "compare":
             print(compare(load_report(args.before), load_report(args.after)))
             return 0
-        missing = day2.missing_tools(env)
-        if missing:
-            print(f"{PREFIX} " + "; ".join(missing), file=sys.stderr)
+        problems = day2.missing(env)
+        if problems:
+            print(f"{PREFIX} {len(problems)} prerequisite(s) missing:", file=sys.stderr)
+            for problem in problems:
+                print(f"  - {problem}", file=sys.stderr)
             return 1
-        with day2.kubeconfig(env, args.stack) as cluster:
-            report = measure(cluster, args.stack, args.duration)
+        stack = args.stack or day2.run(env, "pulumi", "stack", "--show-name").stdout.strip()
+        with day2.kubeconfig(env, stack) as cluster:
+            report = measure(cluster, stack, args.duration)
         REPORTS.mkdir(exist_ok=True)
         stamp = report["started"].replace("-", "").replace(":", "")
-        path = (
-            REPORTS / f"{args.stack}-{report['settings'].get('datapath-mode', 'veth')}-{stamp}.json"
-        )
+        path = REPORTS / f"{stack}-{report['settings'].get('datapath-mode', 'veth')}-{stamp}.json"
         path.write_text(json.dumps(report, indent=2) + "\n")
         print(table(report))
         print(f"{PREFIX} report: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")

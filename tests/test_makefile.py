@@ -24,7 +24,7 @@ NONE_SELECTED = (
     'echo "error: no stack selected; please use \\`pulumi stack select\\` or '
     '\\`pulumi stack init\\` to choose one" >&2; exit 255'
 )
-STACK_TARGETS = ("check", "preview", "up", "destroy", "verify", "hubble")
+STACK_TARGETS = ("check", "preview", "up", "destroy", "verify", "hubble", "perf")
 
 
 def make_n(tmp_path: Path, targets: list[str], answer: str | None, **env: str) -> list[str]:

@@ -136,7 +136,7 @@ class FakeCluster:
 def cluster(monkeypatch, tmp_path):
     fake = FakeCluster()
     monkeypatch.setattr(day2, "run", fake)
-    monkeypatch.setattr(day2, "missing_tools", lambda env: [])
+    monkeypatch.setattr(day2, "missing", lambda env: [])
     monkeypatch.setattr(day2, "kubeconfig", lambda env, stack: contextlib.nullcontext(env))
     monkeypatch.setattr(perf, "REPORTS", tmp_path / "reports")
     monkeypatch.setattr(perf.time, "sleep", lambda _: None)
