@@ -79,6 +79,7 @@ cilium = Cilium("cilium", CiliumArgs(
     operator_replicas=operator_replicas(cfg.nodes.min_size),
     api_server_host=cluster.api_server_host, provider=cluster.provider,
     bootstrap_patches=bootstrap.patches, eni_sweeper=teardown.sweeper,
+    eni_tags=stack_tags(cfg, pulumi.get_stack()),
     image_repositories=cache.chart_values() if cache else None,
     mesh=mesh.values if mesh else None,
 ), opts=on_aws)  # fmt: skip

@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 from components.cluster import irsa_trust_policy
 from components.config import CiliumConfig, minor_of
 from components.mesh import MeshValues
-from components.teardown import eni_gc_tags
+from components.teardown import CLUSTER_NAME_TAG, eni_gc_tags
 
 CHART_REPOSITORY = "https://helm.cilium.io"
 NAMESPACE = "kube-system"
@@ -52,12 +52,39 @@ ENI_IAM_ACTIONS = {
 ENI_TAG_ON_CREATE = "ec2:CreateTags"
 
 
-def eni_policy(partition: str) -> dict[str, Any]:
-    """The operator's whole IAM policy (see ENI_IAM_ACTIONS)."""
+# The one destructive call, DeleteNetworkInterface, only on this cluster's ENIs: Cilium
+# deletes only interfaces it created itself, and creates every one with its GC tags
+# (pkg/ipam/allocator/aws/aws.go Init: "Make sure GC tags are also used for ENI creation",
+# sent as CreateNetworkInterface's TagSpecifications, pkg/aws/ec2/ec2.go). It deletes them
+# in two places: the GC, which lists only `available` ENIs carrying the GC tags
+# (GetDetachedNetworkInterfaces, filtered by tag), and the rollback of a failed attach of
+# the ENI it has just created (pkg/aws/eni/node.go CreateInterface). Both carry
+# io.cilium/cluster-name = this cluster's name (eni_gc_tags), so the condition holds for
+# every call Cilium makes and refuses any other cluster's or anyone else's ENI. EC2 takes
+# aws:ResourceTag on DeleteNetworkInterface's network-interface resource (Service
+# Authorization Reference, Amazon EC2). The other calls stay on "*": Cilium also assigns
+# prefixes on, and describes, the node's primary ENI, which carries none of its tags.
+ENI_DELETE = "ec2:DeleteNetworkInterface"
+
+
+def eni_policy(partition: str, cluster_name: str) -> dict[str, Any]:
+    """The operator's whole IAM policy (see ENI_IAM_ACTIONS and ENI_DELETE)."""
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": sorted(ENI_IAM_ACTIONS), "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": sorted(set(ENI_IAM_ACTIONS) - {ENI_DELETE}),
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ENI_DELETE,
+                "Resource": f"arn:{partition}:ec2:*:*:network-interface/*",
+                "Condition": {
+                    "StringEquals": {f"aws:ResourceTag/{CLUSTER_NAME_TAG}": cluster_name}
+                },
+            },
             {
                 "Effect": "Allow",
                 "Action": ENI_TAG_ON_CREATE,
@@ -131,6 +158,7 @@ def helm_values(
     pod_subnet_ids: Sequence[pulumi.Input[str]],
     operator_replicas: int,
     api_server_host: pulumi.Input[str],
+    eni_tags: Mapping[str, str],
     image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None,
     mesh: MeshValues | None = None,
 ) -> dict[str, Any]:
@@ -156,6 +184,11 @@ def helm_values(
             # stack's teardown sweep, components/teardown.py) selects by. Spelled out: the
             # chart's default "auto-detects" the cluster name.
             "gcTags": eni_gc_tags(cluster_name),
+            # And the stack's own tags (project, stack, the user's aws:defaultTags), as on
+            # every AWS resource of the stack: the deploy role's ENI sweep may delete only
+            # interfaces tagged project=cilium-eks (docs/iam/deploy-policy.json), and cost
+            # reports find pod ENIs with the rest. Cilium adds the GC tags to these.
+            "eniTags": dict(eni_tags),
             # /28 prefixes instead of single IPs per ENI slot: 16 times the pod addresses
             # per ENI (nodes.py raises kubelet's max pods to match). Nitro instances only.
             "awsEnablePrefixDelegation": config.prefix_delegation,
@@ -337,6 +370,8 @@ class CiliumArgs:
     bootstrap_patches: Sequence[pulumi.Resource]
     # the ENI sweep: the release is deleted before it runs (components/teardown.py)
     eni_sweeper: pulumi.Resource
+    # the stack's tags (components/provider.py stack_tags), put on every ENI Cilium makes
+    eni_tags: Mapping[str, str]
     # the chart's image repositories through the ECR cache (network.vpcEndpoints)
     image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None
     mesh: MeshValues | None = None  # ClusterMesh (components/mesh.py)
@@ -371,7 +406,7 @@ class Cilium(pulumi.ComponentResource):
         operator_policy = aws.iam.RolePolicy(
             "operator-eni",
             role=self.operator_role.id,
-            policy=json.dumps(eni_policy(args.partition)),
+            policy=json.dumps(eni_policy(args.partition, args.cluster_name)),
             opts=child,
         )
 
@@ -389,6 +424,7 @@ class Cilium(pulumi.ComponentResource):
                 pod_subnet_ids=args.pod_subnet_ids,
                 operator_replicas=args.operator_replicas,
                 api_server_host=args.api_server_host,
+                eni_tags=args.eni_tags,
                 image_repositories=args.image_repositories,
                 mesh=args.mesh,
             ),

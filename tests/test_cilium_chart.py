@@ -42,7 +42,7 @@ REFUSED = [v for v in upstream.CHART_VERSIONS if semver(v) < MIN_CILIUM_VERSION]
 
 
 # Maps whose keys are ours, not the chart's: ENI tags, pod labels.
-FREE_FORM = ("gcTags", "podLabels")
+FREE_FORM = ("gcTags", "eniTags", "podLabels")
 
 
 def leaf_paths(values: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
