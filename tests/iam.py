@@ -13,6 +13,7 @@ out (NotAction, NotResource, policy variables, date and IP operators) no documen
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,20 @@ BOUNDARY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/{BOUNDARY_NAME}"
 IDENTITY_DOCUMENTS = ("boundary-policy.json", "deploy-policy.json", "preview-policy.json")
 
 Context = Mapping[str, str | Sequence[str]]
+
+# What each provider function the program calls asks AWS (an invoke's token -> the IAM
+# action of the API call behind it; None: no permission needed).
+INVOKE_ACTIONS = {
+    "aws:index/getAvailabilityZones:getAvailabilityZones": "ec2:DescribeAvailabilityZones",
+    "aws:ec2/getInstanceType:getInstanceType": "ec2:DescribeInstanceTypes",
+    "aws:ec2/getVpcEndpointService:getVpcEndpointService": "ec2:DescribeVpcEndpointServices",
+    "aws:eks/getAddonVersion:getAddonVersion": "eks:DescribeAddonVersions",
+    "aws:eks/getClusters:getClusters": "eks:ListClusters",
+    "aws:eks/getCluster:getCluster": "eks:DescribeCluster",
+    "aws:cloudwatch/getLogGroups:getLogGroups": "logs:DescribeLogGroups",
+    "aws:index/getPartition:getPartition": None,
+    "aws:index/getCallerIdentity:getCallerIdentity": None,  # sts: needs no permission
+}
 
 
 def filled(name: str) -> str:
@@ -60,10 +75,15 @@ def program_policies(graph: Graph) -> dict[str, dict[str, Any]]:
 # --- evaluation ----------------------------------------------------------------------------
 
 
+@functools.cache
+def _wildcard(pattern: str, case: bool) -> re.Pattern[str]:
+    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.compile(regex, 0 if case else re.IGNORECASE)
+
+
 def _like(pattern: str, value: str, case: bool = True) -> bool:
     """IAM's wildcard match: `*` any run of characters (none too), `?` any one."""
-    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
-    return re.fullmatch(regex, value, 0 if case else re.IGNORECASE) is not None
+    return _wildcard(pattern, case).fullmatch(value) is not None
 
 
 def _values_match(operator: str, wanted: list[str], have: list[str]) -> bool:

@@ -18,6 +18,7 @@ from tests.harness import ROOT, run_ok
 from tests.iam import (
     ACCOUNT,
     BOUNDARY_ARN,
+    INVOKE_ACTIONS,
     allows,
     evaluate,
     program_policies,
@@ -99,19 +100,6 @@ def test_the_ci_page_sets_the_subject_template_both_trusts_assume():
 
 # --- what each role may do ---------------------------------------------------------------------
 
-# What each provider function the program calls asks AWS (an invoke's token -> the IAM
-# action of the API call behind it; None: no permission needed).
-INVOKE_ACTIONS = {
-    "aws:index/getAvailabilityZones:getAvailabilityZones": "ec2:DescribeAvailabilityZones",
-    "aws:ec2/getInstanceType:getInstanceType": "ec2:DescribeInstanceTypes",
-    "aws:ec2/getVpcEndpointService:getVpcEndpointService": "ec2:DescribeVpcEndpointServices",
-    "aws:eks/getAddonVersion:getAddonVersion": "eks:DescribeAddonVersions",
-    "aws:eks/getClusters:getClusters": "eks:ListClusters",
-    "aws:eks/getCluster:getCluster": "eks:DescribeCluster",
-    "aws:cloudwatch/getLogGroups:getLogGroups": "logs:DescribeLogGroups",
-    "aws:index/getPartition:getPartition": None,
-    "aws:index/getCallerIdentity:getCallerIdentity": None,  # sts: needs no permission
-}
 # What the preflight asks AWS about a live cluster (scripts/preflight.py).
 PREFLIGHT_ACTIONS = {"eks:DescribeCluster", "eks:ListAccessEntries"}
 # Every feature on, and a cluster that exists: every look-up a preview can make.
@@ -252,9 +240,11 @@ def test_the_deploy_role_attaches_exactly_the_aws_policies_the_program_attaches(
     assert set(NODE_POLICIES) <= {arn.rsplit("/", 1)[1] for arn in listed}
 
 
-def test_the_deploy_role_passes_the_projects_roles_to_eks_and_ec2_only():
+def test_the_deploy_role_passes_the_projects_roles_to_eks_only():
+    """To EKS: the cluster's service role and the node group's role. Karpenter passes its
+    node role to EC2 itself, with its own role (components/karpenter.py)."""
     assert deploy_may("iam:PassRole", {**PROJECT, "iam:PassedToService": "eks.amazonaws.com"})
-    assert deploy_may("iam:PassRole", {**PROJECT, "iam:PassedToService": "ec2.amazonaws.com"})
+    assert not deploy_may("iam:PassRole", {**PROJECT, "iam:PassedToService": "ec2.amazonaws.com"})
     assert not deploy_may(
         "iam:PassRole", {**PROJECT, "iam:PassedToService": "lambda.amazonaws.com"}
     )
@@ -380,9 +370,11 @@ PROTECTED = {
     "eks:DeleteNodegroup": PROJECT,
     "sqs:DeleteQueue": PROJECT,
     "kms:ScheduleKeyDeletion": PROJECT,
-    "kms:PutKeyPolicy": PROJECT,
     "kms:CreateGrant": {"kms:GrantIsForAWSResource": "true"},
 }
+# Not granted at all: the stack sets no key policy (the key keeps KMS's default), so it
+# never calls it (tests/test_iam_calls.py).
+NEVER_GRANTED = ("kms:PutKeyPolicy", "iam:DeleteRolePermissionsBoundary", "sts:AssumeRole")
 
 
 def arn_for(action: str) -> str:
@@ -391,6 +383,11 @@ def arn_for(action: str) -> str:
         "kms": f"arn:aws:kms:ap-northeast-2:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         "sqs": f"arn:aws:sqs:ap-northeast-2:{ACCOUNT}:cilium-eks-dev",
     }.get(service, f"arn:aws:{service}:ap-northeast-2:{ACCOUNT}:thing/x")
+
+
+@pytest.mark.parametrize("action", NEVER_GRANTED)
+def test_what_the_deploy_role_never_does(action):
+    assert not deploy_may(action, BOUNDED, arn_for(action))
 
 
 @pytest.mark.parametrize("action", sorted(PROTECTED))
@@ -402,5 +399,5 @@ def test_destructive_actions_only_on_what_the_project_made(action):
 
 def test_the_ci_page_says_which_condition_protects_what():
     page = (ROOT / "docs" / "ci-iam.md").read_text()
-    missing = [a for a in PROTECTED if f"`{a}`" not in page]
+    missing = [a for a in [*PROTECTED, *NEVER_GRANTED] if f"`{a}`" not in page]
     assert missing == []
