@@ -45,6 +45,9 @@ INVOKE_ACTIONS = {
     "aws:index/getPartition:getPartition": None,
     "aws:index/getCallerIdentity:getCallerIdentity": None,  # sts: needs no permission
 }
+# What the preflight asks AWS about a live cluster (scripts/preflight.py), before every
+# preview, up and destroy, with the role of the job.
+PREFLIGHT_ACTIONS = {"eks:DescribeCluster", "eks:ListAccessEntries"}
 
 
 def filled(name: str) -> str:

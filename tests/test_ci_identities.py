@@ -19,6 +19,7 @@ from tests.iam import (
     ACCOUNT,
     BOUNDARY_ARN,
     INVOKE_ACTIONS,
+    PREFLIGHT_ACTIONS,
     allows,
     evaluate,
     program_policies,
@@ -100,8 +101,6 @@ def test_the_ci_page_sets_the_subject_template_both_trusts_assume():
 
 # --- what each role may do ---------------------------------------------------------------------
 
-# What the preflight asks AWS about a live cluster (scripts/preflight.py).
-PREFLIGHT_ACTIONS = {"eks:DescribeCluster", "eks:ListAccessEntries"}
 # Every feature on, and a cluster that exists: every look-up a preview can make.
 EVERYTHING = {
     "network.vpcEndpoints": True,
@@ -258,9 +257,10 @@ def test_the_boundary_holds_every_aws_policy_the_program_attaches_whole():
     """Effective permissions are the intersection of a role's policies and its boundary:
     each action of each AWS-managed policy attached (moto ships AWS's documents, with their
     versions) must pass the boundary under the policy's own condition, on any resource."""
+    documents = json.loads(aws_managed_policies_data)
     for arn in sorted(attached_policy_arns()):
         name = arn.rsplit("/", 1)[1]
-        managed = json.loads(aws_managed_policies_data)[name]["Document"]
+        managed = documents[name]["Document"]
         for statement in managed["Statement"]:
             context = satisfying(statement.get("Condition", {}))
             for action in actions(statement):

@@ -5,6 +5,8 @@ The calls come from the code, two ways:
 - what the graph declares: each pulumi-aws resource type (and what pulumi-eks makes from
   its inputs) -> the API calls its create, read, update and delete make (CALLS, each row
   with its source), and every provider function the program invokes (INVOKE_ACTIONS);
+- what the preflight asks (scripts/preflight.py: PREFLIGHT_ACTIONS), which the deploy and
+  destroy jobs run with this role;
 - what the dynamic providers call (the ENI sweep, the image cache's warm-up and clean-up,
   the mesh link's peering in both regions), recorded against moto through botocore's
   `before-call` event.
@@ -20,7 +22,7 @@ a condition fails); and every permission the policy grants is used by some call 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,7 @@ from tests.iam import (
     ACCOUNT,
     BOUNDARY_ARN,
     INVOKE_ACTIONS,
+    PREFLIGHT_ACTIONS,
     allowing,
     allows,
     as_list,
@@ -274,7 +277,6 @@ FULL = {
     "access.adminPrincipalArns": [f"arn:aws:iam::{ACCOUNT}:role/cilium-eks-deploy"],
     "access.viewerPrincipalArns": [f"arn:aws:iam::{ACCOUNT}:role/cilium-eks-preview"],
 }
-LIVE = {"eksCluster": {"name": "cilium-eks-dev", "vpcId": "vpc-id", "subnetIds": ["s-1", "s-2"]}}
 
 Call = tuple[str, str, dict[str, Any]]  # IAM action, resource ARN, request context
 
@@ -438,12 +440,18 @@ class Recorder:
 
     def __init__(self, setup: boto3.Session) -> None:
         self.setup = setup
+        self.ec2: dict[str, Any] = {}
         self.calls: list[Call] = []
 
     def __call__(self, params: dict[str, Any], model: Any, context: dict, **_: Any) -> None:
         prefix = model.service_model.signing_name
         region = context["client_region"]
-        self.calls += as_calls(self.setup, prefix, model.name, region, dict(params))
+        self.calls += as_calls(self.client, prefix, model.name, region, dict(params))
+
+    def client(self, region: str) -> Any:
+        if region not in self.ec2:
+            self.ec2[region] = self.setup.client("ec2", region_name=region)
+        return self.ec2[region]
 
 
 def tiny_chart() -> bytes:
@@ -511,8 +519,14 @@ def run_providers(setup: boto3.Session, recorder: Recorder) -> list[Call]:
 
 
 def as_calls(
-    setup: boto3.Session, prefix: str, operation: str, region: str, params: dict[str, Any]
+    clients: Callable[[str], Any],
+    prefix: str,
+    operation: str,
+    region: str,
+    params: dict[str, Any],
 ) -> list[Call]:
+    """The IAM calls of one API operation (its action is its name), with the tags of what
+    it acts on where the deploy policy's conditions read them."""
     action = f"{prefix}:{operation}"
     if operation in ("BatchGetImage", "DeleteRepository"):
         arn = f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{params['repositoryName']}"
@@ -520,18 +534,17 @@ def as_calls(
         # guide, "IAM permissions required to sync an upstream registry")
         pulled = ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"]
         return [(a, arn, {}) for a in [action, *(pulled if operation == "BatchGetImage" else [])]]
-    ec2 = setup.client("ec2", region_name=region)
-    context: dict[str, Any] = {}
+    tags: list[dict[str, str]] = []
     if operation == "DeleteNetworkInterface":
-        (eni,) = ec2.describe_network_interfaces(
+        (eni,) = clients(region).describe_network_interfaces(
             NetworkInterfaceIds=[params["NetworkInterfaceId"]])["NetworkInterfaces"]  # fmt: skip
-        context = {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in eni.get("TagSet", [])}
+        tags = eni.get("TagSet", [])
     if operation in ("AcceptVpcPeeringConnection", "DeleteVpcPeeringConnection"):
-        (peering,) = ec2.describe_vpc_peering_connections(
+        (peering,) = clients(region).describe_vpc_peering_connections(
             VpcPeeringConnectionIds=[params["VpcPeeringConnectionId"]]
         )["VpcPeeringConnections"]
-        context = {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in peering.get("Tags", [])}
-    calls: list[Call] = [(action, "*", context)]
+        tags = peering.get("Tags", [])
+    calls: list[Call] = [(action, "*", {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in tags})]
     if params.get("TagSpecifications"):
         calls.append(("ec2:CreateTags", "*", {"ec2:CreateAction": operation}))
     return calls
@@ -545,10 +558,9 @@ STATE = ("s3:",)  # the state backend's calls: Pulumi's, not the program's
 
 @pytest.fixture(scope="module")
 def calls(provider_calls) -> list[Call]:
-    found = [*provider_calls]
-    for world in ({}, LIVE):
-        found += graph_calls(run_ok(FULL, world=world))
-    return found
+    found = [*provider_calls, *graph_calls(run_ok(FULL))]
+    cluster = f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/cilium-eks-dev"
+    return found + [(action, cluster, {}) for action in sorted(PREFLIGHT_ACTIONS)]
 
 
 def test_the_calls_cover_every_feature_and_provider(calls, provider_calls):
