@@ -46,7 +46,6 @@ from tests.iam import (
 
 REGION = "ap-northeast-2"
 PEER_REGION = "us-west-2"
-TF = "Terraform AWS provider, resource docs (registry.terraform.io/providers/hashicorp/aws)"
 
 # What a call acts on, for its conditions: "new" (the resource it creates: the tags it
 # sends), "self" (the resource itself: its tags), "none" (nothing of the stack's), or the
@@ -56,7 +55,9 @@ Row = tuple[str, str, dict[str, str]]
 TAG_UPDATES_EC2: list[Row] = [("ec2:CreateTags", "self", {}), ("ec2:DeleteTags", "self", {})]
 
 # pulumi-aws type -> (its Terraform resource, the calls). The Terraform AWS provider is
-# what pulumi-aws runs; each resource's page lists what create/read/update/delete do, and
+# what pulumi-aws runs; each resource's page (registry.terraform.io/providers/hashicorp/aws,
+# resources/<name without aws_>) and source (internal/service/<service>/) say what its
+# create, read, update and delete do, and
 # each call's IAM action is named after its API operation (AWS API references). EC2
 # creates send their tags (TagSpecifications), which EC2 authorizes as ec2:CreateTags
 # with ec2:CreateAction (EC2 user guide, "Grant permission to tag resources during
