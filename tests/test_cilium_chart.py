@@ -391,6 +391,7 @@ def chart_values(datapath_mode: str, cilium: dict[str, Any] | None = None) -> di
         pod_subnet_ids=["subnet-0a", "subnet-0b"],
         operator_replicas=2,
         api_server_host="CILIUM-EKS-DEV.gr7.ap-northeast-2.eks.amazonaws.com",
+        eni_tags={"project": "cilium-eks", "stack": "dev"},
     )
 
 
