@@ -8,7 +8,16 @@ VENV := venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
-STACK ?= dev
+# The stack: STACK=<name>, else the one Pulumi has selected (`pulumi stack select`, `pulumi
+# stack init` and `make up` select one), as a bare `pulumi config set` or `pulumi up` uses;
+# else dev (no stack selected, or no Pulumi CLI yet). Asked once, and only by the targets
+# that work on a stack; stdout is not a terminal, so the CLI never prompts.
+STACK_TARGETS := check preview up destroy verify hubble perf
+ifeq ($(origin STACK),undefined)
+ifneq ($(filter $(STACK_TARGETS),$(MAKECMDGOALS)),)
+STACK := $(or $(shell pulumi stack --show-name --non-interactive 2>/dev/null),dev)
+endif
+endif
 # Extra flags for pulumi, e.g. make up PULUMI_FLAGS=--yes
 PULUMI_FLAGS ?=
 # uv installs into ./venv (the virtualenv Pulumi.yaml names), and `pulumi` finds this uv
@@ -77,6 +86,14 @@ destroy: runtime
 # The in-cluster checks, again, on the live cluster: each PASS/FAIL (scripts/day2.py).
 verify: runtime
 	@$(PY) scripts/day2.py verify --stack $(STACK)
+
+# Pod-to-pod latency and throughput by netperf, same node and across nodes, into a report
+# under reports/ (scripts/perf.py, docs/performance.md); COMPARE="reports/A.json
+# reports/B.json" compares two reports instead. DURATION: seconds per netperf run.
+.PHONY: perf
+DURATION ?= 10
+perf: runtime
+	@$(PY) scripts/perf.py $(if $(COMPARE),compare $(COMPARE),run --stack $(STACK) --duration $(DURATION))
 
 # Hubble UI on http://localhost:12000 (until Ctrl-C), through the stack's kubeconfig.
 hubble: runtime

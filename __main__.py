@@ -81,6 +81,7 @@ cilium = Cilium("cilium", CiliumArgs(
     operator_replicas=operator_replicas(cfg.nodes.min_size),
     api_server_host=cluster.api_server_host, provider=cluster.provider,
     bootstrap_patches=bootstrap.patches, eni_sweeper=teardown.sweeper,
+    eni_tags=stack_tags(cfg, pulumi.get_stack()),
     image_repositories=cache.chart_values() if cache else None,
     mesh=mesh.values if mesh else None,
     permissions_boundary=cfg.access.permissions_boundary_arn,

@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 from components.cluster import irsa_trust_policy
 from components.config import CiliumConfig, minor_of
 from components.mesh import MeshValues
-from components.teardown import eni_gc_tags
+from components.teardown import CLUSTER_NAME_TAG, eni_gc_tags
 
 CHART_REPOSITORY = "https://helm.cilium.io"
 NAMESPACE = "kube-system"
@@ -52,12 +52,39 @@ ENI_IAM_ACTIONS = {
 ENI_TAG_ON_CREATE = "ec2:CreateTags"
 
 
-def eni_policy(partition: str) -> dict[str, Any]:
-    """The operator's whole IAM policy (see ENI_IAM_ACTIONS)."""
+# The one destructive call, DeleteNetworkInterface, only on this cluster's ENIs: Cilium
+# deletes only interfaces it created itself, and creates every one with its GC tags
+# (pkg/ipam/allocator/aws/aws.go Init: "Make sure GC tags are also used for ENI creation",
+# sent as CreateNetworkInterface's TagSpecifications, pkg/aws/ec2/ec2.go). It deletes them
+# in two places: the GC, which lists only `available` ENIs carrying the GC tags
+# (GetDetachedNetworkInterfaces, filtered by tag), and the rollback of a failed attach of
+# the ENI it has just created (pkg/aws/eni/node.go CreateInterface). Both carry
+# io.cilium/cluster-name = this cluster's name (eni_gc_tags), so the condition holds for
+# every call Cilium makes and refuses any other cluster's or anyone else's ENI. EC2 takes
+# aws:ResourceTag on DeleteNetworkInterface's network-interface resource (Service
+# Authorization Reference, Amazon EC2). The other calls stay on "*": Cilium also assigns
+# prefixes on, and describes, the node's primary ENI, which carries none of its tags.
+ENI_DELETE = "ec2:DeleteNetworkInterface"
+
+
+def eni_policy(partition: str, cluster_name: str) -> dict[str, Any]:
+    """The operator's whole IAM policy (see ENI_IAM_ACTIONS and ENI_DELETE)."""
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": sorted(ENI_IAM_ACTIONS), "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": sorted(set(ENI_IAM_ACTIONS) - {ENI_DELETE}),
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ENI_DELETE,
+                "Resource": f"arn:{partition}:ec2:*:*:network-interface/*",
+                "Condition": {
+                    "StringEquals": {f"aws:ResourceTag/{CLUSTER_NAME_TAG}": cluster_name}
+                },
+            },
             {
                 "Effect": "Allow",
                 "Action": ENI_TAG_ON_CREATE,
@@ -112,6 +139,16 @@ def operator_replicas(min_nodes: int) -> int:
 MESH_CA_LABEL = "cilium-eks.io/mesh-ca"
 MESH_MTU = 8500
 
+# The datapath tuning (helm_values; docs/performance.md has each setting's source,
+# requirement and off switch).
+# Share of node memory for the conntrack, NAT and neighbour maps: the value of the Tuning
+# Guide's recommended profile, which pairs it with the distributed LRU (each CPU's LRU list
+# then holds only its share of the entries). The chart's 0.0025 is 10 MiB on the default
+# 4 GiB t3.medium, less than the default-sized conntrack maps alone, so the agent clamps
+# them to its floor (128Ki TCP entries; pkg/maps mapsize getDynamicSizeCalculator). 0.08 is
+# ~330 MiB of kernel memory there, ~1.3 GiB on 16 GiB nodes (docs/performance.md).
+MAP_DYNAMIC_SIZE_RATIO = 0.08
+
 
 def helm_values(
     *,
@@ -121,12 +158,14 @@ def helm_values(
     pod_subnet_ids: Sequence[pulumi.Input[str]],
     operator_replicas: int,
     api_server_host: pulumi.Input[str],
+    eni_tags: Mapping[str, str],
     image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None,
     mesh: MeshValues | None = None,
 ) -> dict[str, Any]:
     """The chart values (checked against the chart's values.schema.json and values.yaml,
     and rendered with the real chart, in tests). Everything the program relies on is set
     here, not left to a chart default that may change between minors."""
+    kpr = config.kube_proxy_replacement
     values: dict[str, Any] = {
         # ENI garbage collection tags and Hubble's flows carry this name; it is the EKS
         # cluster's, so ENIs are traceable to it in the EC2 console.
@@ -145,6 +184,11 @@ def helm_values(
             # stack's teardown sweep, components/teardown.py) selects by. Spelled out: the
             # chart's default "auto-detects" the cluster name.
             "gcTags": eni_gc_tags(cluster_name),
+            # And the stack's own tags (project, stack, the user's aws:defaultTags), as on
+            # every AWS resource of the stack: the deploy role's ENI sweep may delete only
+            # interfaces tagged project=cilium-eks (docs/iam/deploy-policy.json), and cost
+            # reports find pod ENIs with the rest. Cilium adds the GC tags to these.
+            "eniTags": dict(eni_tags),
             # /28 prefixes instead of single IPs per ENI slot: 16 times the pod addresses
             # per ENI (nodes.py raises kubelet's max pods to match). Nitro instances only.
             "awsEnablePrefixDelegation": config.prefix_delegation,
@@ -180,7 +224,46 @@ def helm_values(
             # Helm-made certificates change on every render, a diff on every `pulumi up`.
             "tls": {"auto": {"method": "cronJob"}},
         },
+        # --- the datapath, tuned (Cilium's Tuning Guide; docs/performance.md) ---
+        "bpf": {
+            # eBPF host routing: pod traffic is routed in BPF, past iptables and the upper
+            # host stack. Stated, not left to the agent: it falls back to legacy routing
+            # silently (an Info log) with iptables masquerading, IPsec or without kube-proxy
+            # replacement (pkg/kpr/initializer FinishKubeProxyReplacementInit and
+            # InitKubeProxyReplacementOptions). Masquerading is off and IPsec is never used
+            # here, so only kubeProxyReplacement: false makes it legacy: said so.
+            "hostLegacyRouting": not kpr,
+            # Per-CPU LRU lists for the conntrack and NAT maps: no lock shared by all CPUs
+            # on every new flow. The chart recommends larger maps with it (the ratio below).
+            "distributedLRU": {"enabled": True},
+            "mapDynamicSizeRatio": MAP_DYNAMIC_SIZE_RATIO,
+            # Pod devices: veth, or netkit (kernel 6.8+: AL2023 on Kubernetes 1.33+), which
+            # needs eBPF host routing. bpf.tproxy stays unset (off): the chart refuses it
+            # with netkit (validate.yaml), and the agent too (cilium/cilium #44048).
+            "datapathMode": config.datapath_mode,
+        },
+        # No masquerading for IPv6 either (the chart's default is on; the agent ignores it
+        # without IPv6, pkg/option Populate): stated, since iptables masquerading of any
+        # family would turn host routing legacy.
+        "enableIPv6Masquerade": False,
+        # Bandwidth manager with BBR for pods: EDT pacing and fq qdiscs on the node's
+        # devices, BBR congestion control for pod sockets. BBR needs kernel 5.18+ (AL2023
+        # has 6.12 on Kubernetes 1.34-1.35, 6.18 on 1.36) and eBPF host routing: with
+        # legacy routing the agent refuses to start ("BBR setup requires BPF host routing",
+        # pkg/datapath/linux/bandwidth probe), so both follow kube-proxy replacement.
+        "bandwidthManager": {"enabled": kpr, "bbr": kpr},
+        # Off, and stated (docs/performance.md says why): BIG TCP needs no encryption and
+        # mlx4/mlx5/ice NICs (ENA is not among them); XDP acceleration needs ENA's MTU at
+        # 3498 or less and leaves north-south traffic unencrypted with WireGuard.
+        "enableIPv4BIGTCP": False,
+        "enableIPv6BIGTCP": False,
+        "loadBalancer": {"acceleration": "disabled"},
     }
+    if kpr:
+        # Service backends by Maglev consistent hashing (the agent's own service load
+        # balancer exists only with kube-proxy replacement): the same backend for a flow on
+        # every node. SNAT, not DSR: DSR needs the ENIs' source/destination check off.
+        values["loadBalancer"] |= {"algorithm": "maglev", "mode": "snat"}
     if config.upgrade_compatibility:
         # The minor first installed: the chart keeps its defaults across minor upgrades
         # (e.g. 1.20 would switch the L7 proxy to envoy-xds-mode ads). Unset on a fresh
@@ -333,6 +416,8 @@ class CiliumArgs:
     bootstrap_patches: Sequence[pulumi.Resource]
     # the ENI sweep: the release is deleted before it runs (components/teardown.py)
     eni_sweeper: pulumi.Resource
+    # the stack's tags (components/provider.py stack_tags), put on every ENI Cilium makes
+    eni_tags: Mapping[str, str]
     # the chart's image repositories through the ECR cache (network.vpcEndpoints)
     image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None
     mesh: MeshValues | None = None  # ClusterMesh (components/mesh.py)
@@ -369,7 +454,7 @@ class Cilium(pulumi.ComponentResource):
         operator_policy = aws.iam.RolePolicy(
             "operator-eni",
             role=self.operator_role.id,
-            policy=json.dumps(eni_policy(args.partition)),
+            policy=json.dumps(eni_policy(args.partition, args.cluster_name)),
             opts=child,
         )
 
@@ -388,6 +473,7 @@ class Cilium(pulumi.ComponentResource):
                 pod_subnet_ids=args.pod_subnet_ids,
                 operator_replicas=args.operator_replicas,
                 api_server_host=args.api_server_host,
+                eni_tags=args.eni_tags,
                 image_repositories=args.image_repositories,
                 mesh=args.mesh,
             ),

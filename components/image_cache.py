@@ -32,7 +32,7 @@ import pulumi
 import pulumi.dynamic
 import pulumi_aws as aws
 
-from components.aws_api import aws_client
+from components.aws_api import aws_client, warm
 
 UPSTREAM = "quay.io"
 CHART_URL = "https://helm.cilium.io/cilium-{version}.tgz"  # what the Helm release installs
@@ -55,13 +55,6 @@ OPERATOR_SUFFIX = "-aws"
 # the cache (ECR user guide, "IAM permissions required to sync an upstream registry"):
 # import the upstream image, and create the repository it lands in. Only under the prefix.
 PULL_THROUGH_ACTIONS = ("ecr:BatchImportUpstreamImage", "ecr:CreateRepository")
-# The manifest types a node accepts: an image index (Cilium's are multi-arch) or one image.
-MANIFEST_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
 # ECR's rule for a repository prefix: 2 to 30 characters.
 PREFIX_MAX = 30
 
@@ -116,35 +109,6 @@ def _images(values: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str
 def fetch_chart(version: str) -> bytes:
     with urllib.request.urlopen(CHART_URL.format(version=version), timeout=60) as response:
         return response.read()
-
-
-def warm(ecr: Any, registry_id: str, prefix: str, images: Sequence[tuple[str, str]]) -> list[str]:
-    """Ask ECR for each (path, tag) through the cache, which imports it; the failures are
-    raised together, naming each image, after every image was tried."""
-    warmed, failed = [], []
-    for path, tag in images:
-        try:
-            found = ecr.batch_get_image(
-                registryId=registry_id,
-                repositoryName=f"{prefix}/{path}",
-                imageIds=[{"imageTag": tag}],
-                acceptedMediaTypes=list(MANIFEST_TYPES),
-            )
-        except Exception as err:  # botocore's ClientError, or no route to ECR
-            failed.append(f"{path}:{tag}: {err}")
-            continue
-        problems = found.get("failures") or []
-        if problems:
-            failed.append(f"{path}:{tag}: {problems[0].get('failureReason')}")
-        else:
-            warmed.append(f"{path}:{tag}")
-    if failed:
-        raise RuntimeError(
-            f"the ECR cache {prefix}/ could not import {len(failed)} image(s) from quay.io: "
-            + "; ".join(failed)
-            + ". Nodes would fail to pull them by digest; `make up` again retries."
-        )
-    return warmed
 
 
 def delete_cached(ecr: Any, registry_id: str, prefix: str) -> list[str]:

@@ -154,6 +154,9 @@ def proof_env(cfg: StackConfig) -> dict[str, str]:
         "KUBE_PROXY_REPLACEMENT": str(cfg.cilium.kube_proxy_replacement).lower(),
         "ENCRYPTION": cfg.cilium.encryption,  # wireguard: every node's key is checked
         "PREFIX_DELEGATION": str(cfg.cilium.prefix_delegation).lower(),
+        # veth or netkit: a switch affects new pods only; the checks' own pods are new, and
+        # the L7 demo (what Cilium's netkit CI trips on) is proved again
+        "DATAPATH_MODE": cfg.cilium.datapath_mode,
         "KUBERNETES_VERSION": cfg.kubernetes_version,
         "INSTANCE_TYPES": ",".join(cfg.nodes.instance_types),
     }

@@ -9,12 +9,19 @@ config under it) goes through the same rules as `pulumi up` (components/config/)
 the region and instance type names checked against the AWS SDK's own lists. What only EC2
 can say of an instance type (Nitro, ENIs) waits for the preview. Prints every mistake
 once and exits 1, or one line and exits 0.
+
+A stack file that imports a Pulumi ESC environment (`environment:`) gets the rest of its
+config from there, which only the CLI can resolve: what the file holds is checked, a key
+it must have but leaves to the environment (aws:region) is named as expected from it, and
+the preflight of `make preview|up` checks the config as `pulumi config --open` resolves it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +30,75 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.config import PROJECT, ConfigError, parse  # noqa: E402
+from components.config import PROJECT, ConfigError, eks_regions, parse  # noqa: E402
+from components.config.stack_file import StackFileLoader  # noqa: E402
 
 PREFIX = "config check:"
+# The keys a stack must set, having no default (components/config.py StackConfig), each with
+# a valid value that stands in for it where an ESC environment is to provide it, so that
+# the rest of the file is still checked.
+STAND_INS = {"aws:region": lambda: sorted(eks_regions())[0]}
+
+
+class StackFileError(Exception):
+    """A stack or project file that cannot be read as the CLI would; the text says where."""
+
+
+def load_yaml(path: Path) -> Any:
+    """The file's YAML, refusing a mapping key given twice: YAML requires "each of the keys
+    [to be] unique" (YAML 1.2.2, 3.2.1.1), and PyYAML would silently keep the last one. A
+    syntax error is shown as the parser reports it: file, line, column and the line itself.
+    A number keeps the text it was written as (StackFileLoader), for the config's messages.
+    """
+    loader = StackFileLoader(path.read_text())
+    loader.name = path.name  # the marks of an error name this file
+    try:
+        node = loader.get_single_node()
+        repeated = [
+            f"{spelled(key)}: given twice in {path.name}, on lines {first} and {second}; YAML "
+            "keeps only the last, so the first would be ignored: delete one of them"
+            for key, first, second in repeated_keys(node)
+        ]
+        if repeated:
+            raise StackFileError(*repeated)
+        return loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as err:
+        raise StackFileError(f"{path.name}: not valid YAML:\n{err}") from None
+    finally:
+        loader.dispose()
+
+
+def repeated_keys(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple, int, int]]:
+    """(key path, first line, repeated line) of every mapping key given twice."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
+            line = key.start_mark.line + 1
+            if name in seen:
+                yield (*path, name), seen[name], line
+            else:
+                seen[name] = line
+            yield from repeated_keys(value, (*path, name))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from repeated_keys(item, (*path, index))
+
+
+def spelled(path: tuple[Any, ...]) -> str:
+    """A key path as `pulumi config set --path` spells it: demo.policy, aws:region."""
+    parts = list(path)
+    if parts[:1] == ["config"] and len(parts) > 1:
+        parts = [str(parts[1]).removeprefix(f"{PROJECT}:"), *parts[2:]]
+    key = ""
+    for part in parts:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
 
 
 def project_defaults(project_file: Path) -> dict[str, Any]:
     """Pulumi.yaml's `config:` block: `key: {value: V}` (or `default:`), or `key: V`."""
-    block = (yaml.safe_load(project_file.read_text()) or {}).get("config") or {}
+    block = (load_yaml(project_file) or {}).get("config") or {}
     values = {}
     for key, spec in block.items():
         full = key if ":" in key else f"{PROJECT}:{key}"
@@ -41,23 +109,45 @@ def project_defaults(project_file: Path) -> dict[str, Any]:
     return values
 
 
-def stack_values(stack_file: Path) -> dict[str, Any]:
-    return (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
+def environments(settings: dict[str, Any]) -> list[str]:
+    """The ESC environments a stack file imports: `environment: [a, b]`, or an inline
+    definition with `imports:` (Pulumi's workspace.Environment takes both)."""
+    block = settings.get("environment")
+    if not block:
+        return []
+    if isinstance(block, list):
+        return [str(name) for name in block]
+    imports = block.get("imports") if isinstance(block, dict) else None
+    names = [next(iter(i)) if isinstance(i, dict) else str(i) for i in imports or []]
+    return names or ["the stack file's inline environment"]
 
 
-def check(stack: str, root: Path = ROOT) -> list[str]:
-    """The mistakes in the stack's config, each a line; none when it is valid."""
+@dataclass
+class Checked:
+    """What `make check` found: the mistakes, and what an ESC environment must provide."""
+
+    mistakes: list[str] = field(default_factory=list)
+    environments: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
+
+
+def examine(stack: str, root: Path = ROOT) -> Checked:
     name = stack.rsplit("/", 1)[-1]  # org/project/stack -> stack
     stack_file = root / f"Pulumi.{name}.yaml"
     if not stack_file.exists():
-        return [
+        return Checked([
             f"{stack_file.name}: no such file; create the stack with `pulumi stack init "
             f"{name}` and set aws:region in it (see README, A second stack)"
-        ]
+        ])  # fmt: skip
     try:
-        values = {**project_defaults(root / "Pulumi.yaml"), **stack_values(stack_file)}
-    except yaml.YAMLError as err:
-        return [f"{stack_file.name}: not valid YAML ({err})".replace("\n", " ")]
+        settings = load_yaml(stack_file) or {}
+        values = {**project_defaults(root / "Pulumi.yaml"), **(settings.get("config") or {})}
+    except StackFileError as err:
+        return Checked(list(err.args))
+    found = Checked(environments=environments(settings))
+    if found.environments:
+        found.expected = [key for key in STAND_INS if values.get(key) is None]
+        values |= {key: STAND_INS[key]() for key in found.expected}
     secrets = sorted(k for k, v in values.items() if isinstance(v, dict) and "secure" in v)
     raw = {
         key.removeprefix(f"{PROJECT}:"): value
@@ -67,8 +157,13 @@ def check(stack: str, root: Path = ROOT) -> list[str]:
     try:
         parse(raw, stack=name, offline=True)
     except ConfigError as err:
-        return [line.removeprefix("  - ") for line in str(err).splitlines()[1:]]
-    return []
+        found.mistakes = [line.removeprefix("  - ") for line in str(err).splitlines()[1:]]
+    return found
+
+
+def check(stack: str, root: Path = ROOT) -> list[str]:
+    """The mistakes in the stack's config, each a line; none when it is valid."""
+    return examine(stack, root).mistakes
 
 
 def main(argv: list[str]) -> int:
@@ -77,14 +172,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dir", type=Path, default=ROOT, help="where Pulumi.yaml lives")
     args = parser.parse_args(argv[1:])
     stack = args.stack
-    mistakes = check(stack, args.dir)
+    found = examine(stack, args.dir)
     file = f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"
-    if mistakes:
-        print(f"{PREFIX} {file} has {len(mistakes)} mistake(s):", file=sys.stderr)
-        for line in mistakes:
-            print(f"  - {line}", file=sys.stderr)
+    if found.environments:
+        expected = ", ".join(found.expected) or "no key this file lacks"
+        print(
+            f"{PREFIX} {file} imports the ESC environment(s) {', '.join(found.environments)}, "
+            f"which must provide {expected}; the preflight of `make preview` and `make up` "
+            "checks the config as Pulumi resolves it (`pulumi config --open`)"
+        )
+    if found.mistakes:
+        print(f"{PREFIX} {file} has {len(found.mistakes)} mistake(s):", file=sys.stderr)
+        for mistake in found.mistakes:
+            print("  - " + mistake.replace("\n", "\n    "), file=sys.stderr)
         return 1
-    print(f"{PREFIX} {file} is valid (instance types' EC2 facts are checked by the preview)")
+    what = "holds valid values" if found.environments else "is valid"
+    print(f"{PREFIX} {file} {what} (instance types' EC2 facts are checked by the preview)")
     return 0
 
 

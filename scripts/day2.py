@@ -3,11 +3,15 @@
     venv/bin/python scripts/day2.py verify [--stack dev]
     venv/bin/python scripts/day2.py hubble [--stack dev]
 
-Both reach the cluster with the stack's own kubeconfig (its secret output, written to a
-private temporary file and removed afterwards) and kubectl; the kubeconfig runs `aws eks
-get-token` with the ambient AWS credentials.
+Without --stack, the stack Pulumi has selected. Both first check what the preflight
+checks of the session (scripts/pulumi_session.py: the Pulumi CLI, a backend, the
+passphrase) and the tools, naming each that is missing; then reach the cluster with the
+stack's own kubeconfig (its secret output, written to a private temporary file and
+removed afterwards) and kubectl; the kubeconfig runs `aws eks get-token` with the ambient
+AWS credentials. A Pulumi error past that is shown as Pulumi printed it.
 
-verify: runs the in-cluster checks again, now (after a node replacement, after an
+verify: reads every Cilium agent's datapath (scripts/datapath.py), then runs the
+in-cluster checks again, now (after a node replacement, after an
 incident): a Job from each suspended CronJob the stack declares (label
 app.kubernetes.io/part-of=cilium-eks-checks, in any namespace: the demo's, the mesh's),
 all at once; then, as each ends, its PASS/FAIL/SKIP lines, and the Job is deleted. Exits
@@ -32,16 +36,24 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts import datapath, pulumi_session  # noqa: E402  (every node's datapath, for verify)
+
 PREFIX = "day2:"
 PART_OF = "app.kubernetes.io/part-of=cilium-eks-checks"
 HUBBLE_UI = ["-n", "kube-system", "port-forward", "svc/hubble-ui", "12000:80"]
+# How `pulumi stack output NAME` says the stack has no such output (pkg/cmd/pulumi/stack/
+# stack_output.go): not deployed, or a first `make up` that failed before the end.
+NO_OUTPUT = "does not have output property"
 # Past a Job's own deadline, how long to wait for Kubernetes to mark it failed.
 GRACE_SECONDS = 60
 POLL_SECONDS = 5
 # What a check prints that a person reads (the script's other lines are progress).
 VERDICTS = ("PASS ", "FAIL ", "SKIP ", "OK: ", "verifying: ")
+# Besides Pulumi (pulumi_session): what reaches the cluster.
 INSTALL = {
-    "pulumi": "https://www.pulumi.com/docs/install/",
     "kubectl": "https://kubernetes.io/docs/tasks/tools/",
     "aws": "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html",
 }
@@ -61,23 +73,32 @@ def run(env: Mapping[str, str], *args: str, check: bool = True) -> subprocess.Co
     return proc
 
 
-def missing_tools(env: Mapping[str, str]) -> list[str]:
-    return [
+def missing(env: Mapping[str, str]) -> list[str]:
+    """Every missing piece, with its fix: the Pulumi session as the preflight judges it
+    (after `make up`, a stack lives on a backend: none is a problem here), and the tools."""
+    tools = [
         f"{tool} is not installed: see {url}"
         for tool, url in INSTALL.items()
         if not shutil.which(tool, path=env.get("PATH"))
     ]
+    return [*pulumi_session.problems(env, first_run=False), *tools]
 
 
 @contextlib.contextmanager
-def kubeconfig(env: Mapping[str, str], stack: str) -> Iterator[dict[str, str]]:
+def kubeconfig(env: Mapping[str, str], stack: str | None) -> Iterator[dict[str, str]]:
     """The environment with KUBECONFIG naming the stack's kubeconfig, for the duration."""
-    proc = run(env, "pulumi", "stack", "output", "kubeconfig", "--show-secrets", "--stack", stack,
+    which = ["--stack", stack] if stack else []
+    proc = run(env, "pulumi", "stack", "output", "kubeconfig", "--show-secrets", *which,
                check=False)  # fmt: skip
+    named = f"stack {stack}" if stack else "the selected stack"
+    if proc.returncode != 0 and NO_OUTPUT not in proc.stderr:
+        raise Day2Error(f"could not read the kubeconfig of {named}; Pulumi says:\n"
+                        + (proc.stderr.strip() or f"exit status {proc.returncode}"))  # fmt: skip
     if proc.returncode != 0 or not proc.stdout.strip():
         raise Day2Error(
-            f"stack {stack} has no kubeconfig output (not deployed yet, or its last `make up` "
+            f"{named} has no kubeconfig output (not deployed yet, or its last `make up` "
             "failed before the end): run `make up` first"
+            + (f"; Pulumi says:\n{proc.stderr.strip()}" if proc.stderr.strip() else "")
         )
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder, "kubeconfig.json")
@@ -105,6 +126,7 @@ def job_state(job: Mapping[str, Any]) -> str | None:
 
 
 def verify(env: Mapping[str, str]) -> int:
+    datapath_ok = datapath.check_nodes(env, run)  # each agent's status against cilium-config
     templates = check_templates(env)
     if not templates:
         raise Day2Error(
@@ -147,6 +169,9 @@ def verify(env: Mapping[str, str]) -> int:
     if failed:
         print(f"{PREFIX} FAILED: {', '.join(failed)} (its logs above)")
         return 1
+    if not datapath_ok:
+        print(f"{PREFIX} FAILED: a node's datapath differs from the config (datapath: above)")
+        return 1
     print(f"{PREFIX} every check passed")
     return 0
 
@@ -157,20 +182,24 @@ def hubble(env: Mapping[str, str]) -> int:
     return subprocess.call([tool, *HUBBLE_UI], env=dict(env))
 
 
+# Each command, on the environment whose KUBECONFIG is the stack's.
+COMMANDS = {"verify": verify, "hubble": hubble}
+
+
 def main(argv: list[str], env: Mapping[str, str]) -> int:
     parser = argparse.ArgumentParser(description="Day-2 commands on the live cluster.")
-    parser.add_argument("command", choices=["verify", "hubble"])
-    parser.add_argument("--stack", default="dev")
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("--stack", help="default: the stack Pulumi has selected")
     args = parser.parse_args(argv)
-    missing = missing_tools(env)
-    if missing:
-        print(f"{PREFIX} {len(missing)} tool(s) missing:", file=sys.stderr)
-        for problem in missing:
+    problems = missing(env)
+    if problems:
+        print(f"{PREFIX} {len(problems)} prerequisite(s) missing:", file=sys.stderr)
+        for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
     try:
         with kubeconfig(env, args.stack) as cluster:
-            return verify(cluster) if args.command == "verify" else hubble(cluster)
+            return COMMANDS[args.command](cluster)
     except Day2Error as err:
         print(f"{PREFIX} {err}", file=sys.stderr)
         return 1

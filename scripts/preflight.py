@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,20 +43,26 @@ from components.config import (  # noqa: E402
     parse,
     stack_config_keys,
 )
+from scripts import pulumi_session  # noqa: E402
+from scripts.pulumi_session import run  # noqa: E402
 
 PREFIX = "preflight:"
 ACTIONS = ("preview", "up", "destroy")
 
-PULUMI_INSTALL = "https://www.pulumi.com/docs/install/ (curl -fsSL https://get.pulumi.com | sh)"
-AWS_CLI_INSTALL = (
-    "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html "
-    "(`pip install awscli` installs v1, which is not enough)"
-)
-# Adopting an existing control-plane log group whose settings differ from the declared ones
-# (components/cluster.py) is an import followed by an update from Pulumi 3.174 on
-# (pulumi/pulumi #19339); older CLIs refuse such an import.
-MIN_PULUMI = (3, 174, 0)
-SELF_MANAGED_BACKENDS = ("file://", "s3://", "gs://", "azblob://", "postgres://")
+AWS_CLI_INSTALL = "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
+# The oldest AWS CLI of each major version whose `aws eks get-token` answers in the API
+# version the stack's kubeconfig asks for. pulumi-eks writes it (nodejs/eks/cluster/
+# cluster.ts, generateKubeconfig) with exec apiVersion client.authentication.k8s.io/v1beta1
+# and KUBERNETES_EXEC_INFO naming v1beta1; the CLI honours that from 1.23.9 and 2.6.3 (its
+# CHANGELOG: "eks get-token: Add support for respecting API version found in
+# KUBERNETES_EXEC_INFO"). Before, it answered v1alpha1 (1.16.156, whose get-token the EKS
+# guide once named as enough, included), which client-go refuses for a v1beta1 kubeconfig
+# and has not known at all since Kubernetes 1.24 (aws/containers-roadmap #1736).
+MIN_AWS_CLI = {1: (1, 23, 9), 2: (2, 6, 3)}
+# Keys of a profile that signs in with IAM Identity Center (AWS CLI User Guide, "Configuring
+# IAM Identity Center authentication with the AWS CLI"): `aws sso login` refreshes them, and
+# only v2 has that command (v1's awscli/customizations has no sso/).
+SSO_KEYS = ("sso_start_url", "sso_session")
 
 # What the state says, by the types the program (and pulumi-eks) declare.
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
@@ -85,80 +90,90 @@ def warn(message: str) -> None:
     print(f"{PREFIX} {message}", file=sys.stderr)
 
 
-def run(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """A CLI call with this run's environment (its PATH finds the tools)."""
-    tool = shutil.which(args[0], path=env.get("PATH")) or args[0]
-    return subprocess.run(
-        [tool, *args[1:]], capture_output=True, text=True, check=False, env=dict(env)
-    )
-
-
 # --- the machine -----------------------------------------------------------------------------
 
 
 def prerequisites(env: Mapping[str, str]) -> tuple[list[str], str | None]:
     """(each missing prerequisite with its fix, the caller's ARN when credentials work)."""
-    missing: list[str] = []
-    pulumi = shutil.which("pulumi", path=env.get("PATH"))
-    if not pulumi:
-        missing.append(f"the Pulumi CLI is not installed: see {PULUMI_INSTALL}")
-    else:
-        version = run(env, "pulumi", "version").stdout.strip()
-        found = re.match(r"v?(\d+)\.(\d+)\.(\d+)", version)
-        if found and tuple(map(int, found.groups())) < MIN_PULUMI:
-            missing.append(
-                f"Pulumi CLI {version} is too old; {'.'.join(map(str, MIN_PULUMI))} or newer is "
-                f"needed (it adopts an existing control-plane log group): see {PULUMI_INSTALL}"
-            )
-    caller = None
-    if not shutil.which("aws", path=env.get("PATH")):
-        missing.append(
-            "the AWS CLI v2 is not installed (the kubeconfig runs `aws eks get-token`): see "
-            + AWS_CLI_INSTALL
-        )
-    else:
-        version = (run(env, "aws", "--version").stdout or "").strip()
-        if not version.startswith("aws-cli/2."):
-            missing.append(f"the AWS CLI v2 is required, found {version!r}: see {AWS_CLI_INSTALL}")
-    caller = caller_identity(env, use_cli=not any("AWS CLI" in m for m in missing))
+    missing = pulumi_session.problems(env, first_run=True)
+    aws_cli = aws_cli_problem(env)
+    if aws_cli:
+        missing.append(aws_cli)
+    caller, reason = caller_identity(env, use_cli=aws_cli is None)
     if caller is None:
         missing.append(
-            "no usable AWS credentials: run `aws sso login` (or `aws configure`), or set "
-            "AWS_PROFILE"
-        )
-    backend = env.get("PULUMI_BACKEND_URL") or (logged_in_backend(env) if pulumi else None)
-    if (backend is None or backend.startswith(SELF_MANAGED_BACKENDS)) and not (
-        "PULUMI_CONFIG_PASSPHRASE" in env or env.get("PULUMI_CONFIG_PASSPHRASE_FILE")
-    ):
-        where = backend or "local state (~/.pulumi, what `make up` logs in to by default)"
-        missing.append(
-            f"{where} encrypts secrets (the kubeconfig) with a passphrase: export "
-            "PULUMI_CONFIG_PASSPHRASE=... (keep it: every later command needs the same one), "
-            "or set PULUMI_BACKEND_URL / `pulumi login` for another backend"
+            f"no usable AWS credentials; AWS says: {reason}\nrun `aws sso login` (or `aws "
+            "configure`), or set AWS_PROFILE to a profile that has them"
         )
     return missing, caller
 
 
-def caller_identity(env: Mapping[str, str], *, use_cli: bool) -> str | None:
-    """The caller's ARN: through the AWS CLI when it works, else the SDK (same credentials
-    chain), so missing credentials are reported even before the CLI is installed."""
+def aws_cli_problem(env: Mapping[str, str]) -> str | None:
+    """Why the AWS CLI on PATH cannot write the kubeconfig's tokens, if it cannot."""
+    if not shutil.which("aws", path=env.get("PATH")):
+        return (
+            "the AWS CLI is not installed (the kubeconfig runs `aws eks get-token`): see "
+            f"{AWS_CLI_INSTALL}"
+        )
+    proc = run(env, "aws", "--version")
+    said = proc.stdout.strip() or proc.stderr.strip()  # v1 on Python 2 printed to stderr
+    found = re.match(r"aws-cli/(\d+)\.(\d+)\.(\d+)", said)
+    if not found:
+        return f"`aws --version` printed {said!r}, not an AWS CLI version: see {AWS_CLI_INSTALL}"
+    version = tuple(map(int, found.groups()))
+    oldest = MIN_AWS_CLI.get(version[0], (0, 0, 0))
+    if version < oldest:
+        return (
+            f"AWS CLI {found[0].removeprefix('aws-cli/')} is too old: its `aws eks get-token` "
+            "answers client.authentication.k8s.io/v1alpha1, which the stack's kubeconfig "
+            f"(v1beta1) refuses; {'.'.join(map(str, oldest))} or newer is needed (v2 "
+            f"recommended): see {AWS_CLI_INSTALL}"
+        )
+    sso = sso_profile(env) if version[0] == 1 else None
+    if sso:
+        return (
+            f"AWS CLI {found[0].removeprefix('aws-cli/')} is v1, which has no `aws sso login`, "
+            f"and AWS profile {sso} signs in with IAM Identity Center (SSO); install v2 (see "
+            f"{AWS_CLI_INSTALL}), or use a profile with other credentials"
+        )
+    return None
+
+
+def sso_profile(env: Mapping[str, str]) -> str | None:
+    """The selected AWS profile, as the CLI chooses it, when it uses IAM Identity Center:
+    read from the config file the CLI reads (AWS_CONFIG_FILE, else ~/.aws/config), with
+    botocore's own loader, as the v1 CLI does. Credentials in the environment come first."""
+    if env.get("AWS_ACCESS_KEY_ID"):
+        return None
+    from botocore.configloader import load_config
+    from botocore.exceptions import ConfigNotFound, ConfigParseError
+
+    name = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
+    home = Path(env.get("HOME") or Path.home())
+    path = Path(env.get("AWS_CONFIG_FILE") or home / ".aws" / "config").expanduser()
+    try:
+        profile = load_config(str(path))["profiles"].get(name) or {}
+    except (ConfigNotFound, ConfigParseError):
+        return None
+    keys = [key for key in SSO_KEYS if key in profile]
+    return f"{name} ({', '.join(keys)} in {path})" if keys else None
+
+
+def caller_identity(env: Mapping[str, str], *, use_cli: bool) -> tuple[str | None, str]:
+    """(the caller's ARN, or None and AWS's own reason): through the AWS CLI when it works,
+    else the SDK (same credentials chain), so that missing credentials are reported even
+    before the CLI is installed."""
     if use_cli:
         proc = run(env, "aws", "sts", "get-caller-identity", "--query", "Arn", "--output", "text")
-        return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+        if proc.returncode == 0 and proc.stdout.strip():
+            return proc.stdout.strip(), ""
+        return None, proc.stderr.strip() or f"`aws sts get-caller-identity` exit {proc.returncode}"
     try:
         import boto3
 
-        return boto3.client("sts").get_caller_identity()["Arn"]
-    except Exception:  # no credentials, no region, no network: all "not usable" here
-        return None
-
-
-def logged_in_backend(env: Mapping[str, str]) -> str | None:
-    proc = run(env, "pulumi", "whoami", "--verbose")
-    if proc.returncode != 0:
-        return None
-    found = re.search(r"^Backend URL:\s*(\S+)", proc.stdout, re.M)
-    return found.group(1) if found else None
+        return boto3.client("sts").get_caller_identity()["Arn"], ""
+    except Exception as err:  # no credentials, no region, no network: AWS's words say which
+        return None, str(err)
 
 
 # --- the stack's state -------------------------------------------------------------------------
@@ -325,8 +340,10 @@ def peer_findings(
 
 
 def stack_config(env: Mapping[str, str], stack: str) -> StackConfig:
-    """The stack's config as the CLI resolves it (project defaults, stack file, ESC)."""
-    proc = run(env, "pulumi", "config", "--json", "--stack", stack)
+    """The stack's config as the CLI resolves it (project defaults, stack file, ESC), where
+    `make check` sees only the file."""
+    # --open resolves the ESC environments the stack file imports (`pulumi config --help`)
+    proc = run(env, "pulumi", "config", "--json", "--open", "--stack", stack)
     if proc.returncode != 0:
         raise RefusedError(f"could not read the config of stack {stack}: {proc.stderr.strip()}")
     entries = json.loads(proc.stdout or "{}")
@@ -417,6 +434,14 @@ def access_findings(
     return []
 
 
+def pulumi_failure(env: Mapping[str, str], *args: str) -> str | None:
+    """None when the Pulumi call succeeds, else what Pulumi printed, as it printed it."""
+    proc = run(env, "pulumi", *args)
+    if proc.returncode == 0:
+        return None
+    return proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}"
+
+
 def main(env: Mapping[str, str]) -> int:
     stack = env.get("STACK") or "dev"
     action = env.get("ACTION") or "up"
@@ -427,18 +452,21 @@ def main(env: Mapping[str, str]) -> int:
     if missing:
         warn(f"{len(missing)} prerequisite(s) missing:")
         for problem in missing:
-            print(f"  - {problem}", file=sys.stderr)
+            print("  - " + problem.replace("\n", "\n    "), file=sys.stderr)
         return 1
     assert caller is not None
 
-    if not env.get("PULUMI_BACKEND_URL") and logged_in_backend(env) is None:
+    backend = env.get("PULUMI_BACKEND_URL") or pulumi_session.logged_in_backend(env)
+    if backend is None:
         say("no Pulumi backend configured; using local state (pulumi login --local)")
-        run(env, "pulumi", "login", "--local")
-    backend = env.get("PULUMI_BACKEND_URL") or logged_in_backend(env) or "Pulumi Cloud"
-    if action == "up":
-        run(env, "pulumi", "stack", "select", "--create", stack)
-    elif run(env, "pulumi", "stack", "select", stack).returncode != 0:
-        warn(f"stack {stack} does not exist on {backend}: create it with `make up` first")
+        if said := pulumi_failure(env, "login", "--local"):
+            warn(f"`pulumi login --local` failed:\n{said}")
+            return 1
+    backend = backend or "local state (~/.pulumi)"
+    create = ["--create"] if action == "up" else []
+    if said := pulumi_failure(env, "stack", "select", *create, stack):
+        how = "" if create else f" (`make up` creates a stack, `make {action}` does not)"
+        warn(f"stack {stack} could not be selected on {backend}{how}; Pulumi says:\n{said}")
         return 1
     say(f"stack {stack} on {backend}, AWS identity {caller}")
 

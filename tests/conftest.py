@@ -11,23 +11,45 @@ from tests.harness import Graph, run_ok
 # manifests), pinned in tests/reference.py and kept outside the repository: in
 # $CILIUM_EKS_REFERENCE, or ../shared/reference beside the checkout, or the user's cache
 # that `make reference` fills (tests/reference.py location()). Where it is absent, the
-# tests that read it skip.
-REFERENCE = upstream.location()
+# tests that read it skip, each on its own, and the summary says so in one line.
+REFERENCE, SOURCE = upstream.found()
+
+
+def _absent() -> str | None:
+    """Why the reference data cannot be read, or None."""
+    if not REFERENCE.is_dir():
+        return f"not found at {REFERENCE} ({SOURCE})"
+    absent = upstream.missing(REFERENCE)
+    if absent:
+        more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
+        return f"incomplete at {REFERENCE} ({SOURCE}): no {', '.join(absent[:3])}{more}"
+    return None
+
+
+ABSENT = _absent()
+SKIPPED = (
+    f"the tests that read upstream reference data (Cilium charts and schemas, the CRD schema, "
+    f"the Star Wars manifests) skip: it is {ABSENT}. {upstream.HOW}"
+)
 
 
 @pytest.fixture(scope="session")
 def reference() -> Path:
-    how = (
-        "run `make reference` to fetch it, or set CILIUM_EKS_REFERENCE to a folder holding "
-        "cilium-chart/, crds/ and starwars/"
-    )
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference data not found at {REFERENCE}: {how}")
-    absent = upstream.missing(REFERENCE)
-    if absent:
-        more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
-        pytest.skip(f"reference data at {REFERENCE} lacks {', '.join(absent[:3])}{more}: {how}")
+    if ABSENT:
+        pytest.skip(SKIPPED)
     return REFERENCE
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A test skipped for want of the reference data is reported at this file, not its own
+    line: pytest folds skips by place and reason, so the summary has one line for them all
+    (`SKIPPED [N] tests/conftest.py: ...`) instead of one per test."""
+    report = yield
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and str(longrepr[2]).endswith(SKIPPED):
+        report.longrepr = (__file__, None, longrepr[2])
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -152,10 +152,31 @@ SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
 def location() -> Path:
     """$CILIUM_EKS_REFERENCE if set, else ../shared/reference beside the checkout if it
     exists, else ${XDG_CACHE_HOME:-~/.cache}/cilium-eks/reference (`make reference`)."""
+    return found()[0]
+
+
+def origin() -> str:
+    """Which of location()'s sources it is, in words."""
+    return found()[1]
+
+
+def found() -> tuple[Path, str]:
     override = os.environ.get(ENV)
     if override:
-        return Path(override).expanduser()
-    return SHARED if SHARED.is_dir() else default_location()
+        return Path(override).expanduser(), f"${ENV}"
+    if SHARED.is_dir():
+        return SHARED, "../shared/reference beside the checkout"
+    return default_location(), DEFAULT_CACHE
+
+
+DEFAULT_CACHE = "default cache"
+# How to get the data, for the line that says it is missing.
+HOW = (
+    "`make reference` fetches it where helm.cilium.io and raw.githubusercontent.com can be "
+    "reached (each pinned file checked), or put a copy in ../shared/reference beside the "
+    "checkout, or set $CILIUM_EKS_REFERENCE to a folder holding cilium-chart/, crds/ and "
+    "starwars/"
+)
 
 
 def missing(dest: Path) -> list[str]:
@@ -268,12 +289,13 @@ def ensure(dest: Path, *, fetch: Fetch = download, replace_mismatched: bool = Fa
 
 
 def main(*, fetch: Fetch = download) -> int:
-    dest = location()
-    overridden = bool(os.environ.get(ENV))
-    origin = f"${ENV}" if overridden else "default cache; set $" + ENV + " to use another folder"
-    print(f"reference data: {dest} ({origin})")
+    dest, source = found()
+    default = source == DEFAULT_CACHE
+    more = f"; set ${ENV} to use another folder" if default else ""
+    print(f"reference data: {dest} ({source}{more})")
     try:
-        outcome = ensure(dest, fetch=fetch, replace_mismatched=not overridden)
+        # only the cache this command owns is repaired; a folder it was given is reported
+        outcome = ensure(dest, fetch=fetch, replace_mismatched=default)
     except (IntegrityError, OSError) as e:
         print(f"reference: error: {e}", file=sys.stderr)
         return 1

@@ -10,10 +10,21 @@ from typing import Any
 
 import pytest
 import yaml
+from moto.iam.aws_managed_policies import aws_managed_policies_data
 
-from components.config import parse
-from components.provider import stack_tags
-from tests.harness import ROOT, dev_config, run_ok
+from components.nodes import NODE_POLICIES
+from components.teardown import eni_gc_tags
+from tests.harness import ROOT, run_ok
+from tests.iam import (
+    ACCOUNT,
+    BOUNDARY_ARN,
+    INVOKE_ACTIONS,
+    PREFLIGHT_ACTIONS,
+    allows,
+    evaluate,
+    program_policies,
+)
+from tests.iam import document as filled_document
 
 IAM = ROOT / "docs" / "iam"
 SUB = "token.actions.githubusercontent.com:sub"
@@ -40,7 +51,7 @@ def workflow(name: str) -> dict[str, Any]:
 def test_the_policies_are_where_readme_and_the_ci_page_link_them():
     names = sorted(p.name for p in IAM.glob("*.json"))
     assert names == [
-        "deploy-policy.json", "deploy-trust-policy.json",
+        "boundary-policy.json", "deploy-policy.json", "deploy-trust-policy.json",
         "preview-policy.json", "preview-trust-policy.json",
     ]  # fmt: skip
     page = (ROOT / "docs" / "ci-iam.md").read_text()
@@ -90,21 +101,6 @@ def test_the_ci_page_sets_the_subject_template_both_trusts_assume():
 
 # --- what each role may do ---------------------------------------------------------------------
 
-# What each provider function the program calls asks AWS (an invoke's token -> the IAM
-# action of the API call behind it; None: no permission needed).
-INVOKE_ACTIONS = {
-    "aws:index/getAvailabilityZones:getAvailabilityZones": "ec2:DescribeAvailabilityZones",
-    "aws:ec2/getInstanceType:getInstanceType": "ec2:DescribeInstanceTypes",
-    "aws:ec2/getVpcEndpointService:getVpcEndpointService": "ec2:DescribeVpcEndpointServices",
-    "aws:eks/getAddonVersion:getAddonVersion": "eks:DescribeAddonVersions",
-    "aws:eks/getClusters:getClusters": "eks:ListClusters",
-    "aws:eks/getCluster:getCluster": "eks:DescribeCluster",
-    "aws:cloudwatch/getLogGroups:getLogGroups": "logs:DescribeLogGroups",
-    "aws:index/getPartition:getPartition": None,
-    "aws:index/getCallerIdentity:getCallerIdentity": None,  # sts: needs no permission
-}
-# What the preflight asks AWS about a live cluster (scripts/preflight.py).
-PREFLIGHT_ACTIONS = {"eks:DescribeCluster", "eks:ListAccessEntries"}
 # Every feature on, and a cluster that exists: every look-up a preview can make.
 EVERYTHING = {
     "network.vpcEndpoints": True,
@@ -160,41 +156,248 @@ def test_the_deploy_role_names_every_action_it_may_take():
                 assert verb in ("Describe*",), action
 
 
-def test_the_deploy_role_touches_only_the_projects_own_roles():
-    by_sid = {s["Sid"]: s for s in statements("deploy-policy.json")}
-    tags = stack_tags(parse(dev_config(), stack="dev"), "dev")
-    # the provider tags every role it creates project=cilium-eks (components/provider.py):
-    # the policy lets the deploy role create only such roles and change only those
-    assert by_sid["CreateRolesOnlyTaggedAsTheProjects"]["Condition"] == {
-        "StringEquals": {"aws:RequestTag/project": tags["project"]}
-    }
-    change = by_sid["ChangeOnlyTheProjectsRoles"]
-    assert change["Condition"] == {"StringEquals": {"aws:ResourceTag/project": tags["project"]}}
-    assert "iam:PutRolePolicy" in change["Action"] and "iam:AttachRolePolicy" in change["Action"]
-    iam_writes = {
-        a for s in statements("deploy-policy.json") for a in actions(s)
-        if a.startswith("iam:") and not a.split(":")[1].startswith(("Get", "List"))
-    }  # fmt: skip
-    conditioned = {
-        a for s in statements("deploy-policy.json") if "Condition" in s for a in actions(s)
-    }  # fmt: skip
-    assert iam_writes <= conditioned  # no IAM change without a condition
+# --- no escalation through the roles the deploy role makes (AWS's permissions-boundary
+# delegation: IAM user guide, "Permissions boundaries for IAM entities"; AWS security blog,
+# "When and where to use IAM permissions boundaries") ----------------------------------------
+
+DEPLOY = filled_document("deploy-policy.json")
+BOUNDARY = filled_document("boundary-policy.json")
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/cilium-eks-operator-1234567"
+PROJECT = {"aws:ResourceTag/project": "cilium-eks"}
+BOUNDED = {**PROJECT, "iam:PermissionsBoundary": BOUNDARY_ARN}
+ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
+OTHER_BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/AdministratorAccessBoundary"
 
 
-def test_the_deploy_role_passes_roles_to_eks_and_ec2_only():
-    passes = [s for s in statements("deploy-policy.json") if "iam:PassRole" in actions(s)]
-    (statement,) = passes
-    assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == [
-        "eks.amazonaws.com", "ec2.amazonaws.com",
-    ]  # fmt: skip
+def deploy_may(action: str, context: dict, resource: str = ROLE) -> bool:
+    return allows(DEPLOY, action, resource, context)
 
 
-def test_the_deploy_role_covers_every_service_the_program_declares():
+def test_the_deploy_role_creates_roles_only_tagged_and_within_the_boundary():
+    tagged = {"aws:RequestTag/project": "cilium-eks", "aws:TagKeys": ["project", "stack"]}
+    assert deploy_may("iam:CreateRole", {**tagged, "iam:PermissionsBoundary": BOUNDARY_ARN})
+    assert not deploy_may("iam:CreateRole", tagged)  # no boundary
+    assert not deploy_may("iam:CreateRole", {**tagged, "iam:PermissionsBoundary": OTHER_BOUNDARY})
+    assert not deploy_may("iam:CreateRole", {"iam:PermissionsBoundary": BOUNDARY_ARN})
+
+
+def test_the_deploy_role_grants_only_to_bounded_roles_of_the_project():
+    for action in ("iam:PutRolePolicy", "iam:AttachRolePolicy"):
+        policy = {"iam:PolicyARN": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy"}
+        assert deploy_may(action, {**BOUNDED, **policy}), action
+        assert not deploy_may(action, {**PROJECT, **policy}), action  # a role without it
+        assert not deploy_may(
+            action, {**BOUNDED, **policy, **{"iam:PermissionsBoundary": OTHER_BOUNDARY}}
+        ), action
+        assert not deploy_may(action, {"iam:PermissionsBoundary": BOUNDARY_ARN, **policy})
+
+
+def test_the_escalation_the_issue_names_is_closed():
+    """Create a role tagged project, attach AdministratorAccess, assume it: the role cannot
+    be made without the boundary, AdministratorAccess cannot be attached even within it,
+    and the deploy role may assume no role at all."""
+    assert not deploy_may("iam:CreateRole", {"aws:RequestTag/project": "cilium-eks"})
+    assert not deploy_may("iam:AttachRolePolicy", {**BOUNDED, "iam:PolicyARN": ADMIN})
+    assert not deploy_may("sts:AssumeRole", BOUNDED)
+    assert not deploy_may("iam:CreatePolicy", {}, f"arn:aws:iam::{ACCOUNT}:policy/x")
+    assert not deploy_may("iam:CreatePolicyVersion", {}, BOUNDARY_ARN)
+
+
+def test_the_deploy_role_cannot_remove_or_replace_a_boundary_nor_edit_it():
+    assert evaluate(DEPLOY, "iam:DeleteRolePermissionsBoundary", ROLE, BOUNDED) == "Deny"
+    assert deploy_may("iam:PutRolePermissionsBoundary", BOUNDED)  # onto an older role
+    swap = {**PROJECT, "iam:PermissionsBoundary": OTHER_BOUNDARY}
+    assert evaluate(DEPLOY, "iam:PutRolePermissionsBoundary", ROLE, swap) == "Deny"
+    for action in ("iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion",
+                   "iam:SetDefaultPolicyVersion", "iam:TagPolicy", "iam:UntagPolicy"):  # fmt: skip
+        assert evaluate(DEPLOY, action, BOUNDARY_ARN, {}) == "Deny", action
+
+
+# The AWS-managed policies the program attaches: the node roles' (components/nodes.py
+# NODE_POLICIES), and the one pulumi-eks attaches to the cluster's service role it makes
+# when it is handed none (pulumi-eks nodejs/eks/cluster/cluster.ts: managedPolicies =
+# ["AmazonEKSClusterPolicy"], plus four more only with autoMode, off here).
+PULUMI_EKS_SERVICE_ROLE_POLICIES = ("AmazonEKSClusterPolicy",)
+
+
+def attached_policy_arns() -> set[str]:
     graph = run_ok(EVERYTHING)
-    declared = {
-        r.type.split(":")[1].split("/")[0] for r in graph.resources if r.type.startswith("aws:")
+    found = {
+        r.inputs["policyArn"]
+        for r in graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     }
-    service_of = {"cloudwatch": {"logs", "events"}, "vpc": {"ec2"}}
-    allowed = {a.split(":")[0] for s in statements("deploy-policy.json") for a in actions(s)}
-    for module in declared:
-        assert service_of.get(module, {module}) & allowed, module
+    if "serviceRole" not in graph.one("eks:index:Cluster").inputs:
+        found |= {f"arn:aws:iam::aws:policy/{p}" for p in PULUMI_EKS_SERVICE_ROLE_POLICIES}
+    return found
+
+
+def test_the_deploy_role_attaches_exactly_the_aws_policies_the_program_attaches():
+    (statement,) = [s for s in DEPLOY["Statement"] if "iam:AttachRolePolicy" in actions(s)
+                    and s["Effect"] == "Allow"]  # fmt: skip
+    listed = statement["Condition"]["StringEquals"]["iam:PolicyARN"]
+    assert sorted(listed) == sorted(attached_policy_arns())
+    assert set(NODE_POLICIES) <= {arn.rsplit("/", 1)[1] for arn in listed}
+
+
+def test_the_deploy_role_passes_the_projects_roles_to_eks_only():
+    """To EKS: the cluster's service role and the node group's role. Karpenter passes its
+    node role to EC2 itself, with its own role (components/karpenter.py)."""
+    assert deploy_may("iam:PassRole", {**PROJECT, "iam:PassedToService": "eks.amazonaws.com"})
+    assert not deploy_may("iam:PassRole", {**PROJECT, "iam:PassedToService": "ec2.amazonaws.com"})
+    assert not deploy_may(
+        "iam:PassRole", {**PROJECT, "iam:PassedToService": "lambda.amazonaws.com"}
+    )
+    assert not deploy_may("iam:PassRole", {"iam:PassedToService": "eks.amazonaws.com"})
+
+
+# --- the boundary: what every role the program makes may do at most ---------------------------
+
+
+def test_the_boundary_holds_every_aws_policy_the_program_attaches_whole():
+    """Effective permissions are the intersection of a role's policies and its boundary:
+    each action of each AWS-managed policy attached (moto ships AWS's documents, with their
+    versions) must pass the boundary under the policy's own condition, on any resource."""
+    documents = json.loads(aws_managed_policies_data)
+    for arn in sorted(attached_policy_arns()):
+        name = arn.rsplit("/", 1)[1]
+        managed = documents[name]["Document"]
+        for statement in managed["Statement"]:
+            context = satisfying(statement.get("Condition", {}))
+            for action in actions(statement):
+                assert allows(BOUNDARY, action, "*", context) or any(
+                    s.get("Condition", {}) == statement.get("Condition", {})
+                    and action in actions(s) for s in BOUNDARY["Statement"]
+                ), (name, action)  # fmt: skip
+
+
+def satisfying(condition: dict) -> dict:
+    """A request context that meets a condition block (first value of each key; a
+    wildcard value stands for itself)."""
+    context: dict = {}
+    for operator, keys in condition.items():
+        for key, wanted in keys.items():
+            value = wanted if isinstance(wanted, str) else wanted[0]
+            context[key] = value.replace("*", "x") if "Like" in operator else value
+            if operator.startswith("ForAllValues"):
+                context[key] = [value]
+    return context
+
+
+def concrete(arn: str) -> str:
+    """A resource an ARN pattern of the program's policies stands for, in this account."""
+    if arn == "*":
+        return arn
+    parts = arn.split(":", 5)
+    defaults = [None, "aws", None, "ap-northeast-2", ACCOUNT]
+    for i, default in enumerate(defaults):
+        if default and parts[i] == "*":
+            parts[i] = default
+    parts[5] = parts[5].replace("*", "x")
+    return ":".join(parts)
+
+
+def test_the_boundary_holds_every_policy_the_program_declares():
+    """Each statement of the operator's, Karpenter's and the image cache's policies, on a
+    resource it names, under its own conditions, passes the boundary. Cilium's ENIs carry
+    both GC tags (components/teardown.py eni_gc_tags), whichever the policy names; the role
+    Karpenter passes is the program's node role, tagged like every resource of the stack."""
+    gc_tags = {f"aws:ResourceTag/{k}": v for k, v in eni_gc_tags("cilium-eks-dev").items()}
+    for name, policy in program_policies(run_ok(EVERYTHING)).items():
+        for statement in policy["Statement"]:
+            context = satisfying(statement.get("Condition", {}))
+            if any(k in context for k in gc_tags):
+                context |= gc_tags
+            resources = statement["Resource"]
+            for resource in [resources] if isinstance(resources, str) else resources:
+                for action in actions(statement):
+                    passed = PROJECT if action == "iam:PassRole" else {}
+                    call = (action, concrete(resource), {**context, **passed})
+                    assert allows(BOUNDARY, *call), (name, *call)
+
+
+def test_the_boundary_lets_no_role_grant_itself_more():
+    """Nothing in the boundary makes or changes a role, a user or a policy, touches a
+    boundary, or assumes a role: a role within it stays within it. Karpenter's instance
+    profiles and iam:PassRole (only the project's roles, only to EC2) are its IAM writes."""
+    iam_writes = {
+        a for s in BOUNDARY["Statement"] for a in actions(s)
+        if a.startswith(("iam:", "sts:")) and not a.split(":")[1].startswith(("Get", "List"))
+    }  # fmt: skip
+    assert iam_writes == {
+        "iam:AddRoleToInstanceProfile", "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile",
+        "iam:RemoveRoleFromInstanceProfile", "iam:TagInstanceProfile", "iam:PassRole",
+        "iam:CreateServiceLinkedRole",
+    }  # fmt: skip
+    assert not allows(BOUNDARY, "iam:PassRole", ROLE, {"iam:PassedToService": "ec2.amazonaws.com"})
+    assert not allows(BOUNDARY, "iam:CreateServiceLinkedRole", "*",
+                      {"iam:AWSServiceName": "spot.amazonaws.com"})  # fmt: skip
+    assert not any(a.split(":")[1] == "*" for s in BOUNDARY["Statement"] for a in actions(s))
+
+
+def test_the_documents_fit_iams_size_limits():
+    """IAM quotas (IAM user guide, "IAM and AWS STS quotas"), whitespace not counted: a
+    managed policy (the boundary) 6,144 characters, a role's inline policies together
+    10,240 (the deploy and the preview role have one each)."""
+
+    def size(name: str) -> int:
+        return len(re.sub(r"\s", "", (IAM / name).read_text()))
+
+    assert size("boundary-policy.json") <= 6144
+    assert size("deploy-policy.json") <= 10240
+    assert size("preview-policy.json") <= 10240
+
+
+# --- destructive and key-management actions only on what the project made --------------------
+
+# action -> (a resource it acts on, the context of the project's own). Each is refused on
+# anything else: a resource without the project tag, another cluster's ENI.
+PROTECTED = {
+    "ec2:DeleteVpc": PROJECT,
+    "ec2:DeleteSubnet": PROJECT,
+    "ec2:DeleteSecurityGroup": PROJECT,
+    "ec2:DeleteRouteTable": PROJECT,
+    "ec2:DeleteRoute": PROJECT,
+    "ec2:DeleteNatGateway": PROJECT,
+    "ec2:DeleteInternetGateway": PROJECT,
+    "ec2:DeleteNetworkInterface": PROJECT,
+    "ec2:DeleteVpcEndpoints": PROJECT,
+    "ec2:DeleteLaunchTemplate": PROJECT,
+    "ec2:ReleaseAddress": PROJECT,
+    "ec2:CreateLaunchTemplateVersion": PROJECT,
+    "ec2:CreateTags": PROJECT,
+    "ec2:DeleteTags": PROJECT,
+    "eks:DeleteCluster": PROJECT,
+    "eks:DeleteNodegroup": PROJECT,
+    "sqs:DeleteQueue": PROJECT,
+    "kms:ScheduleKeyDeletion": PROJECT,
+    "kms:CreateGrant": {"kms:GrantIsForAWSResource": "true"},
+}
+# Not granted at all: the stack sets no key policy (the key keeps KMS's default), so it
+# never calls it (tests/test_iam_calls.py).
+NEVER_GRANTED = ("kms:PutKeyPolicy", "iam:DeleteRolePermissionsBoundary", "sts:AssumeRole")
+
+
+def arn_for(action: str) -> str:
+    service = action.split(":")[0]
+    return {
+        "kms": f"arn:aws:kms:ap-northeast-2:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "sqs": f"arn:aws:sqs:ap-northeast-2:{ACCOUNT}:cilium-eks-dev",
+    }.get(service, f"arn:aws:{service}:ap-northeast-2:{ACCOUNT}:thing/x")
+
+
+@pytest.mark.parametrize("action", NEVER_GRANTED)
+def test_what_the_deploy_role_never_does(action):
+    assert not deploy_may(action, BOUNDED, arn_for(action))
+
+
+@pytest.mark.parametrize("action", sorted(PROTECTED))
+def test_destructive_actions_only_on_what_the_project_made(action):
+    assert deploy_may(action, PROTECTED[action], arn_for(action))
+    assert not deploy_may(action, {}, arn_for(action))
+    assert not deploy_may(action, {"aws:ResourceTag/project": "other"}, arn_for(action))
+
+
+def test_the_ci_page_says_which_condition_protects_what():
+    page = (ROOT / "docs" / "ci-iam.md").read_text()
+    missing = [a for a in [*PROTECTED, *NEVER_GRANTED] if f"`{a}`" not in page]
+    assert missing == []

@@ -58,10 +58,11 @@ def test_operator_role_trusts_only_the_cilium_operator_service_account(dev):
 def test_operator_policy_grants_exactly_the_ec2_calls_it_makes(dev):
     policy = dev.one("aws:iam/rolePolicy:RolePolicy", "operator-eni")
     assert policy.inputs["role"] == "operator"
-    calls, tag_on_create = json.loads(policy.inputs["policy"])["Statement"]
-    assert set(calls["Action"]) == set(OPERATOR_EC2_CALLS)
-    assert not set(calls["Action"]) & set(NOT_CALLED_HERE)
-    assert calls["Effect"] == "Allow" and not [a for a in calls["Action"] if "*" in a]
+    calls, delete, tag_on_create = json.loads(policy.inputs["policy"])["Statement"]
+    granted = {*calls["Action"], delete["Action"]}
+    assert granted == set(OPERATOR_EC2_CALLS)
+    assert not granted & set(NOT_CALLED_HERE)
+    assert calls["Effect"] == "Allow" and not [a for a in granted if "*" in a]
     # EC2's Describe calls take no narrower resource, and the ENIs the operator creates
     # have no ARN yet: anything else and the operator gets AccessDenied on its first ENI
     assert calls["Resource"] == "*"
@@ -75,10 +76,41 @@ def test_operator_policy_grants_exactly_the_ec2_calls_it_makes(dev):
     }
 
 
+def test_operator_deletes_only_this_cluster_s_enis(dev):
+    """Cilium deletes only ENIs it created, each with its GC tags (components/cilium.py
+    ENI_DELETE cites where): the delete carries the cluster-name GC tag as a condition,
+    with the value the chart is given, so another cluster's ENI (or anyone's) is refused."""
+    policy = json.loads(dev.one("aws:iam/rolePolicy:RolePolicy", "operator-eni").inputs["policy"])
+    (delete,) = [s for s in policy["Statement"] if "ec2:DeleteNetworkInterface" in s["Action"]]
+    assert delete["Action"] == "ec2:DeleteNetworkInterface"  # alone under its condition
+    assert delete["Resource"] == "arn:aws:ec2:*:*:network-interface/*"
+    gc_tags = dev.one(RELEASE).inputs["values"]["eni"]["gcTags"]
+    cluster_tag = "io.cilium/cluster-name"
+    assert delete["Condition"] == {
+        "StringEquals": {f"aws:ResourceTag/{cluster_tag}": gc_tags[cluster_tag]}
+    }
+    assert gc_tags[cluster_tag] == "cilium-eks-dev"
+    # the other ENI calls stay unconditioned: the node's primary ENI carries no Cilium tag
+    others = [s for s in policy["Statement"] if "Condition" not in s]
+    assert [s["Resource"] for s in others] == ["*"]
+
+
+def test_every_cilium_eni_carries_the_stack_s_tags(dev):
+    """The deploy role's ENI sweep may delete only ENIs tagged project=cilium-eks
+    (docs/iam/deploy-policy.json): Cilium puts eni.eniTags (and its GC tags) on every ENI
+    it creates, so the chart gets the stack's tags, the ones the AWS provider puts on
+    everything else."""
+    values = dev.one(RELEASE).inputs["values"]
+    provider = dev.one("pulumi:providers:aws")
+    assert values["eni"]["eniTags"] == json.loads(provider.inputs["defaultTags"])["tags"]
+    assert values["eni"]["eniTags"]["project"] == "cilium-eks"
+
+
 def test_operator_policy_arns_follow_the_partition():
     policy = run_ok({"aws:region": "cn-north-1"}).one("aws:iam/rolePolicy:RolePolicy")
-    (_, tag_on_create) = json.loads(policy.inputs["policy"])["Statement"]
+    (_, delete, tag_on_create) = json.loads(policy.inputs["policy"])["Statement"]
     assert tag_on_create["Resource"].startswith("arn:aws-cn:ec2:")
+    assert delete["Resource"].startswith("arn:aws-cn:ec2:")
 
 
 def test_release_is_the_pinned_cilium_chart_without_awaiting_pods(dev):
@@ -110,6 +142,7 @@ def test_values_that_changed_between_minors_are_set_explicitly(dev):
     values = dev.one(RELEASE).inputs["values"]
     # ENI mode masqueraded before 1.18 and does not since: pods keep their VPC addresses
     assert values["enableIPv4Masquerade"] is False
+    assert values["enableIPv6Masquerade"] is False  # the chart's default is on
     # the ENI garbage-collection tags ("auto-detected" cluster name by default), which
     # the teardown sweep selects by: Cilium's documented keys, this cluster's name
     assert values["eni"]["gcTags"] == {
@@ -222,3 +255,43 @@ def test_hubble_ui_and_relay_follow_config():
 
 def test_chart_version_follows_config():
     assert run_ok({"cilium.version": "1.20.0"}).one(RELEASE).inputs["version"] == "1.20.0"
+
+
+# --- the datapath, tuned (docs/performance.md; rendered in tests/test_cilium_chart.py) ---
+
+# The chart's own bpf.mapDynamicSizeRatio (values.yaml `@default`, 1.19 and 1.20); the
+# tuning asks for at least twice that.
+CHART_MAP_DYNAMIC_SIZE_RATIO = 0.0025
+
+
+def test_the_datapath_is_tuned_by_default(dev):
+    values = dev.one(RELEASE).inputs["values"]
+    bpf = values["bpf"]
+    assert bpf["hostLegacyRouting"] is False  # eBPF host routing, stated
+    assert bpf["distributedLRU"] == {"enabled": True}
+    assert bpf["mapDynamicSizeRatio"] >= 2 * CHART_MAP_DYNAMIC_SIZE_RATIO
+    assert bpf["datapathMode"] == "veth"  # netkit is an option, not the default
+    assert values["bandwidthManager"] == {"enabled": True, "bbr": True}
+    assert values["loadBalancer"]["algorithm"] == "maglev"
+
+
+def test_what_is_kept_off_is_stated(dev):
+    values = dev.one(RELEASE).inputs["values"]
+    assert values["enableIPv4BIGTCP"] is False and values["enableIPv6BIGTCP"] is False
+    assert values["loadBalancer"]["acceleration"] == "disabled"  # no XDP
+    assert values["loadBalancer"]["mode"] == "snat"  # no DSR
+    assert "tproxy" not in values["bpf"]  # off: the chart refuses it with netkit
+    # nothing that would make Cilium fall back to legacy routing: no iptables masquerading
+    # (pkg/kpr/initializer FinishKubeProxyReplacementInit), no IPsec
+    assert values["enableIPv4Masquerade"] is False
+    assert values["encryption"].get("type") != "ipsec"
+
+
+def test_without_kube_proxy_replacement_the_tuning_cilium_would_refuse_is_not_asked():
+    values = run_ok({"cilium.kubeProxyReplacement": False}).one(RELEASE).inputs["values"]
+    # Cilium routes the legacy way without kube-proxy replacement: said so, and BBR (which
+    # then stops the agent) and the bandwidth manager are not asked for
+    assert values["bpf"]["hostLegacyRouting"] is True
+    assert values["bandwidthManager"] == {"enabled": False, "bbr": False}
+    assert "algorithm" not in values["loadBalancer"]
+    assert values["bpf"]["distributedLRU"] == {"enabled": True}  # independent of routing

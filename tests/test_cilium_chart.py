@@ -15,7 +15,7 @@ import json
 import re
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import helm_python
 import jsonschema
@@ -23,7 +23,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.config import MIN_CILIUM_VERSION
+from components.cilium import helm_values
+from components.config import MIN_CILIUM_VERSION, CiliumConfig
 from tests import reference as upstream
 from tests.harness import Graph, dev_config, run_ok
 
@@ -41,7 +42,7 @@ REFUSED = [v for v in upstream.CHART_VERSIONS if semver(v) < MIN_CILIUM_VERSION]
 
 
 # Maps whose keys are ours, not the chart's: ENI tags, pod labels.
-FREE_FORM = ("gcTags", "podLabels")
+FREE_FORM = ("gcTags", "eniTags", "podLabels")
 
 
 def leaf_paths(values: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -98,17 +99,41 @@ def test_every_key_set_exists_in_the_charts_values_yaml(reference, values, versi
 
 
 def unknown_keys(reference: Path, version: str, values: dict[str, Any]) -> list[str]:
-    """The keys set in `values` (dotted) that the chart's values.yaml does not have."""
-    defaults = yaml.safe_load((chart_dir(reference, version) / "values.yaml").read_text())
+    """The keys set in `values` (dotted) that the chart's values.yaml does not have, as a
+    key or as a documented commented-out one (see `commented_out`)."""
+    text = (chart_dir(reference, version) / "values.yaml").read_text()
+    defaults = yaml.safe_load(text)
     missing = []
     for path in leaf_paths(values):
         node: Any = defaults
         for key in path:
             if not isinstance(node, dict) or key not in node:
-                missing.append(".".join(path))
+                if not commented_out(text, path):
+                    missing.append(".".join(path))
                 break
             node = node[key]
     return missing
+
+
+def commented_out(values_yaml: str, path: tuple[str, ...]) -> bool:
+    """A key the chart documents but leaves unset, as a comment in its parent's block:
+    `loadBalancer:` ... `  # algorithm: random` (its templates read it with `hasKey`)."""
+    *parents, leaf = path
+    lines = values_yaml.splitlines()
+    start = 0
+    for depth, key in enumerate(parents):
+        pattern = re.compile(rf"^{' ' * (2 * depth)}{re.escape(key)}:")
+        found = [i for i in range(start, len(lines)) if pattern.match(lines[i])]
+        if not found:
+            return False
+        start = found[0] + 1
+    indent = " " * (2 * len(parents))
+    for line in lines[start:]:
+        if line.strip() and not line.startswith(indent):
+            return False  # past the parent's block
+        if re.match(rf"^{indent}#\s*{re.escape(leaf)}:", line):
+            return True
+    return False
 
 
 @pytest.mark.parametrize("version", ACCEPTED)
@@ -327,3 +352,154 @@ def test_upgrade_compatibility_keeps_the_l7_proxy_mode_across_the_1_20_upgrade(r
 
     assert xds_mode(None) == "ads"  # a fresh 1.20 install: the chart's new default
     assert xds_mode("1.19") is None  # upgraded from 1.19: the agent keeps its split mode
+
+
+# --- the datapath, tuned (docs/performance.md) -----------------------------------------------
+
+# Chart settings the rendered cilium-config must carry in both datapath modes. Each key is
+# the agent option the chart writes (cilium-configmap.yaml), each value the tuning's.
+TUNED = {
+    "enable-host-legacy-routing": "false",  # eBPF host routing, stated
+    "enable-bandwidth-manager": "true",
+    "enable-bbr": "true",
+    "bpf-lb-algorithm": "maglev",
+    "bpf-distributed-lru": "true",
+    # no iptables masquerading of either family: it would turn host routing legacy
+    "enable-ipv4-masquerade": "false",
+    "enable-ipv6-masquerade": "false",
+}
+# And the ones kept off, with the reason in docs/performance.md.
+KEPT_OFF = {
+    "enable-ipv4-big-tcp": "false",  # BIG TCP: no encryption, mlx4/mlx5/ice NICs only
+    "enable-ipv6-big-tcp": "false",
+    "bpf-lb-acceleration": "disabled",  # XDP: ENA's MTU limit, N-S traffic unencrypted
+    "bpf-lb-mode": "snat",  # not DSR: needs the source/destination check off
+}
+
+
+# cilium.datapathMode's values, as the config allows them
+DATAPATH_MODES = get_args(CiliumConfig.model_fields["datapath_mode"].annotation)
+
+
+def chart_values(datapath_mode: str, cilium: dict[str, Any] | None = None) -> dict[str, Any]:
+    """helm_values for the suite's stack (the mock's ARN, two subnets) with `cilium` config
+    keys as in the stack file, and cilium.datapathMode set."""
+    return helm_values(
+        cluster_name="cilium-eks-dev",
+        config=CiliumConfig.model_validate({**(cilium or {}), "datapathMode": datapath_mode}),
+        operator_role_arn="arn:aws:iam::123456789012:role/operator",
+        pod_subnet_ids=["subnet-0a", "subnet-0b"],
+        operator_replicas=2,
+        api_server_host="CILIUM-EKS-DEV.gr7.ap-northeast-2.eks.amazonaws.com",
+        eni_tags={"project": "cilium-eks", "stack": "dev"},
+    )
+
+
+def cilium_config(reference: Path, version: str, values: dict[str, Any]) -> dict[str, str]:
+    return find(render(reference, version, json.dumps(values)), "ConfigMap", "cilium-config")[
+        "data"
+    ]
+
+
+def chart_default_ratio(reference: Path, version: str) -> float:
+    """The chart's own bpf.mapDynamicSizeRatio (values.yaml `@default`, left unset there)."""
+    text = (chart_dir(reference, version) / "values.yaml").read_text()
+    comment = comment_above(text, ("bpf", "mapDynamicSizeRatio"))
+    match = re.search(r"@default -- `([0-9.]+)`", comment)
+    assert match, "the chart no longer documents its default ratio"
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_the_program_s_own_values_render_the_tuned_datapath(reference, dev, version):
+    config = find(rendered(reference, version, dev), "ConfigMap", "cilium-config")["data"]
+    assert {k: config.get(k) for k in TUNED} == TUNED
+    assert {k: config.get(k) for k in KEPT_OFF} == KEPT_OFF
+    assert config["datapath-mode"] == "veth"
+    ratio = float(config["bpf-map-dynamic-size-ratio"])
+    assert ratio >= 2 * chart_default_ratio(reference, version)
+
+
+@pytest.mark.parametrize("mode", DATAPATH_MODES)
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_both_datapath_modes_render_tuned_in_both_charts(reference, version, mode):
+    values = chart_values(mode)
+    assert not unknown_keys(reference, version, values)
+    schema = json.loads((chart_dir(reference, version) / "values.schema.json").read_text())
+    assert not list(jsonschema.validators.validator_for(schema)(schema).iter_errors(values))
+    config = cilium_config(reference, version, values)
+    assert config["datapath-mode"] == mode
+    assert {k: config.get(k) for k in TUNED} == TUNED
+    assert {k: config.get(k) for k in KEPT_OFF} == KEPT_OFF
+    # the chart refuses TPROXY with netkit; it stays off in both modes
+    assert config.get("enable-bpf-tproxy", "false") == "false"
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_without_kube_proxy_replacement_routing_is_legacy_and_bbr_is_not_asked(reference, version):
+    # Cilium: legacy host routing without kube-proxy replacement (pkg/kpr/initializer
+    # InitKubeProxyReplacementOptions), and an agent that will not start with BBR on
+    # legacy routing (pkg/datapath/linux/bandwidth probe): stated, and BBR left off.
+    values = chart_values("veth", {"kubeProxyReplacement": False})
+    config = cilium_config(reference, version, values)
+    assert config["enable-host-legacy-routing"] == "true"
+    assert config.get("enable-bbr", "false") == "false"
+    assert config.get("enable-bandwidth-manager", "false") == "false"
+    assert "bpf-lb-algorithm" not in config  # the agent balances no service without KPR
+
+
+# Every `fail` of the charts' templates that the program's values could reach (the others
+# test keys it never sets): the values that trip it, the chart's message, and what keeps
+# the program clear of it. The line numbers are chart 1.20.0's (1.19.6 has the same rules).
+CHART_REFUSALS = {
+    # validate.yaml:246-253 ("see GH issue 39892"): bpf_sk_assign() is broken under netkit
+    "tproxy with netkit": (
+        {"bpf": {"datapathMode": "netkit", "tproxy": True}},
+        ".Values.bpf.tproxy cannot be enabled with .Values.bpf.datapathMode=netkit",
+    ),
+    # validate.yaml:59-63; config refuses cilium.hubble.ui without cilium.hubble.relay
+    "hubble ui without relay": (
+        {"hubble": {"relay": {"enabled": False}}},
+        "Hubble UI requires .Values.hubble.relay.enabled=true",
+    ),
+    # validate.yaml:164-169; config refuses mesh.clusterId above 127 (ENI mode)
+    "cluster id 128-255 in ENI mode": (
+        {"cluster": {"id": 128}},
+        "if the cluster ID is 128-255",
+    ),
+}
+
+
+def merged(values: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    result = json.loads(json.dumps(values))
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+@pytest.mark.parametrize("refusal", sorted(CHART_REFUSALS))
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_the_charts_refuse_these_combinations(reference, version, refusal):
+    change, message = CHART_REFUSALS[refusal]
+    bad = merged(chart_values("netkit"), change)
+    with pytest.raises(helm_python.HelmRenderError, match=re.escape(message)):
+        render_all(reference, version, json.dumps(bad))
+
+
+@pytest.mark.parametrize("mode", DATAPATH_MODES)
+def test_the_program_never_asks_for_tproxy(mode):
+    # the only key of CHART_REFUSALS' first rule the program sets is the mode: TPROXY stays
+    # the chart's default (off) whatever the mode
+    values = chart_values(mode)
+    assert "tproxy" not in values["bpf"]
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_the_program_renders_netkit_when_the_config_asks(reference, version):
+    netkit = run_ok({"cilium.datapathMode": "netkit"})
+    config = find(rendered(reference, version, netkit), "ConfigMap", "cilium-config")["data"]
+    assert config["datapath-mode"] == "netkit"
+    assert {k: config.get(k) for k in TUNED} == TUNED

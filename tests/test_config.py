@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
-from components.config import ConfigError, InstanceType, parse
-from tests.harness import dev_config, run_program, with_overrides
+from components.config import ConfigError, InstanceType, parse, stack_config_keys
+from components.config.stack_file import StackFileLoader
+from scripts.check_config import check
+from tests.harness import STACK_FIXTURE, dev_config, run_program, with_overrides
 
 
 def raw(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -164,7 +167,7 @@ BAD_INPUTS = [
     ({"demo.enabled": "true"}, ["demo.enabled", "true or false"]),
     ({"demo.verify": 1}, ["demo.verify", "true or false"]),
     # the region against the AWS SDK's own list of EKS regions
-    ({"aws:region": "us-east-11"}, ["aws:region: 'us-east-11'", "knows EKS", "make upgrade"]),
+    ({"aws:region": "us-east-11"}, ["aws:region: 'us-east-11' is not a region with EKS"]),
     ({"aws:region": "eu-west"}, ["aws:region: 'eu-west'"]),
     # a top-level key's typo, and a namespace nobody reads, are refused, not ignored
     ({"nodess": {"minSize": 1}}, ["cilium-eks: unknown key 'nodess'", "allowed: clusterName"]),
@@ -174,11 +177,24 @@ BAD_INPUTS = [
         {"aws:profile": "prod"},
         ["aws:profile: not read", "aws:region and aws:defaultTags", "AWS_PROFILE"],
     ),
-    ({"aws:defaultTags": {"tag": {}}}, ["aws:defaultTags: unknown key 'tag'; allowed: tags"]),
-    ({"aws:defaultTags": {"tags": {"team": 7}}}, ["aws:defaultTags.tags.team: 7", "string"]),
+    ({"aws:defaultTags": {"tag": {}}}, ["aws:defaultTags: unknown key 'tag';", "allowed: tags"]),
+    # a number where text belongs: quoting is the way out (more below, the YAML cases)
+    (
+        {"aws:defaultTags": {"tags": {"team": 7}}},
+        ['aws:defaultTags.tags.team: read as the number 7, not as text; write it in quotes: "7"'],
+    ),
     ({"cilium.encryption": "ipsec"}, ["cilium.encryption: 'ipsec'", "allowed: wireguard, none"]),
+    ({"cilium.datapathMode": "tap"}, ["cilium.datapathMode: 'tap'", "allowed: veth, netkit"]),
+    # netkit needs eBPF host routing, which needs kube-proxy replacement (Cilium #44713)
+    (
+        {"cilium.datapathMode": "netkit", "cilium.kubeProxyReplacement": False},
+        ["cilium: datapathMode: netkit needs eBPF host routing", "kubeProxyReplacement: true"],
+    ),
     ({"cilium.upgradeCompatibility": "1.19.6"}, ["cilium.upgradeCompatibility", "use X.Y"]),
-    ({"cilium.upgradeCompatibility": 1.19}, ["cilium.upgradeCompatibility: 1.19", "string"]),
+    (
+        {"cilium.upgradeCompatibility": 1.19},
+        ["cilium.upgradeCompatibility: read as the number 1.19, not as text", 'quotes: "1.19"'],
+    ),
     (
         {"cilium.upgradeCompatibility": "1.20"},  # the version is 1.19.6
         ["cilium.upgradeCompatibility: '1.20' is newer than cilium.version '1.19.6'"],
@@ -404,6 +420,7 @@ def test_every_mistake_is_listed_once_even_beside_a_bad_section():
 def test_new_keys_have_their_documented_defaults():
     cfg = parse({"aws:region": "eu-west-1"}, stack="dev")
     assert cfg.cilium.encryption == "wireguard" and cfg.cilium.upgrade_compatibility is None
+    assert cfg.cilium.datapath_mode == "veth"  # netkit is an option, not the default
     assert cfg.mesh is None  # no mesh key, no mesh
     k = cfg.karpenter
     assert k.enabled is False and k.capacity_types == ("on-demand",)
@@ -418,6 +435,7 @@ def test_good_new_values_are_accepted():
                 "cilium.version": "1.20.0",
                 "cilium.upgradeCompatibility": "1.19",
                 "cilium.encryption": "none",
+                "cilium.datapathMode": "netkit",
                 "mesh": {"clusterId": 2, "peers": ["acme/cilium-eks/mesh-a"]},
                 "karpenter": {
                     "enabled": True,
@@ -431,6 +449,7 @@ def test_good_new_values_are_accepted():
         stack="dev",
     )
     assert cfg.cilium.upgrade_compatibility == "1.19" and cfg.cilium.encryption == "none"
+    assert cfg.cilium.datapath_mode == "netkit"
     assert cfg.mesh is not None and cfg.mesh.peers == ("acme/cilium-eks/mesh-a",)
     assert cfg.karpenter.cpu_limit == "64" and cfg.karpenter.capacity_types == ("spot", "on-demand")
 
@@ -438,6 +457,181 @@ def test_good_new_values_are_accepted():
 @pytest.mark.parametrize("version", ["1.19.0", "1.20.0", "2.0.0"])
 def test_cilium_from_1_19_0_is_accepted(version):
     assert parse(raw({"cilium.version": version}), stack="dev").cilium.version == version
+
+
+# --- a typo: the closest allowed key or value first ---------------------------------------
+
+
+def mistake(message: str, key: str) -> str:
+    """The one line of a ConfigError about `key` (as typed)."""
+    (line,) = [m for m in message.splitlines() if m.startswith(f"  - {key}:")]
+    return line
+
+
+# (overrides, the key as typed, what it is taken for): one unknown key in every section,
+# and unknown values of every kind of list of allowed ones
+TYPOS = [
+    ({"nodess": {"minSize": 1}}, "cilium-eks", "nodes"),
+    ({"region": "eu-west-1"}, "cilium-eks", "aws:region"),  # the provider's key, not ours
+    ({"network.azcount": 3}, "network", "azCount"),
+    ({"nodes.minsize": 2}, "nodes", "minSize"),
+    ({"cilium.kubeproxyReplacement": True}, "cilium", "kubeProxyReplacement"),
+    ({"cilium.hubble.uii": True}, "cilium.hubble", "ui"),
+    ({"access.adminPrincipalArn": []}, "access", "adminPrincipalArns"),
+    ({"demo.polic": "l7"}, "demo", "policy"),
+    ({"mesh": {"clusterId": 1, "peer": []}}, "mesh", "peers"),
+    ({"karpenter.capacityType": ["spot"]}, "karpenter", "capacityTypes"),
+    ({"aws:defaultTags": {"tag": {}}}, "aws:defaultTags", "tags"),
+    ({"network.natGateways": "perAZ"}, "network.natGateways", "perAz"),
+    ({"demo.policy": "L7"}, "demo.policy", "l7"),
+    ({"cilium.encryption": "wireguad"}, "cilium.encryption", "wireguard"),
+    ({"karpenter.capacityTypes": ["spott"]}, "karpenter.capacityTypes[0]", "spot"),
+    ({"aws:region": "eu-west-9"}, "aws:region", "eu-west-1"),
+    ({"aws:region": "us-east-11"}, "aws:region", "us-east-1"),
+    ({"aws:regoin": "eu-west-1", "aws:region": None}, "aws:regoin", "aws:region"),
+    ({"aws:defaultTag": {}}, "aws:defaultTag", "aws:defaultTags"),
+    ({"aws:profil": "prod"}, "aws:profil", "aws:profile"),  # the provider's, not read either
+    ({"cilium-ek:nodes": {}}, "cilium-ek:nodes", "cilium-eks:nodes"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key", "meant"), TYPOS, ids=lambda v: repr(v)[:40])
+def test_a_typo_is_answered_with_the_closest_allowed_first(overrides, key, meant):
+    line = mistake(error_of(overrides), key)
+    guess = line.index(f"did you mean {meant}?")
+    # before any other advice: the list of what is allowed, AWS_PROFILE, the SDK's age
+    for advice in ("allowed:", "AWS_PROFILE", "make upgrade", "this program reads"):
+        assert advice not in line or line.index(advice) > guess, advice
+
+
+def test_a_typo_of_aws_region_is_one_mistake_with_one_way_out():
+    message = error_of({"aws:regoin": "eu-west-1", "aws:region": None})
+    assert "  - aws:regoin: unknown key; did you mean aws:region?" in message.splitlines()
+    assert "AWS_PROFILE" not in message and "aws:region: not set" not in message
+
+
+def test_an_unknown_region_is_not_put_on_the_sdk_first():
+    line = mistake(error_of({"aws:region": "eu-west-9"}), "aws:region")
+    # the SDK's age last, and only as the one case where the list is what is wrong
+    assert line.index("did you mean eu-west-1?") < line.index("AWS SDK's")
+    assert line.endswith("one opened after that release is missing until `make upgrade`.)")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"network.natGateways": "many"}, "network.natGateways"),
+        ({"nodes.count": 3}, "nodes"),
+        ({"aws:region": "mars-1"}, "aws:region"),
+        ({"aws:profile": "prod"}, "aws:profile"),  # the provider's own key: not a typo
+        ({"aws:stsRegion": "us-east-1"}, "aws:stsRegion"),  # ditto, however close to region
+        ({"kubernetesVersion": "1.33"}, "kubernetesVersion"),  # a version is not a misspelling
+    ],
+)
+def test_nothing_is_guessed_where_nothing_is_close(overrides, key):
+    assert "did you mean" not in mistake(error_of(overrides), key)
+
+
+def test_an_aws_key_the_program_does_not_read_still_says_how_to_choose_credentials():
+    line = mistake(error_of({"aws:stsRegion": "us-east-1"}), "aws:stsRegion")
+    assert "not read" in line and "AWS_PROFILE" in line
+
+
+def test_offline_a_misspelt_instance_type_gets_the_closest_one():
+    with pytest.raises(ConfigError) as err:
+        parse(raw({"nodes.instanceTypes": ["t3.mediun", "m6i.larg"]}), stack="dev", offline=True)
+    line = mistake(str(err.value), "nodes.instanceTypes")
+    assert "did you mean t3.medium (for t3.mediun), m6i.large (for m6i.larg)?" in line
+
+
+# --- a number where text belongs: what YAML made of an unquoted 1.30 ---------------------
+
+# The same mistake as each reader hands it over.
+UNQUOTED = "config:\n  aws:region: eu-west-1\n  cilium-eks:kubernetesVersion: 1.30\n"
+KUBERNETES_VERSIONS = 'one of "1.34", "1.35", "1.36"'
+
+
+def test_make_check_says_an_unquoted_version_was_read_as_a_number(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text("name: cilium-eks\nruntime: python\n")
+    (tmp_path / "Pulumi.staging.yaml").write_text(
+        UNQUOTED + "  cilium-eks:cilium:\n    upgradeCompatibility: 1.20\n"
+    )
+    mistakes = check("staging", root=tmp_path)
+    # what was written, that it was read as a number, and the way out: quotes (true whether
+    # check_config.py reads with PyYAML's safe_load, or with the StackFileLoader below,
+    # which keeps 1.30 as written)
+    version = next(m for m in mistakes if m.startswith("kubernetesVersion:"))
+    assert "1.30" in version and "number 1.3" in version
+    assert version.endswith(f"write it in quotes: {KUBERNETES_VERSIONS}")
+    assert "1.3 is not allowed" not in version
+    compatibility = next(m for m in mistakes if m.startswith("cilium.upgradeCompatibility:"))
+    assert "number 1.2" in compatibility and "write it in quotes" in compatibility
+    assert '"1.20"' in compatibility
+
+
+def test_read_with_its_text_kept_the_message_shows_the_number_as_written():
+    config = yaml.load(UNQUOTED.replace("1.30", "1.300"), Loader=StackFileLoader)["config"]
+    assert config["cilium-eks:kubernetesVersion"] == 1.3  # the number any YAML reader makes
+    with pytest.raises(ConfigError) as err:
+        parse({k.removeprefix("cilium-eks:"): v for k, v in config.items()}, stack="dev")
+    assert mistake(str(err.value), "kubernetesVersion") == (
+        "  - kubernetesVersion: 1.300 is read as the number 1.3, not as text; write it in "
+        f"quotes: {KUBERNETES_VERSIONS}"
+    )
+
+
+def test_an_unquoted_allowed_version_is_told_to_be_quoted_as_written():
+    config = yaml.load("kubernetesVersion: 1.35\n", Loader=StackFileLoader)
+    message = error_of(config)
+    assert mistake(message, "kubernetesVersion") == (
+        "  - kubernetesVersion: 1.35 is read as the number 1.35, not as text; write it in quotes: "
+        '"1.35"'
+    )
+
+
+def test_the_stack_file_reader_is_pyyamls_safe_loader_otherwise():
+    text = STACK_FIXTURE.read_text() + "\n  extra: [1, 2.5, true, null, '1.30', !!float 3]\n"
+    assert yaml.load(text, Loader=StackFileLoader) == yaml.safe_load(text)
+    with pytest.raises(yaml.constructor.ConstructorError):  # safe: no Python objects
+        yaml.load("x: !!python/object/apply:os.getcwd []\n", Loader=StackFileLoader)
+
+
+def test_through_the_cli_an_unquoted_version_is_explained():
+    # What the Pulumi CLI hands the program for the stack file UNQUOTED with cilium's
+    # upgradeCompatibility: 1.20: Pulumi's YAML reader makes both floats, and hands a top-
+    # level value as text, an object as JSON (pulumi/pulumi sdk/go/common/resource/config/
+    # object.go: UnmarshalYAML into float64, MarshalString via encoding/json).
+    handed = {
+        "aws:region": "eu-west-1",
+        "cilium-eks:kubernetesVersion": "1.3",
+        "cilium-eks:cilium": '{"upgradeCompatibility":1.2}',
+    }
+    with pytest.raises(ConfigError) as err:
+        parse(stack_config_keys(handed), stack="dev")
+    message = str(err.value)
+    assert mistake(message, "kubernetesVersion") == (
+        "  - kubernetesVersion: '1.3' is not allowed; allowed: 1.34, 1.35, 1.36 (an unquoted "
+        "1.30 in the stack file reaches the program as '1.3': YAML reads it as a number; write "
+        "versions in quotes)"
+    )
+    assert mistake(message, "cilium.upgradeCompatibility") == (
+        "  - cilium.upgradeCompatibility: read as the number 1.2 (YAML reads 1.2 and 1.20 alike, "
+        'unquoted), not as text; write it in quotes: "1.2" or "1.20"'
+    )
+
+
+def test_a_rule_of_ours_handed_a_number_for_text_says_so_too():
+    line = mistake(error_of({"karpenter.cpuLimit": 0.5}), "karpenter.cpuLimit")
+    assert line.startswith("  - karpenter.cpuLimit: read as the number 0.5")
+    assert "write it in quotes" in line
+
+
+def test_the_program_explains_an_unquoted_version_as_the_cli_hands_it_over():
+    # the harness hands a top-level number over as the CLI does: as text, '1.3' for 1.30
+    graph = run_program({"kubernetesVersion": 1.3})
+    assert graph.error is not None and graph.error["type"] == "ConfigError"
+    assert "reaches the program as '1.3'" in graph.error["message"]
+    assert declared(graph) == []
 
 
 BOUNDARY = "arn:aws:iam::123456789012:policy/cilium-eks-boundary"

@@ -1,7 +1,8 @@
 """scripts/day2.py: `make verify` re-runs the stack's checks on the live cluster; `make
 hubble` opens Hubble UI. A fake `kubectl` plays the cluster (a JSON world: the check
 CronJobs and how each Job they spawn ends) and logs every call; a fake `pulumi` answers
-the kubeconfig output."""
+its version, the backend it is logged in to and the kubeconfig output, or fails as
+Pulumi does."""
 
 from __future__ import annotations
 
@@ -51,9 +52,14 @@ sys.exit(0)
 """
 FAKE_PULUMI = """#!/bin/sh
 echo "$@" >> "$HOME/pulumi.log"
-[ -n "$NO_KUBECONFIG" ] && exit 255
+case "$1" in
+  version) echo v3.200.0; exit 0;;
+  whoami) [ -n "$LOGGED_OUT" ] && exit 255; echo "User: me"; echo "Backend URL: file://~"; exit 0;;
+esac
+if [ -n "$PULUMI_SAYS" ]; then echo "$PULUMI_SAYS" >&2; exit 255; fi
 echo '{{"apiVersion": "v1", "clusters": []}}'
 """
+NO_OUTPUT = "error: current stack does not have output property 'kubeconfig'"
 
 LOGS = {
     "verify-tiefighter": "verifying: SHIP=tiefighter\nwaiting for x\n"
@@ -76,7 +82,7 @@ def cluster(tmp_path: Path):
         path.write_text(source.format(python=sys.executable))
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
-    def play(ends: dict[str, str | None], **env: str):
+    def play(ends: dict[str, str | None], stack=("--stack", "dev"), **env: str | None):
         world = {
             "cronjobs": [["starwars", name] for name in sorted(ends)],
             "ends": ends,
@@ -86,10 +92,12 @@ def cluster(tmp_path: Path):
         (tmp_path / "world.json").write_text(json.dumps(world))
         environment = {"PATH": str(bin_dir), "HOME": str(tmp_path),
                        "FAKE_WORLD": str(tmp_path / "world.json"),
-                       "FAKE_LOG": str(tmp_path / "calls.log"), **env}  # fmt: skip
+                       "FAKE_LOG": str(tmp_path / "calls.log"),
+                       "PULUMI_CONFIG_PASSPHRASE": "the stack's", **env}  # fmt: skip
+        environment = {k: v for k, v in environment.items() if v is not None}
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = day2.main(["verify", "--stack", "dev"], environment)
+            code = day2.main(["verify", *stack], environment)
         log = tmp_path / "calls.log"
         calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
         return code, out.getvalue(), err.getvalue(), calls
@@ -100,6 +108,12 @@ def cluster(tmp_path: Path):
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch):
     monkeypatch.setattr(day2.time, "sleep", lambda _: None)
+
+
+@pytest.fixture(autouse=True)
+def datapath_as_configured(monkeypatch):
+    # each node's datapath check (scripts/datapath.py) has its own tests: test_datapath.py
+    monkeypatch.setattr(day2.datapath, "check_nodes", lambda env, run: True)
 
 
 def test_verify_runs_each_check_cronjob_as_a_job_and_reports_every_line(cluster):
@@ -144,9 +158,44 @@ def test_every_kubectl_call_uses_the_stacks_kubeconfig_never_the_ambient_one(clu
 
 
 def test_no_kubeconfig_output_says_to_deploy_first(cluster):
-    code, _, err, calls = cluster({"verify-tiefighter": "Complete"}, NO_KUBECONFIG="1")
-    assert code == 1 and "has no kubeconfig output" in err and "make up" in err
+    code, _, err, calls = cluster({"verify-tiefighter": "Complete"}, PULUMI_SAYS=NO_OUTPUT)
+    assert code == 1 and "stack dev has no kubeconfig output" in err and "make up" in err
+    assert NO_OUTPUT in err  # and Pulumi's own words
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        # a new shell: the passphrase is gone, the stack is still there
+        ({"PULUMI_CONFIG_PASSPHRASE": None}, "file://~ encrypts secrets (the kubeconfig) with "
+                                             "a passphrase: export PULUMI_CONFIG_PASSPHRASE"),
+        # a new shell: PULUMI_BACKEND_URL is gone, and `pulumi login` was never run
+        ({"LOGGED_OUT": "1"}, "no Pulumi backend: PULUMI_BACKEND_URL is not set"),
+    ],
+)  # fmt: skip
+def test_a_missing_session_prerequisite_is_named_not_taken_for_an_undeployed_stack(
+    cluster, tmp_path, env, fragment
+):
+    code, _, err, calls = cluster({"verify-tiefighter": "Complete"}, **env)
+    assert code == 1 and fragment in err and "1 prerequisite(s) missing" in err
+    assert "no kubeconfig output" not in err and "make up` first" not in err
+    assert calls == []
+    assert "stack output" not in (tmp_path / "pulumi.log").read_text()  # nothing asked of it
+
+
+def test_any_other_pulumi_error_is_shown_as_pulumi_printed_it(cluster):
+    said = "error: no stack named 'prod' found"
+    code, _, err, calls = cluster({"verify-tiefighter": "Complete"}, PULUMI_SAYS=said)
+    assert code == 1 and err.endswith(f"Pulumi says:\n{said}\n")
+    assert "no kubeconfig output" not in err and calls == []
+
+
+def test_without_stack_it_is_the_stack_pulumi_has_selected(cluster, tmp_path):
+    code, _, _, _ = cluster({"verify-tiefighter": "Complete"}, stack=())
+    assert code == 0
+    log = (tmp_path / "pulumi.log").read_text().splitlines()
+    assert "stack output kubeconfig --show-secrets" in log  # no --stack: Pulumi's selection
 
 
 def test_no_check_cronjob_says_why(cluster):
@@ -159,8 +208,9 @@ def test_missing_tools_are_named_at_once(tmp_path):
     with contextlib.redirect_stderr(err):
         code = day2.main(["verify"], {"PATH": str(tmp_path)})
     assert code == 1
-    for tool in ("pulumi", "kubectl", "aws"):
+    for tool in ("the Pulumi CLI", "kubectl", "aws"):
         assert f"{tool} is not installed" in err.getvalue()
+    assert "PULUMI_CONFIG_PASSPHRASE" in err.getvalue()
 
 
 def test_a_job_that_never_ends_is_given_up_after_its_deadline(cluster, monkeypatch):
@@ -175,6 +225,7 @@ def test_hubble_port_forwards_the_ui_with_the_stacks_kubeconfig(cluster, tmp_pat
     env = {
         "PATH": str(tmp_path / "bin"),
         "HOME": str(tmp_path),
+        "PULUMI_BACKEND_URL": "https://api.pulumi.com",
         "FAKE_WORLD": str(tmp_path / "world.json"),
         "FAKE_LOG": str(tmp_path / "calls.log"),
     }
@@ -186,3 +237,13 @@ def test_hubble_port_forwards_the_ui_with_the_stacks_kubeconfig(cluster, tmp_pat
     assert call["args"] == ["-n", "kube-system", "port-forward", "svc/hubble-ui", "12000:80"]
     assert call["readable"]
     assert "http://localhost:12000" in out.getvalue()
+
+
+def test_the_session_is_judged_in_the_preflights_words(cluster, tmp_path):
+    # one rule, shared (scripts/pulumi_session.py): a new shell gets the same fix from both
+    from scripts import preflight
+
+    cluster({"verify-tiefighter": "Complete"})  # the fakes
+    env = {"PATH": str(tmp_path / "bin"), "HOME": str(tmp_path)}
+    (passphrase,) = [p for p in day2.missing(env) if "PULUMI_CONFIG_PASSPHRASE" in p]
+    assert passphrase in preflight.prerequisites(env)[0]

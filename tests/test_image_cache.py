@@ -14,6 +14,7 @@ import yaml
 from moto import mock_aws
 from pulumi.dynamic.dynamic import serialize_provider
 
+from components.aws_api import warm
 from components.image_cache import (
     CHART_IMAGES,
     PREFIX_MAX,
@@ -22,7 +23,6 @@ from components.image_cache import (
     chart_images,
     delete_cached,
     upstream_path,
-    warm,
 )
 from tests.harness import Graph, load_provider_in_fresh_process, run_ok
 from tests.test_cilium_chart import ACCEPTED, RELEASE, chart_dir, render

@@ -9,9 +9,9 @@ The layers, lowest first (docs/design.md draws them):
 - components: the other modules of components/, which declare resources; import the layers
   below and each other.
 - program: __main__.py, which wires the components together.
-Beside them: scripts/ import only the lower layers (config, aws_api): they run before or
-without the program; the policy pack (policy/) imports nothing of the program at all, so
-that it judges the program independently.
+Beside them: scripts/ import only the lower layers (config, aws_api) and each other: they
+run before or without the program; the policy pack (policy/) imports nothing of the
+program at all, so that it judges the program independently.
 
 The two lower layers declare no resources: no module-level import of a Pulumi SDK that
 declares resources and no ComponentResource; an SDK imported inside a function (an invoke,
@@ -59,7 +59,7 @@ MAY_IMPORT = {
     "aws_api": (),
     "components": ("components",),
     "program": ("components",),
-    "scripts": ("components.config", "components.aws_api"),
+    "scripts": ("components.config", "components.aws_api", "scripts"),
     "policy": (),
 }
 

@@ -71,7 +71,7 @@ LOGGED_OUT_PULUMI = (
     PULUMI_VERSION + 'echo "$@" >> "$HOME/pulumi.log"\n'
     'case "$1" in whoami) [ -f "$HOME/in" ] || exit 1; echo "Backend URL: file://~";;'
     ' login) : > "$HOME/in";; config) echo \'{"aws:region": {"value": "eu-west-1"}}\';;'
-    " stack) [ \"$2\" = export ] && echo '{}';; esac"
+    " stack) [ \"$2\" = export ] && echo '{}'; true;; esac"
 )
 
 
@@ -81,21 +81,97 @@ def test_every_missing_prerequisite_is_named_in_one_run_with_its_fix(tools):
     err = proc.stderr
     assert "4 prerequisite(s) missing" in err
     assert "Pulumi CLI is not installed" in err and "get.pulumi.com" in err
-    assert "AWS CLI v2 is not installed" in err and "pip install awscli` installs v1" in err
-    assert "no usable AWS credentials" in err and "aws sso login" in err
+    assert "the AWS CLI is not installed" in err and "getting-started-install" in err
+    # the SDK's own reason (the AWS CLI is not there to ask)
+    assert "no usable AWS credentials; AWS says: Unable to locate credentials" in err
+    assert "aws sso login" in err
     assert "PULUMI_CONFIG_PASSPHRASE" in err
     assert "Traceback" not in err
     # the words are the preflight's, not make's
-    assert all(line.startswith(("preflight:", "  - ")) for line in err.splitlines())
+    assert all(line.startswith(("preflight:", "  - ", "    ")) for line in err.splitlines())
 
 
-def test_an_old_aws_cli_is_named_with_the_v2_install_page(tools):
+def aws_cli(bin_dir: Path, version: str) -> None:
+    answers = f'--version) echo "{version}";; *) echo arn:aws:iam::1:user/x;;'
+    fake(bin_dir, "aws", f'case "$1" in {answers} esac')
+
+
+SSO_CONFIG = """[default]
+region = eu-west-1
+
+[profile sandbox]
+sso_session = corp
+sso_account_id = 111122223333
+sso_role_name = Admin
+
+[profile legacy]
+sso_start_url = https://corp.awsapps.com/start
+sso_region = eu-west-1
+
+[sso-session corp]
+sso_start_url = https://corp.awsapps.com/start
+"""
+
+
+@pytest.mark.parametrize(
+    ("version", "env", "fragment"),
+    [
+        # get-token answers v1beta1, as the kubeconfig asks, from 1.23.9 and 2.6.3 on
+        ("aws-cli/1.23.9 Python/3.8.10 Linux/5.4 botocore/1.25.9", {}, None),
+        ("aws-cli/1.44.0 Python/3.12", {"AWS_PROFILE": "plain"}, None),
+        ("aws-cli/2.6.3 Python/3.9.11", {}, None),
+        ("aws-cli/2.31.0 Python/3.13", {"AWS_PROFILE": "sandbox"}, None),  # v2 logs in to SSO
+        ("aws-cli/1.23.8 Python/3.8", {}, "AWS CLI 1.23.8 is too old"),
+        ("aws-cli/1.16.156 Python/2.7", {}, "answers client.authentication.k8s.io/v1alpha1"),
+        ("aws-cli/2.6.2 Python/3.9", {}, "2.6.3 or newer is needed"),
+        # v1 and a profile that signs in with IAM Identity Center: no `aws sso login` in v1
+        ("aws-cli/1.44.0 Python/3.12", {"AWS_PROFILE": "sandbox"},
+         "is v1, which has no `aws sso login`, and AWS profile sandbox (sso_session in"),
+        ("aws-cli/1.44.0 Python/3.12", {"AWS_DEFAULT_PROFILE": "legacy"},
+         "AWS profile legacy (sso_start_url in"),
+        # keys in the environment come before any profile
+        ("aws-cli/1.44.0 Python/3.12", {"AWS_PROFILE": "sandbox", "AWS_ACCESS_KEY_ID": "AKIA"},
+         None),
+    ],
+)  # fmt: skip
+def test_the_aws_cli_is_judged_by_the_tokens_it_writes_and_sso(tools, version, env, fragment):
+    aws_cli(tools, version)
+    config = tools.parent / "aws-config"
+    config.write_text(SSO_CONFIG)
+    environment = {"PATH": str(tools), "HOME": str(tools.parent), "AWS_CONFIG_FILE": str(config)}
+    problem = preflight_module.aws_cli_problem({**environment, **env})
+    if fragment is None:
+        assert problem is None
+    else:
+        assert problem is not None and fragment in problem, problem
+        assert "getting-started-install.html" in problem
+
+
+def test_the_sso_profile_is_read_from_the_users_aws_config_by_default(tools):
+    aws_cli(tools, "aws-cli/1.44.0 Python/3.12")
+    (tools.parent / ".aws").mkdir()
+    (tools.parent / ".aws" / "config").write_text(SSO_CONFIG)
+    env = {"PATH": str(tools), "HOME": str(tools.parent), "AWS_PROFILE": "sandbox"}
+    assert "sso_session in " + str(tools.parent / ".aws" / "config") in str(
+        preflight_module.aws_cli_problem(env)
+    )
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "An error occurred (ExpiredToken) when calling the GetCallerIdentity operation: "
+        "The security token included in the request is expired",
+        "Error when retrieving token from sso: Token has expired and refresh failed",
+    ],
+)
+def test_unusable_credentials_are_named_with_awss_own_reason(tools, said):
     fake(tools, "pulumi", PULUMI_VERSION + "exit 0")
-    fake(tools, "aws", 'echo "aws-cli/1.29.0 Python/3.8"')
+    fake(tools, "aws", 'case "$1" in --version) echo "aws-cli/2.31.0";; *) '
+                       f'echo >&2; echo "{said}" >&2; exit 254;; esac')  # fmt: skip
     proc = preflight(tools, PULUMI_CONFIG_PASSPHRASE="x")
-    assert proc.returncode == 1
-    assert "AWS CLI v2 is required, found 'aws-cli/1.29.0" in proc.stderr
-    assert "getting-started-install.html" in proc.stderr
+    assert proc.returncode == 1 and "1 prerequisite(s) missing" in proc.stderr
+    assert f"no usable AWS credentials; AWS says: {said}" in proc.stderr
 
 
 def test_an_old_pulumi_cli_is_named(tools):
@@ -103,14 +179,6 @@ def test_an_old_pulumi_cli_is_named(tools):
     fake(tools, "aws", GOOD_AWS)
     proc = preflight(tools, PULUMI_CONFIG_PASSPHRASE="x")
     assert proc.returncode == 1 and "Pulumi CLI v3.150.2 is too old; 3.174.0" in proc.stderr
-
-
-def test_missing_credentials_are_named_with_the_cli_present(tools):
-    fake(tools, "pulumi", PULUMI_VERSION + "exit 0")
-    fake(tools, "aws", 'case "$1" in --version) echo "aws-cli/2.31.0";; *) exit 255;; esac')
-    proc = preflight(tools, PULUMI_CONFIG_PASSPHRASE="x")
-    assert proc.returncode == 1 and "1 prerequisite(s) missing" in proc.stderr
-    assert "no usable AWS credentials" in proc.stderr
 
 
 def test_local_state_is_the_fallback_and_asks_for_the_passphrase(tools):
@@ -157,7 +225,7 @@ def flag(name):
     return args[args.index(name) + 1] if name in args else None
 if tool == "aws":
     if args == ["--version"]:
-        answer("aws-cli/2.31.0 Python/3.13")
+        answer(world.get("aws_version", "aws-cli/2.31.0 Python/3.13"))
     if args[:2] == ["sts", "get-caller-identity"]:
         answer(world["caller"])
     if args[:2] == ["eks", "describe-cluster"]:
@@ -179,9 +247,16 @@ if tool == "pulumi":
     if args[0] == "whoami":
         answer("Backend URL: https://api.pulumi.com")
     if args[:2] == ["stack", "select"]:
-        sys.exit(0 if world.get("stack", True) or "--create" in args else 255)
+        if world.get("select_error"):
+            sys.stderr.write(world["select_error"])
+            sys.exit(255)
+        if world.get("stack", True) or "--create" in args:
+            sys.exit(0)
+        sys.stderr.write(f"error: no stack named '{{args[-1]}}' found")
+        sys.exit(255)
     if args[:2] == ["config", "--json"]:
-        config = world.get("config", {{}})
+        # an ESC environment's pulumiConfig, which only --open resolves (stack values win)
+        config = {{**(world.get("esc", {{}}) if "--open" in args else {{}}), **world["config"]}}
         text = lambda v: v if isinstance(v, str) else json.dumps(v)
         answer({{k: {{"value": text(v)}} for k, v in config.items()}})
     if args[:2] == ["stack", "export"]:
@@ -376,8 +451,35 @@ def test_the_default_cluster_name_comes_from_the_stacks_short_name_in_lower_case
 
 def test_a_preview_never_creates_a_stack(tools):
     proc, calls = cloud(tools, {"stack": False}, action="preview")
-    assert proc.returncode == 1 and "does not exist" in proc.stderr
-    assert "--create" not in calls
+    assert proc.returncode == 1 and "--create" not in calls
+    assert "stack dev could not be selected on https://api.pulumi.com (`make up` creates a " in (
+        proc.stderr
+    )
+    assert "Pulumi says:\nerror: no stack named 'dev' found" in proc.stderr  # Pulumi's words
+
+
+def test_any_other_pulumi_error_is_shown_as_pulumi_printed_it(tools):
+    said = 'error: constructing secrets manager of type "passphrase": incorrect passphrase'
+    proc, _ = cloud(tools, {"select_error": said})
+    assert proc.returncode == 1 and proc.stderr.endswith(f"Pulumi says:\n{said}\n")
+
+
+def test_a_v1_cli_without_sso_runs_the_whole_preflight(tools):
+    proc, _ = cloud(tools, {**AS_ADMIN, "aws_version": "aws-cli/1.44.0 Python/3.12"})
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_preflight_reads_the_config_pulumi_resolves_esc_included(tools):
+    # The stack file leaves aws:region to an ESC environment (`make check` says so):
+    # `pulumi config --open` resolves it, and the rest is checked as usual.
+    config = {k: v for k, v in stack_file_config().items() if k != "aws:region"}
+    esc = {"aws:region": "eu-west-1"}
+    proc, calls = cloud(tools, {**AS_ADMIN, "config": config, "esc": esc})
+    assert proc.returncode == 0, proc.stderr
+    assert "eks describe-cluster --name cilium-eks-dev --region eu-west-1" in calls
+    proc, _ = cloud(tools, {"config": {**config, "cilium-eks:network": {"azCount": 1}},
+                            "esc": esc})  # fmt: skip
+    assert proc.returncode == 1 and "network.azCount: 1 is not allowed" in proc.stderr
 
 
 def test_an_unknown_action_is_refused_before_any_call(tools):

@@ -4,8 +4,11 @@ from a verified reference folder when there is one) or fails like an offline mac
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import subprocess
+import sys
 import urllib.error
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import reference as upstream
-from tests.harness import dev_config
+from tests.harness import ROOT, dev_config
 
 BY_URL = {a.url: a for a in upstream.MANIFEST if a.url}
 ARCHIVES = [a for a in upstream.MANIFEST if a.path.endswith(".tgz")]
@@ -280,3 +283,60 @@ def test_a_mismatch_exits_non_zero_with_the_message(tmp_path, monkeypatch, capsy
 
 def test_missing_lists_what_the_reference_fixture_would_skip_for(tmp_path):
     assert upstream.missing(tmp_path) == [a.path for a in upstream.MANIFEST]
+
+
+@pytest.mark.parametrize(
+    ("where", "label"),
+    [
+        ("override", "($CILIUM_EKS_REFERENCE)"),
+        ("shared", "(../shared/reference beside the checkout)"),
+        ("cache", "(default cache; set $CILIUM_EKS_REFERENCE to use another folder)"),
+    ],
+)
+def test_make_reference_names_the_source_it_really_uses(tmp_path, monkeypatch, capsys, where,
+                                                        label):  # fmt: skip
+    shared = tmp_path / "shared" / "reference"
+    monkeypatch.setattr(upstream, "SHARED", shared)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("CILIUM_EKS_REFERENCE", raising=False)
+    if where == "override":
+        monkeypatch.setenv("CILIUM_EKS_REFERENCE", str(tmp_path / "elsewhere"))
+    if where == "shared":
+        shared.mkdir(parents=True)
+    upstream.main(fetch=offline)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"reference data: {upstream.location()} {label}"
+
+
+def test_a_mismatched_file_in_the_shared_folder_is_reported_not_replaced(
+    tmp_path, monkeypatch, capsys
+):
+    # ../shared/reference is provided, not owned: only the user cache is repaired
+    shared = tmp_path / "shared" / "reference"
+    crd = next(a for a in upstream.MANIFEST if a.path.startswith("crds/"))
+    (shared / crd.path).parent.mkdir(parents=True)
+    (shared / crd.path).write_text("{}\n")
+    monkeypatch.setattr(upstream, "SHARED", shared)
+    monkeypatch.delenv("CILIUM_EKS_REFERENCE", raising=False)
+    forbid_writes(monkeypatch)
+    assert upstream.main(fetch=offline) == 1
+    assert crd.sha256 in capsys.readouterr().err
+    assert (shared / crd.path).read_text() == "{}\n"
+
+
+def test_offline_the_skips_for_missing_data_are_one_line_of_the_summary(tmp_path):
+    # Each test that reads the data still skips on its own; the summary says what and why,
+    # and how to get the data, once (pytest folds them: tests/conftest.py). Under xdist, as
+    # `make test` runs, since the reports travel from the worker.
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/test_reference.py", "-q", "-n", "1", "-rs",
+         "-p", "no:cacheprovider", "-k", "not one_line_of_the_summary"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "CILIUM_EKS_REFERENCE": str(tmp_path / "absent")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("SKIPPED")]
+    skipped = int(re.search(r"(\d+) skipped", proc.stdout.splitlines()[-1])[1])  # type: ignore[index]
+    assert skipped >= 2 and line.startswith(f"SKIPPED [{skipped}] tests/conftest.py: ")
+    assert f"not found at {tmp_path / 'absent'} ($CILIUM_EKS_REFERENCE)" in line
+    assert "`make reference`" in line and "../shared/reference beside the checkout" in line

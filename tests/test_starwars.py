@@ -207,6 +207,7 @@ def test_switching_modes_changes_the_jobs_so_they_run_again():
         ({"cilium.encryption": "none"}, "ENCRYPTION", "none"),
         ({"cilium.kubeProxyReplacement": False}, "KUBE_PROXY_REPLACEMENT", "false"),
         ({"cilium.prefixDelegation": False}, "PREFIX_DELEGATION", "false"),
+        ({"cilium.datapathMode": "netkit"}, "DATAPATH_MODE", "netkit"),
         ({"kubernetesVersion": "1.36"}, "KUBERNETES_VERSION", "1.36"),
         (
             {"nodes.instanceTypes": ["m5.large", "t3.medium"]},

@@ -13,7 +13,9 @@ would have been accepted: one `ConfigError`, one round of fixes.
 - messages: pydantic's errors in the config's words;
 - aws_facts: what the AWS SDK's data and EC2 say of regions and instance types;
 - reading: `parse()` (pure and offline: tests and `make check` call it directly) and
-  `load()` (the stack's config as the Pulumi CLI hands it over).
+  `load()` (the stack's config as the Pulumi CLI hands it over);
+- stack_file: the YAML reader of `make check`, numbers with their text (1.30, not 1.3);
+  not imported here, so that the program never loads PyYAML.
 
 Callers import from here. The package is the program's lowest layer (tests/test_layout.py):
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.config.fields import ConfigError
+from components.config.fields import ConfigError, closest
 from components.config.mesh import MESH_REFUSED
 
 if TYPE_CHECKING:
@@ -67,6 +67,17 @@ def eks_regions() -> frozenset[str]:
 
 
 @functools.cache
+def aws_provider_keys() -> frozenset[str]:
+    """The AWS provider's config keys (aws:NAME, without aws:), as the installed pulumi_aws
+    reads them (pulumi_aws/config/vars.py, `__config__.get('NAME')`): from its source text,
+    since importing pulumi_aws costs over a second."""
+    spec = importlib.util.find_spec("pulumi_aws")
+    assert spec and spec.submodule_search_locations, "pulumi_aws is a dependency"
+    source = Path(next(iter(spec.submodule_search_locations)), "config", "vars.py").read_text()
+    return frozenset(re.findall(r"__config__\.get\w*\('(\w+)'\)", source))
+
+
+@functools.cache
 def ec2_instance_types() -> frozenset[str]:
     """Every instance type name in botocore's EC2 model (the InstanceType enum)."""
     folder = max(botocore_data("ec2").iterdir())  # the newest API version
@@ -81,9 +92,14 @@ def instance_type_names(types: tuple[str, ...], *, offline: bool) -> list[str]:
     if offline:
         unknown = [t for t in types if t not in ec2_instance_types()]
         if unknown:
+            # a typo's closest type first (t3.mediun -> t3.medium); sorted: ties go one way
+            known = sorted(ec2_instance_types())
+            guesses = [(t, guess) for t in unknown if (guess := closest(t, known))]
+            guessed = ", ".join(g if len(unknown) == 1 else f"{g} (for {t})" for t, g in guesses)
             errors.append(
                 f"nodes.instanceTypes: {', '.join(unknown)} not known to the AWS SDK's EC2 "
-                "model; use an existing type (`aws ec2 describe-instance-types`)"
+                f"model; {f'did you mean {guessed}? Otherwise ' if guessed else ''}use an "
+                "existing type (`aws ec2 describe-instance-types`)"
             )
     unreadable = [t for t in types if not PULUMI_EKS_INSTANCE_RE.search(t)]
     if unreadable:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from components.config.fields import Flag, Section, refuse
 
@@ -67,7 +67,29 @@ class CiliumConfig(Section):
         "chart keeps that minor's defaults across upgrades (Cilium's upgrade guide). Needed "
         "for a minor upgrade; unset on a fresh install.",
     )
+    datapath_mode: Literal["veth", "netkit"] = Field(
+        default="veth",
+        description="Pods' network devices: veth pairs, or netkit (faster with eBPF host "
+        "routing; kernel 6.8+, which AL2023 has on every version offered; Cilium's own EKS "
+        "netkit CI jobs are quarantined, cilium/cilium #46621). Needs kubeProxyReplacement. "
+        "On a live cluster only pods created afterwards switch: roll the nodes, then `make "
+        "verify` (docs/performance.md).",
+    )
     hubble: HubbleConfig = Field(default_factory=HubbleConfig)
+
+    @model_validator(mode="after")
+    def _netkit_needs_host_routing(self) -> CiliumConfig:
+        # Without kube-proxy replacement Cilium routes the legacy way (pkg/kpr/initializer
+        # FinishKubeProxyReplacementInit), and 1.20 refuses to start netkit on legacy
+        # routing (cilium/cilium #44713): refused here, before any resource.
+        if self.datapath_mode == "netkit" and not self.kube_proxy_replacement:
+            raise refuse(
+                "datapathMode: netkit needs eBPF host routing, which needs "
+                "kubeProxyReplacement: true (Cilium refuses netkit on legacy routing, "
+                "cilium/cilium #44713); set cilium.datapathMode: veth, or "
+                "cilium.kubeProxyReplacement: true on a new stack"
+            )
+        return self
 
     @field_validator("version", mode="after")
     @classmethod

@@ -17,11 +17,12 @@ from pydantic import ValidationError
 
 from components.config.aws_facts import (
     InstanceType,
+    aws_provider_keys,
     eks_regions,
     instance_facts,
     instance_type_names,
 )
-from components.config.fields import PROJECT, ConfigError
+from components.config.fields import PROJECT, ConfigError, closest
 from components.config.messages import describe_error, model_in
 from components.config.stack import StackConfig
 
@@ -76,6 +77,7 @@ def _project_keys(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     error (`cilium-ek:nodes` would otherwise be ignored without a word)."""
     values: dict[str, Any] = {}
     errors: list[str] = []
+    guessed = set()
     for key, value in raw.items():
         namespace, _, name = key.rpartition(":")
         if namespace in ("", PROJECT):
@@ -85,28 +87,52 @@ def _project_keys(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             if value is not None:
                 values[key] = value
         elif namespace == "aws":
-            errors.append(
-                f"{key}: not read; this program builds its AWS provider from "
-                f"{' and '.join(AWS_KEYS)} only (components/aws.py): choose credentials with "
-                "AWS_PROFILE or `aws sso login`, which the kubeconfig and the teardown sweep "
-                "use as well"
-            )
+            guess = None if name in aws_provider_keys() else _typo_of_aws_key(name)
+            if guess in AWS_KEYS:
+                guessed.add(guess)
+                errors.append(f"{key}: unknown key; did you mean {guess}?")
+            else:
+                what = (
+                    f"unknown key; did you mean {guess}? Not read either" if guess else "not read"
+                )
+                errors.append(
+                    f"{key}: {what}; this program builds its AWS provider from "
+                    f"{' and '.join(AWS_KEYS)} only (components/aws.py): choose credentials "
+                    "with AWS_PROFILE or `aws sso login`, which the kubeconfig and the teardown "
+                    "sweep use as well"
+                )
         elif namespace not in PROVIDER_NAMESPACES:
+            guess = closest(namespace, (PROJECT, *PROVIDER_NAMESPACES))
             errors.append(
-                f"{key}: unknown namespace {namespace!r}; this program reads {PROJECT}:* "
-                f"and the providers' {', '.join(f'{n}:*' for n in PROVIDER_NAMESPACES)}"
+                f"{key}: unknown namespace {namespace!r}"
+                f"{f'; did you mean {guess}:{name}? This' if guess else '; this'} program reads "
+                f"{PROJECT}:* and the providers' {', '.join(f'{n}:*' for n in PROVIDER_NAMESPACES)}"
             )
     if "aws:region" not in values:
-        errors.append(
-            "aws:region: not set; set it with `pulumi config set aws:region ap-northeast-2`"
-        )
+        if "aws:region" not in guessed:  # a typo of it was reported, with the way out
+            errors.append(
+                "aws:region: not set; set it with `pulumi config set aws:region ap-northeast-2`"
+            )
         values["aws:region"] = next(iter(sorted(eks_regions())))  # checks the rest all the same
     return values, errors
 
 
+def _typo_of_aws_key(name: str) -> str | None:
+    """The AWS provider's key `aws:NAME` is most likely a typo of: one this program reads
+    first (regoin -> aws:region), else any of the provider's."""
+    ours = [key.removeprefix("aws:") for key in AWS_KEYS]
+    guess = closest(name, [*ours, *sorted(aws_provider_keys())])
+    return f"aws:{guess}" if guess else None
+
+
 def stack_config_keys(config: Mapping[str, Any]) -> dict[str, Any]:
     """A stack's config as the CLI hands it to a program (every value a string: objects as
-    JSON) turned back into values: the objects this program reads parsed, strings kept."""
+    JSON) turned back into values: the objects this program reads parsed, strings kept.
+
+    A number the stack file holds unquoted has been through Pulumi's YAML reader already:
+    `kubernetesVersion: 1.30` arrives as the text '1.3', `upgradeCompatibility: 1.20` inside
+    the `cilium` object as the JSON number 1.2 (pulumi/pulumi sdk/go/common/resource/config/
+    object.go: YAML into float64, MarshalString/MarshalJSON back); messages.py says so."""
     objects = set()
     for name, field in StackConfig.model_fields.items():
         if model_in(field.annotation) is not None:

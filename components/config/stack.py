@@ -6,6 +6,7 @@ Imports only the config package's own modules (never a component).
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 from typing import Annotated, Any, Literal
@@ -16,7 +17,7 @@ from components.config.access import AccessConfig
 from components.config.aws_facts import botocore_data, eks_regions
 from components.config.cilium import CiliumConfig
 from components.config.demo import DemoConfig
-from components.config.fields import Section, refuse
+from components.config.fields import Section, closest, refuse
 from components.config.karpenter import KarpenterConfig
 from components.config.mesh import MeshConfig
 from components.config.network import NetworkConfig
@@ -82,12 +83,15 @@ class StackConfig(Section):
     @field_validator("region", mode="after")
     @classmethod
     def _known_region(cls, region: str) -> str:
-        known = eks_regions()
-        if region not in known:
+        if region not in eks_regions():
+            known = sorted(eks_regions())  # sorted: of eu-west-1/2/3, eu-west-9 is taken for -1
+            guess = closest(region, known)
+            way = f"did you mean {guess}?" if guess else f"e.g. {', '.join(known[:4])}, ..."
+            # the list is the SDK's data: last, the one case where the SDK is what is wrong
             raise refuse(
-                f"{region!r} is not a region where the AWS SDK in this venv knows EKS "
-                f"(e.g. {', '.join(sorted(known)[:4])}, ...); for a region newer than the SDK, "
-                "run `make upgrade`"
+                f"{region!r} is not a region with EKS; {way} (The regions are the AWS SDK's, "
+                f"botocore {importlib.metadata.version('botocore')}: one opened after that "
+                "release is missing until `make upgrade`.)"
             )
         return region
 
