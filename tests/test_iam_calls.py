@@ -277,6 +277,8 @@ FULL = {
     "cilium.kubeProxyReplacement": False,
     "access.adminPrincipalArns": [f"arn:aws:iam::{ACCOUNT}:role/cilium-eks-deploy"],
     "access.viewerPrincipalArns": [f"arn:aws:iam::{ACCOUNT}:role/cilium-eks-preview"],
+    # what a stack the deploy role deploys sets (docs/ci-iam.md)
+    "access.permissionsBoundaryArn": BOUNDARY_ARN,
 }
 
 Call = tuple[str, str, dict[str, Any]]  # IAM action, resource ARN, request context
@@ -313,11 +315,9 @@ class Made:
         return found
 
 
-def boundary_of(role: Made) -> str:
-    """The role's permissions boundary. A stack the deploy role deploys sets
-    access.permissionsBoundaryArn to the boundary (docs/ci-iam.md); until the program puts
-    it on every role, the calls assume it (test_every_role_carries_the_boundary, xfail)."""
-    return role.inputs.get("permissionsBoundary") or BOUNDARY_ARN
+def boundary_of(role: Made) -> str | None:
+    """The role's permissions boundary (access.permissionsBoundaryArn, FULL)."""
+    return role.inputs.get("permissionsBoundary")
 
 
 def stack_made(graph: Graph) -> list[Made]:
@@ -683,11 +683,6 @@ def test_the_deploy_role_allows_nothing_no_call_needs(calls):
     assert unused == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the program puts no permissions boundary on its roles "
-    "yet (issue 22: access.permissionsBoundaryArn, the second part)",
-)
 def test_every_role_carries_the_boundary():
     graph = run_ok({**FULL, "access.permissionsBoundaryArn": BOUNDARY_ARN})
     roles = [m for m in stack_made(graph) if m.type == "aws:iam/role:Role"]
