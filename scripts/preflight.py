@@ -12,7 +12,9 @@ First the machine: every missing prerequisite is reported in one run, each with 
 Then, on a stack that exists, what Pulumi cannot see until AWS or Cilium refuses it
 halfway through. The stack is judged by what exists, its state (`pulumi stack export`),
 never by outputs a failed first run did not write:
-  - the caller has an EKS access entry on the cluster (or would conflict with creating it);
+  - the caller has an EKS access entry on the cluster (or would conflict with creating it),
+    and the account has EC2's Spot service-linked role where Karpenter may launch spot
+    (scripts/account.py);
   - kube-proxy replacement is not switched once the cluster runs in one mode or the other;
   - no AZ is removed and the VPC CIDR is unchanged (either would delete subnets in use);
   - Cilium moves one minor at a time, with cilium.upgradeCompatibility set (upgrade guide);
@@ -27,7 +29,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from components.config import (  # noqa: E402
     parse,
     stack_config_keys,
 )
-from scripts import pulumi_session  # noqa: E402
+from scripts import account, pulumi_session  # noqa: E402
 from scripts.pulumi_session import run  # noqa: E402
 
 PREFIX = "preflight:"
@@ -373,67 +375,6 @@ def peer_outputs(
     return found
 
 
-def role_of(arn: str) -> str:
-    """The IAM principal EKS access entries name for a caller: a role session is its role."""
-    return re.sub(
-        r"^arn:([^:]+):sts::(\d+):assumed-role/([^/]+)/.*$", r"arn:\1:iam::\2:role/\3", arn
-    )
-
-
-def is_listed(principal: str, arns: Sequence[str]) -> bool:
-    """Whether one of `arns` names the principal; a role's ARN may carry a path
-    (role/ci/Deployer) that its session's ARN leaves out."""
-    for arn in arns:
-        if arn == principal:
-            return True
-        if ":role/" in principal:
-            head, name = principal.split(":role/", 1)
-            if arn.startswith(f"{head}:role/") and arn.endswith(f"/{name}"):
-                return True
-    return False
-
-
-def access_findings(
-    env: Mapping[str, str], cfg: StackConfig, cluster: str, principal: str, action: str
-) -> list[str]:
-    described = run(
-        env, "aws", "eks", "describe-cluster", "--name", cluster, "--region", cfg.region
-    )
-    if described.returncode != 0:
-        if "ResourceNotFoundException" not in described.stderr:
-            warn(f"could not look up cluster {cluster} in {cfg.region} "
-                 f"({described.stderr.strip()}); skipping the access checks")  # fmt: skip
-            return []
-        # No cluster yet: this run creates it, and its creator becomes admin on its own.
-        listed = [*cfg.access.admin_principal_arns, *cfg.access.viewer_principal_arns]
-        if action == "up" and is_listed(principal, listed):
-            return [
-                f"access.adminPrincipalArns: you ({principal}) are about to create cluster "
-                f"{cluster} and so become its admin (EKS access entry of the creator); listing "
-                "yourself as well would fail the create with 409 ResourceInUseException. "
-                "Remove the ARN from the config, then run make up again."
-            ]
-        return []
-    entries = run(
-        env, "aws", "eks", "list-access-entries", "--cluster-name", cluster, "--region", cfg.region,
-        "--query", "accessEntries", "--output", "text",
-    )  # fmt: skip
-    if entries.returncode != 0:
-        warn(f"could not list the access entries of {cluster} ({entries.stderr.strip()}); "
-             "skipping the access check")  # fmt: skip
-        return []
-    if not is_listed(principal, entries.stdout.split()):
-        return [
-            f"access.adminPrincipalArns: you ({principal}) have no EKS access entry on cluster "
-            f"{cluster}: every Kubernetes call of this {action} would fail with Unauthorized. "
-            "Admins are the identity that created the cluster and access.adminPrincipalArns; "
-            "access.viewerPrincipalArns may preview. Fix: an admin adds you and deploys, e.g. "
-            f"pulumi config set --path 'access.adminPrincipalArns[0]' {principal} "
-            "(viewerPrincipalArns for a preview-only role), then make up."
-        ]
-    return []
-
-
 def pulumi_failure(env: Mapping[str, str], *args: str) -> str | None:
     """None when the Pulumi call succeeds, else what Pulumi printed, as it printed it."""
     proc = run(env, "pulumi", *args)
@@ -476,9 +417,10 @@ def main(env: Mapping[str, str]) -> int:
         warn(str(err))
         return 1
     deployed = state_of(env, stack) or Deployed()
-    findings = access_findings(
-        env, cfg, deployed.cluster_name or cfg.cluster_name, role_of(caller), action
-    )
+    cluster = deployed.cluster_name or cfg.cluster_name
+    principal = account.role_of(caller)
+    findings = account.access_findings(env, cfg, cluster, principal, action, warn)
+    findings += account.spot_findings(env, cfg, action, warn)
     findings += live_findings(cfg, deployed, action)
     if cfg.mesh and cfg.mesh.peers and action != "destroy":
         findings += peer_findings(cfg, caller.split(":")[4], peer_outputs(env, cfg.mesh.peers))

@@ -47,7 +47,17 @@ INVOKE_ACTIONS = {
 }
 # What the preflight asks AWS about a live cluster (scripts/preflight.py), before every
 # preview, up and destroy, with the role of the job.
-PREFLIGHT_ACTIONS = {"eks:DescribeCluster", "eks:ListAccessEntries"}
+# What the preflight asks AWS (scripts/account.py; tests/test_preflight.py checks this is
+# every `aws` call it makes): each action with what it acts on (ACCOUNT filled in).
+PREFLIGHT_ACTIONS = {
+    "eks:DescribeCluster": "arn:aws:eks:{region}:{account}:cluster/{cluster}",
+    "eks:ListAccessEntries": "arn:aws:eks:{region}:{account}:cluster/{cluster}",
+    # EC2's Spot service-linked role (IAM user guide: service-linked roles live under
+    # role/aws-service-role/<service>/)
+    "iam:GetRole": (
+        "arn:aws:iam::{account}:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"
+    ),
+}
 
 
 def filled(name: str) -> str:

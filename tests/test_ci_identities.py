@@ -119,7 +119,7 @@ def preview_calls() -> set[str]:
             if invoke["token"].startswith("aws:"):
                 assert invoke["token"] in INVOKE_ACTIONS, f"unknown look-up {invoke['token']}"
                 calls.add(INVOKE_ACTIONS[invoke["token"]])
-    return {c for c in calls if c} | PREFLIGHT_ACTIONS
+    return {c for c in calls if c} | set(PREFLIGHT_ACTIONS)
 
 
 def test_the_preview_role_may_read_exactly_what_a_preview_looks_up(preview_calls):
@@ -127,6 +127,17 @@ def test_the_preview_role_may_read_exactly_what_a_preview_looks_up(preview_calls
         a for s in statements("preview-policy.json") for a in actions(s) if a.split(":")[0] != "s3"
     }
     assert allowed == preview_calls
+
+
+def test_the_preview_role_may_make_each_preflight_call_on_what_it_reads():
+    # the preflight runs before every CI preview, as the preview role (docs/ci-iam.md)
+    preview = filled_document("preview-policy.json")
+    for action, resource in PREFLIGHT_ACTIONS.items():
+        arn = resource.format(region="ap-northeast-2", account=ACCOUNT, cluster="cilium-eks-dev")
+        assert allows(preview, action, arn, {}), (action, arn)
+    # and no other role: the spot check reads only EC2's Spot service-linked role
+    other = f"arn:aws:iam::{ACCOUNT}:role/cilium-eks-operator-1234567"
+    assert not allows(preview, "iam:GetRole", other, {})
 
 
 def test_the_preview_role_reads_nothing_else():

@@ -5,7 +5,7 @@ The calls come from the code, two ways:
 - what the graph declares: each pulumi-aws resource type (and what pulumi-eks makes from
   its inputs) -> the API calls its create, read, update and delete make (CALLS, each row
   with its source), and every provider function the program invokes (INVOKE_ACTIONS);
-- what the preflight asks (scripts/preflight.py: PREFLIGHT_ACTIONS), which the deploy and
+- what the preflight asks (scripts/account.py: PREFLIGHT_ACTIONS), which the deploy and
   destroy jobs run with this role;
 - what the dynamic providers call (the ENI sweep, the image cache's warm-up and clean-up,
   the mesh link's peering in both regions), recorded against moto through botocore's
@@ -560,8 +560,11 @@ STATE = ("s3:",)  # the state backend's calls: Pulumi's, not the program's
 @pytest.fixture(scope="module")
 def calls(provider_calls) -> list[Call]:
     found = [*provider_calls, *graph_calls(run_ok(FULL))]
-    cluster = f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/cilium-eks-dev"
-    return found + [(action, cluster, {}) for action in sorted(PREFLIGHT_ACTIONS)]
+    asked = {
+        action: resource.format(region=REGION, account=ACCOUNT, cluster="cilium-eks-dev")
+        for action, resource in PREFLIGHT_ACTIONS.items()
+    }
+    return found + [(action, arn, {}) for action, arn in sorted(asked.items())]
 
 
 def test_the_calls_cover_every_feature_and_provider(calls, provider_calls):

@@ -22,8 +22,10 @@ from typing import Any
 import pytest
 
 from components.config import parse
+from scripts import account
 from scripts import preflight as preflight_module
 from tests.harness import ROOT, dev_config, with_overrides
+from tests.iam import PREFLIGHT_ACTIONS
 
 SCRIPT = ROOT / "scripts" / "preflight.py"
 Deployed = preflight_module.Deployed
@@ -236,6 +238,17 @@ if tool == "aws":
             answer("{{}}")
         sys.stderr.write("An error occurred (ResourceNotFoundException): No cluster found")
         sys.exit(254)
+    if args[:2] == ["iam", "get-role"]:
+        role = world.get("spot_role", True)
+        if role == "denied":
+            sys.stderr.write("An error occurred (AccessDenied): not authorized to iam:GetRole")
+            sys.exit(254)
+        name = flag("--role-name")
+        if role:
+            answer("arn:aws:iam::111122223333:role/aws-service-role/spot.amazonaws.com/" + name)
+        sys.stderr.write(f"An error occurred (NoSuchEntity): The role with name {{name}} cannot "
+                         "be found.")
+        sys.exit(254)
     if args[:2] == ["eks", "list-access-entries"]:
         if world.get("entries") is None:
             sys.stderr.write("An error occurred (AccessDeniedException): not authorized")
@@ -393,8 +406,8 @@ def test_a_caller_without_an_access_entry_is_stopped_with_the_fix(tools):
     ],
 )
 def test_an_access_entry_names_the_callers_role_or_user(caller, entry, listed):
-    principal = preflight_module.role_of(caller)
-    assert preflight_module.is_listed(principal, ["arn:aws:iam::1:role/x", entry]) is listed
+    principal = account.role_of(caller)
+    assert account.is_listed(principal, ["arn:aws:iam::1:role/x", entry]) is listed
 
 
 def test_the_creator_who_also_lists_themselves_is_stopped(tools):
@@ -674,3 +687,65 @@ def test_the_preflight_reads_each_peers_outputs(tools):
     proc, calls = cloud(tools, world)
     assert proc.returncode == 1 and "mesh.clusterId: 2 is also the cluster ID" in proc.stderr
     assert "pulumi stack output --json --stack acme/cilium-eks/a" in calls
+
+
+# --- the account: EC2's Spot service-linked role ----------------------------------------------
+
+SPOT = {"karpenter": {"enabled": True, "capacityTypes": ["spot", "on-demand"]}}
+
+
+@pytest.mark.parametrize("action", ["up", "preview"])
+def test_spot_without_the_accounts_spot_role_is_refused_with_the_command(tools, action):
+    proc, calls = cloud(
+        tools, {**AS_ADMIN, "config": stack_file_config(SPOT), "spot_role": False}, action
+    )
+    assert proc.returncode == 1
+    assert "iam get-role --role-name AWSServiceRoleForEC2Spot" in calls
+    assert (
+        "karpenter.capacityTypes: spot, but this AWS account has no AWSServiceRoleForEC2Spot"
+        in proc.stderr
+    )
+    assert (
+        "`aws iam create-service-linked-role --aws-service-name spot.amazonaws.com`" in proc.stderr
+    )
+
+
+def test_spot_with_the_role_passes_and_no_spot_asks_nothing(tools):
+    log = tools.parent / "calls.log"
+    proc, calls = cloud(tools, {**AS_ADMIN, "config": stack_file_config(SPOT)})
+    assert proc.returncode == 0 and "iam get-role" in calls, proc.stderr
+    on_demand = {"karpenter": {"enabled": True}}
+    log.unlink()
+    proc, calls = cloud(tools, {**AS_ADMIN, "config": stack_file_config(on_demand)})
+    assert proc.returncode == 0 and "iam get-role" not in calls
+    log.unlink()
+    proc, calls = cloud(tools, {**AS_ADMIN, "config": stack_file_config(SPOT)}, "destroy")
+    assert proc.returncode == 0 and "iam get-role" not in calls
+
+
+def test_a_spot_role_it_may_not_read_is_said_and_skipped(tools):
+    config = stack_file_config(SPOT)
+    proc, _ = cloud(tools, {**AS_ADMIN, "config": config, "spot_role": "denied"})
+    assert proc.returncode == 0, proc.stderr
+    assert "could not look up the AWSServiceRoleForEC2Spot role" in proc.stderr
+    assert "AccessDenied" in proc.stderr  # AWS's own words
+
+
+def test_every_aws_call_of_the_preflight_is_in_the_ci_roles_policies(tools):
+    # Every feature that makes the preflight ask AWS something, on a live cluster: each
+    # `aws` call needs its action in tests/iam.PREFLIGHT_ACTIONS, which the deploy and
+    # preview policies are checked against (tests/test_iam_calls.py, test_ci_identities.py).
+    world = {**AS_ADMIN, "config": stack_file_config(SPOT), "state": LIVE}
+    cloud(tools, world)
+    asked = {
+        f"{line.split()[1]}:{line.split()[2]}"
+        for line in (tools.parent / "calls.log").read_text().splitlines()
+        if line.startswith("aws ") and line.split()[1] not in ("--version", "sts")
+    }
+    cli_to_action = {
+        "eks:describe-cluster": "eks:DescribeCluster",
+        "eks:list-access-entries": "eks:ListAccessEntries",
+        "iam:get-role": "iam:GetRole",
+    }
+    assert asked == set(cli_to_action)
+    assert {cli_to_action[call] for call in asked} == set(PREFLIGHT_ACTIONS)
