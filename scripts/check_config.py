@@ -34,7 +34,7 @@ from components.config import PROJECT, ConfigError, eks_regions, parse  # noqa: 
 from components.config.stack_file import StackFileLoader  # noqa: E402
 
 PREFIX = "config check:"
-# The keys a stack must set, having no default (components/config.py StackConfig), each with
+# The keys a stack must set, having no default (components/config/ StackConfig), each with
 # a valid value that stands in for it where an ESC environment is to provide it, so that
 # the rest of the file is still checked.
 STAND_INS = {"aws:region": lambda: sorted(eks_regions())[0]}
@@ -44,11 +44,13 @@ class StackFileError(Exception):
     """A stack or project file that cannot be read as the CLI would; the text says where."""
 
 
-def load_yaml(path: Path) -> Any:
-    """The file's YAML, refusing a mapping key given twice: YAML requires "each of the keys
-    [to be] unique" (YAML 1.2.2, 3.2.1.1), and PyYAML would silently keep the last one. A
-    syntax error is shown as the parser reports it: file, line, column and the line itself.
-    A number keeps the text it was written as (StackFileLoader), for the config's messages.
+def load_yaml(path: Path) -> tuple[Any, list[str]]:
+    """The file's YAML, and a mistake for each mapping key given twice: YAML requires "each
+    of the keys [to be] unique" (YAML 1.2.2, 3.2.1.1), and PyYAML would silently keep the
+    last one (as the document returned here does, so that the rest is still checked). A
+    syntax error, after which nothing can be read, raises StackFileError as the parser
+    reports it: file, line, column and the line itself. A number keeps the text it was
+    written as (StackFileLoader), for the config's messages.
     """
     loader = StackFileLoader(path.read_text())
     loader.name = path.name  # the marks of an error name this file
@@ -59,9 +61,7 @@ def load_yaml(path: Path) -> Any:
             "keeps only the last, so the first would be ignored: delete one of them"
             for key, first, second in repeated_keys(node)
         ]
-        if repeated:
-            raise StackFileError(*repeated)
-        return loader.construct_document(node) if node is not None else None
+        return (loader.construct_document(node) if node is not None else None), repeated
     except yaml.YAMLError as err:
         raise StackFileError(f"{path.name}: not valid YAML:\n{err}") from None
     finally:
@@ -96,9 +96,11 @@ def spelled(path: tuple[Any, ...]) -> str:
     return key
 
 
-def project_defaults(project_file: Path) -> dict[str, Any]:
-    """Pulumi.yaml's `config:` block: `key: {value: V}` (or `default:`), or `key: V`."""
-    block = (load_yaml(project_file) or {}).get("config") or {}
+def project_defaults(project_file: Path) -> tuple[dict[str, Any], list[str]]:
+    """Pulumi.yaml's `config:` block: `key: {value: V}` (or `default:`), or `key: V`; and its
+    keys given twice."""
+    document, repeated = load_yaml(project_file)
+    block = (document or {}).get("config") or {}
     values = {}
     for key, spec in block.items():
         full = key if ":" in key else f"{PROJECT}:{key}"
@@ -106,7 +108,7 @@ def project_defaults(project_file: Path) -> dict[str, Any]:
             values[full] = spec.get("value", spec.get("default"))
         elif not isinstance(spec, dict):
             values[full] = spec
-    return values
+    return values, repeated
 
 
 def environments(settings: dict[str, Any]) -> list[str]:
@@ -140,10 +142,12 @@ def examine(stack: str, root: Path = ROOT) -> Checked:
             f"{name}` and set aws:region in it (see README, A second stack)"
         ])  # fmt: skip
     try:
-        settings = load_yaml(stack_file) or {}
-        values = {**project_defaults(root / "Pulumi.yaml"), **(settings.get("config") or {})}
+        defaults, repeated = project_defaults(root / "Pulumi.yaml")
+        document, repeated_here = load_yaml(stack_file)
     except StackFileError as err:
         return Checked(list(err.args))
+    settings = document or {}
+    values = {**defaults, **(settings.get("config") or {})}
     found = Checked(environments=environments(settings))
     if found.environments:
         found.expected = [key for key in STAND_INS if values.get(key) is None]
@@ -158,6 +162,8 @@ def examine(stack: str, root: Path = ROOT) -> Checked:
         parse(raw, stack=name, offline=True)
     except ConfigError as err:
         found.mistakes = [line.removeprefix("  - ") for line in str(err).splitlines()[1:]]
+    # a key given twice first: what the rest says is of the copy YAML kept
+    found.mistakes = [*repeated, *repeated_here, *found.mistakes]
     return found
 
 

@@ -510,11 +510,14 @@ def test_a_typo_of_aws_region_is_one_mistake_with_one_way_out():
     assert "AWS_PROFILE" not in message and "aws:region: not set" not in message
 
 
-def test_an_unknown_region_is_not_put_on_the_sdk_first():
+def test_an_unknown_region_is_not_put_on_the_sdk():
+    # a typo: the closest region, and no advice to re-lock the dependencies (issue 23)
     line = mistake(error_of({"aws:region": "eu-west-9"}), "aws:region")
-    # the SDK's age last, and only as the one case where the list is what is wrong
-    assert line.index("did you mean eu-west-1?") < line.index("AWS SDK's")
-    assert line.endswith("one opened after that release is missing until `make upgrade`.)")
+    assert line.endswith("'eu-west-9' is not a region with EKS; did you mean eu-west-1?")
+    # nothing close: the one case where the SDK's list may be what is wrong, said as such
+    line = mistake(error_of({"aws:region": "mars-1"}), "aws:region")
+    assert "did you mean" not in line
+    assert line.endswith("is missing until `make upgrade`")
 
 
 @pytest.mark.parametrize(
@@ -668,3 +671,7 @@ def test_anything_else_as_a_boundary_is_refused_naming_the_key_and_the_way_out(a
     message = error_of({"access.permissionsBoundaryArn": arn})
     assert "access.permissionsBoundaryArn" in message
     assert "IAM managed policy" in message and "docs/ci-iam.md" in message
+    # the way out names the boundary's document, never a command that would upload it with
+    # its ACCOUNT_ID placeholders left in
+    assert "docs/iam/boundary-policy.json with the account filled in" in message
+    assert "file://" not in message

@@ -237,6 +237,20 @@ def test_a_key_given_twice_is_refused_naming_it_and_both_lines(tmp_path, text, f
     assert fragment in proc.stderr and "delete one of them" in proc.stderr
 
 
+def test_a_key_given_twice_hides_no_other_mistake(tmp_path):
+    # `make check` lists every mistake at once (README): a repeated key among them
+    text = (
+        "config:\n  aws:regoin: eu-west-1\n  cilium-eks:kubernetesVersion: 1.30\n"
+        "  cilium-eks:demo:\n    policy: l7\n    policy: none\n"
+    )
+    proc = check_file(tmp_path, text)
+    assert proc.returncode == 1
+    assert "demo.policy: given twice in Pulumi.dev.yaml, on lines 5 and 6" in proc.stderr
+    assert "aws:regoin: unknown key; did you mean aws:region?" in proc.stderr
+    assert "kubernetesVersion: 1.30 is read as the number 1.3" in proc.stderr
+    assert "3 mistake(s)" in proc.stderr
+
+
 ESC_FILE = """environment:
   - cilium-eks/platform
   - cilium-eks/dev

@@ -55,9 +55,10 @@ def _boundary_arn(arn: Any) -> str:
     if not isinstance(arn, str) or not MANAGED_POLICY_ARN_RE.match(arn):
         raise refuse(
             f"{arn!r} is not the ARN of an IAM managed policy "
-            "(arn:aws:iam::123456789012:policy/NAME; docs/ci-iam.md shows how to create the "
-            "boundary: `aws iam create-policy --policy-name cilium-eks-boundary "
-            "--policy-document file://docs/iam/boundary-policy.json`)"
+            "(arn:aws:iam::123456789012:policy/NAME); set the boundary an administrator "
+            "created once per account from docs/iam/boundary-policy.json with the account "
+            "filled in, e.g. arn:aws:iam::123456789012:policy/cilium-eks-boundary "
+            '(docs/ci-iam.md, "2. The permissions boundary")'
         )
     return arn
 

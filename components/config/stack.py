@@ -86,12 +86,14 @@ class StackConfig(Section):
         if region not in eks_regions():
             known = sorted(eks_regions())  # sorted: of eu-west-1/2/3, eu-west-9 is taken for -1
             guess = closest(region, known)
-            way = f"did you mean {guess}?" if guess else f"e.g. {', '.join(known[:4])}, ..."
-            # the list is the SDK's data: last, the one case where the SDK is what is wrong
+            if guess:  # a typo: the closest region, and nothing about the SDK or the lock
+                raise refuse(f"{region!r} is not a region with EKS; did you mean {guess}?")
+            # Nothing close: the list is the SDK's data, and a region opened after this
+            # botocore release is the one case where the SDK, not the value, is wrong.
             raise refuse(
-                f"{region!r} is not a region with EKS; {way} (The regions are the AWS SDK's, "
-                f"botocore {importlib.metadata.version('botocore')}: one opened after that "
-                "release is missing until `make upgrade`.)"
+                f"{region!r} is not a region with EKS (e.g. {', '.join(known[:4])}, ...); a "
+                "region AWS opened after this AWS SDK (botocore "
+                f"{importlib.metadata.version('botocore')}) is missing until `make upgrade`"
             )
         return region
 
