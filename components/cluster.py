@@ -153,7 +153,8 @@ class Cluster(pulumi.ComponentResource):
 
     Who is cluster admin: the IAM principal that *creates* the cluster (pulumi-eks hard-codes
     `bootstrapClusterCreatorAdminPermissions: true`) and `admin_principal_arns`; the viewers
-    may read everything. Nobody else, including a CI role that did not create the stack.
+    may read most objects, never Secrets (AmazonEKSViewPolicy). Nobody else, including a CI
+    role that did not create the stack.
 
     - `skip_default_node_group`: nodes are a separate, later step.
     - `skip_default_security_groups`: pulumi-eks's node and cluster security groups would
