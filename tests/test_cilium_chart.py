@@ -23,7 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.cilium import helm_values
+from components.cilium_values import helm_values
 from components.config import MIN_CILIUM_VERSION, CiliumConfig
 from tests import reference as upstream
 from tests.harness import Graph, dev_config, run_ok
