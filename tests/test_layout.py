@@ -8,10 +8,13 @@ The layers, lowest first (docs/design.md draws them):
   nothing of the program.
 - components: the other modules of components/, which declare resources; import the layers
   below and each other.
-- program: __main__.py, which wires the components together.
+- program: __main__.py, which declares the whole stack (the Stack component) and exports
+  it, or hosts the package's components for other programs.
 Beside them: scripts/ import only the lower layers (config, aws_api) and each other: they
-run before or without the program; the policy pack (policy/) imports nothing of the
-program at all, so that it judges the program independently.
+run before or without the program; but for the package's schema generator
+(scripts/schema.py), which reads the components, since their annotations are the schema;
+the policy pack (policy/) imports nothing of the program at all, so that it judges the
+program independently.
 
 The two lower layers declare no resources: no module-level import of a Pulumi SDK that
 declares resources and no ComponentResource; an SDK imported inside a function (an invoke,
@@ -47,6 +50,8 @@ def layer_of(path: Path) -> str:
         return "components"
     if rel == "__main__.py":
         return "program"
+    if rel == "scripts/schema.py":
+        return "schema"
     if rel.startswith("scripts/"):
         return "scripts"
     assert rel.startswith("policy/"), rel
@@ -60,6 +65,7 @@ MAY_IMPORT = {
     "components": ("components",),
     "program": ("components",),
     "scripts": ("components.config", "components.aws_api", "scripts"),
+    "schema": ("components", "scripts"),
     "policy": (),
 }
 

@@ -12,8 +12,9 @@ would have been accepted: one `ConfigError`, one round of fixes.
 - stack: the whole stack's model (`StackConfig`);
 - messages: pydantic's errors in the config's words;
 - aws_facts: what the AWS SDK's data and EC2 say of regions and instance types;
-- reading: `parse()` (pure and offline: tests and `make check` call it directly) and
-  `load()` (the stack's config as the Pulumi CLI hands it over);
+- reading: `parse()` (pure and offline: tests and `make check` call it directly),
+  `load()` (the stack's config as the Pulumi CLI hands it over), and the same config as
+  the package's components take it (`stack_inputs`, `from_stack_inputs`, `parse_cilium`);
 - stack_file: the YAML reader of `make check`, numbers with their text (1.30, not 1.3);
   not imported here, so that the program never loads PyYAML.
 
@@ -45,10 +46,24 @@ from components.config.karpenter import KarpenterConfig, cpu_cores
 from components.config.mesh import MESH_REFUSED, MeshConfig, mesh_problems
 from components.config.network import NetworkConfig
 from components.config.nodes import NodesConfig
-from components.config.reading import load, parse, stack_config_keys
-from components.config.stack import DEFAULT_KUBERNETES_VERSION, DefaultTags, StackConfig
+from components.config.reading import (
+    from_stack_inputs,
+    handed,
+    load,
+    parse,
+    parse_cilium,
+    stack_config_keys,
+    stack_inputs,
+)
+from components.config.stack import (
+    CLUSTER_NAME_RE,
+    DEFAULT_KUBERNETES_VERSION,
+    DefaultTags,
+    StackConfig,
+)
 
 __all__ = [
+    "CLUSTER_NAME_RE",
     "DEFAULT_CILIUM_VERSION",
     "DEFAULT_KUBERNETES_VERSION",
     "MESH_REFUSED",
@@ -70,11 +85,15 @@ __all__ = [
     "describe_instance_type",
     "ec2_instance_types",
     "eks_regions",
+    "from_stack_inputs",
+    "handed",
     "load",
     "mesh_problems",
     "minor_of",
     "parse",
+    "parse_cilium",
     "pulumi_eks_architecture",
     "stack_config_keys",
+    "stack_inputs",
     "with_instance_facts",
 ]

@@ -25,6 +25,8 @@ MINOR_RE = re.compile(r"^(\d+)\.(\d+)$")
 
 
 class HubbleConfig(Section):
+    """Hubble, Cilium's flow observability: its relay and UI (components/cilium_values.py)."""
+
     relay: Flag = Field(default=True, description="Hubble Relay, served over TLS.")
     ui: Flag = Field(default=True, validate_default=True, description="Hubble UI (requires relay).")
 

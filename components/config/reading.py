@@ -1,19 +1,26 @@
 """Reading the stack's config: `parse()` validates raw values into a `StackConfig` or
 raises one `ConfigError` listing every mistake (pure and offline: tests and `make check`
-call it directly); `load()` feeds it the config as the Pulumi CLI hands it to the program.
+call it directly); `handed()` is the config as the Pulumi CLI hands it to the program, and
+`load()` parses it.
+
+The package's components take the same config as inputs (components/stack.py, cilium.py):
+`stack_inputs()` turns the CLI's keys into a Stack's inputs, `from_stack_inputs()` turns a
+Stack's inputs, as any Pulumi language sends them, back into what `parse()` reads, and
+`parse_cilium()` validates the `cilium` section alone, with the same messages.
 
 Imports only the config package's own modules (never a component); pulumi only inside
-`load()`.
+`handed()`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from components.config.aws_facts import (
     InstanceType,
@@ -22,6 +29,7 @@ from components.config.aws_facts import (
     instance_facts,
     instance_type_names,
 )
+from components.config.cilium import CiliumConfig
 from components.config.fields import PROJECT, ConfigError, closest
 from components.config.messages import describe_error, model_in
 from components.config.stack import StackConfig
@@ -148,12 +156,85 @@ def stack_config_keys(config: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def load() -> StackConfig:
-    """This stack's configuration, validated offline: every key the CLI hands over is read
-    (`PULUMI_CONFIG`, and the map a language host sets), so a typo in a key is refused, not
-    ignored as `pulumi.Config` would. Raises before any resource is declared."""
-    import pulumi
+def handed() -> dict[str, Any]:
+    """This stack's configuration as the CLI hands it over: every key (`PULUMI_CONFIG`, and
+    the map a language host sets), so that a typo in a key is refused, not ignored as
+    `pulumi.Config` would."""
     from pulumi.runtime import config as runtime_config
 
-    handed = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return parse(stack_config_keys(handed), stack=pulumi.get_stack())
+    return stack_config_keys({**runtime_config.get_config_env(), **runtime_config.CONFIG.get()})
+
+
+def load() -> StackConfig:
+    """This stack's configuration, validated offline. Raises before any resource."""
+    import pulumi
+
+    return parse(handed(), stack=pulumi.get_stack())
+
+
+# The Stack component's inputs name the AWS provider's keys without their namespace (an
+# input name is an identifier in every language): `region` is aws:region.
+STACK_INPUT_AWS_KEYS = {key.partition(":")[2]: key for key in AWS_KEYS}
+
+
+def stack_inputs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The CLI's config keys (`handed()`) as a Stack component's inputs: this project's keys
+    unprefixed, aws:region as `region`, aws:defaultTags as `defaultTags`. Every other key
+    is handed on as it is, so that `parse()` refuses a typo in it as it always did."""
+    inputs = {}
+    for key, value in values.items():
+        namespace, _, name = key.rpartition(":")
+        if namespace == PROJECT or key in AWS_KEYS:
+            key = name
+        inputs[key] = value
+    return inputs
+
+
+def from_stack_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """A Stack component's inputs as `parse()` reads them: `region` and `defaultTags` under
+    their aws: keys, an enum member (the generated input types, components/inputs.py) as
+    its value, and a whole number that crossed Pulumi's wire as a double (every number
+    does; the provider SDK's int conversion in `map_input_properties` is overwritten by
+    the plain copy after it) as the int the model wants."""
+    values = {STACK_INPUT_AWS_KEYS.get(key, key): _plain(value) for key, value in inputs.items()}
+    return _whole_numbers(StackConfig, values)
+
+
+def parse_cilium(inputs: Mapping[str, Any]) -> CiliumConfig:
+    """The `cilium` section alone, as the Cilium component takes it: validated by the same
+    model, each mistake named by its key as in the stack config (`cilium.version`)."""
+    try:
+        return CiliumConfig.model_validate(_whole_numbers(CiliumConfig, _plain(dict(inputs))))
+    except ValidationError as err:
+        errors = [describe_error({**e, "loc": ("cilium", *e["loc"])}) for e in err.errors()]
+        raise ConfigError("invalid cilium settings:\n  - " + "\n  - ".join(errors)) from None
+
+
+def _plain(value: Any) -> Any:
+    """Enum members as their values, in dicts and lists too."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _whole_numbers(model: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with a whole float as int wherever `model` (or a section in it) wants int;
+    anything else is left for the model to judge."""
+    fixed = dict(values)
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        value = values.get(key)
+        inner = model_in(field.annotation)
+        if inner is not None and isinstance(value, Mapping):
+            fixed[key] = _whole_numbers(inner, dict(value))
+        elif (
+            int in (field.annotation, *get_args(field.annotation))
+            and isinstance(value, float)
+            and value.is_integer()
+        ):
+            fixed[key] = int(value)
+    return fixed
