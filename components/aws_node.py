@@ -5,7 +5,8 @@ is on. Cilium's EKS install guide does it with a nodeSelector no node carries ra
 by deleting the DaemonSet: it is reversible (remove the patch) and EKS does not undo it,
 whereas a deleted self-managed DaemonSet could be recreated by an EKS platform update.
 
-Imports no other module of the program; __main__.py uses it.
+Imports no other module of the program; the Cilium component (components/cilium.py) uses
+it, and hands it the cluster's Kubernetes provider as its parent.
 """
 
 from __future__ import annotations
@@ -22,17 +23,17 @@ KUBE_PROXY_SELECTOR = {"io.cilium/kube-proxy-enabled": "true"}
 
 @dataclass
 class AwsNodeOffArgs:
-    provider: k8s.Provider  # the cluster's provider; through it the patches wait for the cluster
     kube_proxy: bool  # also switch off kube-proxy (cilium.kubeProxyReplacement)
 
 
 class AwsNodeOff(pulumi.ComponentResource):
     """Server-side-apply patches of kube-system/aws-node (and kube-proxy), owned by the stack.
 
-    Ordering: they need only the cluster (through the provider). The Cilium release waits
-    for them, and the nodes wait for the release, so no node ever runs aws-node, and a new
-    node never depends on kube-proxy to reach the API server (cilium/cilium #28807: removing
-    kube-proxy once nodes exist leaves them unable to).
+    Ordering: they need only the cluster, through the Kubernetes provider they inherit from
+    their parent (the Cilium component, which refuses to go without one). The release
+    waits for them, and the nodes wait for the release, so no node ever runs aws-node, and
+    a new node never depends on kube-proxy to reach the API server (cilium/cilium #28807:
+    removing kube-proxy once nodes exist leaves them unable to).
     """
 
     patches: list[k8s.apps.v1.DaemonSetPatch]
@@ -59,7 +60,7 @@ class AwsNodeOff(pulumi.ComponentResource):
                         spec=k8s.core.v1.PodSpecPatchArgs(node_selector=selector)
                     )
                 ),
-                opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
+                opts=pulumi.ResourceOptions(parent=self),
             )
             for daemonset, selector in selectors.items()
         ]

@@ -1,27 +1,33 @@
-"""Cilium in ENI IPAM mode with Hubble: the operator's IAM role (IRSA) and the Helm release.
+"""Cilium for an EKS cluster, in ENI IPAM mode with Hubble: the `Cilium` component, a
+component of the cilium-eks package any Pulumi language can use (components/package.py).
 
-The Helm values are all in components/cilium_values.py, each explained where it is set.
+It does, on the cluster it is given, what this program does on its own: the operator's
+IAM role (IRSA) and its ENI policy, aws-node (and kube-proxy) switched off, the mesh's CA
+when in a ClusterMesh, the Helm release, and the ENI sweep that lets a destroy finish. The
+Helm values are all in components/cilium_values.py, each explained where it is set.
 
-Imports the config and the cluster's, mesh's, teardown's and chart values' helpers; never
-__main__.py.
+No `from __future__ import annotations`: Pulumi's analyzer reads `CiliumArgs` and the
+component's output annotations as objects (pulumi/provider/experimental/analyzer.py).
+
+Imports the config, the generated input types, and the cluster's, aws-node's, teardown's
+and chart values' helpers; the Stack component (components/stack.py) uses it.
 """
 
-from __future__ import annotations
-
+import base64
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.cilium_values import NAMESPACE, helm_values
-from components.cluster import irsa_trust_policy
-from components.config import CiliumConfig
-from components.mesh import MeshValues
-from components.teardown import CLUSTER_NAME_TAG
+from components import inputs
+from components.aws_node import AwsNodeOff, AwsNodeOffArgs
+from components.cilium_values import NAMESPACE, ClusterMesh, helm_values
+from components.cluster import host_of, irsa_trust_policy
+from components.config import CLUSTER_NAME_RE, ConfigError, parse_cilium
+from components.teardown import CLUSTER_NAME_TAG, Teardown, TeardownArgs
 
 CHART_REPOSITORY = "https://helm.cilium.io"
 OPERATOR_SERVICE_ACCOUNT = "cilium-operator"
@@ -153,9 +159,7 @@ MESH_CA_ANNOTATIONS = {
 }
 
 
-def mesh_ca_secret(
-    mesh: MeshValues, provider: k8s.Provider, parent: pulumi.Resource
-) -> k8s.core.v1.SecretPatch:
+def mesh_ca_secret(mesh: ClusterMesh, parent: pulumi.Resource) -> k8s.core.v1.SecretPatch:
     """The mesh's CA as the cilium-ca Secret, applied before the Cilium release.
 
     A SecretPatch, i.e. a server-side apply that creates the Secret or takes over the
@@ -164,100 +168,230 @@ def mesh_ca_secret(
     which fails with AlreadyExists where Helm made cilium-ca, and its preview hides that
     failure). Its data is secret in the state and in previews.
     """
+
+    def data(pem: pulumi.Input[str]) -> pulumi.Output[str]:
+        text = pulumi.Output.from_input(pem)
+        return pulumi.Output.secret(text.apply(lambda t: base64.b64encode(t.encode()).decode()))
+
     return k8s.core.v1.SecretPatch(
         "mesh-ca",
         metadata=k8s.meta.v1.ObjectMetaPatchArgs(
             name=MESH_CA_SECRET, namespace=NAMESPACE, annotations=MESH_CA_ANNOTATIONS
         ),
         type="Opaque",
-        data={"ca.crt": mesh.ca_cert, "ca.key": mesh.ca_key},
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider),
+        data={"ca.crt": data(mesh["ca_cert"]), "ca.key": data(mesh["ca_key"])},
+        opts=pulumi.ResourceOptions(parent=parent),
     )
 
 
-@dataclass
-class CiliumArgs:
-    cluster_name: str
-    config: CiliumConfig
-    partition: str
+# The program's stacks before the package (0.2.0) had AwsNodeOff and Teardown at the stack's
+# root; under this component an alias keeps their identities (and their children's, which
+# the engine derives from their parent's), so a live stack updates rather than replaces.
+WAS_AT_THE_ROOT = pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)
+
+
+class CiliumArgs(TypedDict):
+    """The EKS cluster Cilium goes on (its facts, as pulumi-eks or aws.eks give them), its
+    VPC's pod subnets, and the Cilium settings."""
+
+    cluster_name: pulumi.Input[str]
+    """The EKS cluster's name (its output: the ENI sweep waits for it), Cilium's cluster.name."""
+
     oidc_provider_arn: pulumi.Input[str]
-    oidc_issuer: pulumi.Input[str]  # issuer URL without https://
-    pod_subnet_ids: Sequence[pulumi.Input[str]]
-    operator_replicas: int
-    api_server_host: pulumi.Input[str]
-    provider: k8s.Provider
-    # aws-node (and kube-proxy, when replaced) must be off before Cilium is applied
-    bootstrap_patches: Sequence[pulumi.Resource]
-    # the ENI sweep: the release is deleted before it runs (components/teardown.py)
-    eni_sweeper: pulumi.Resource
-    # the stack's tags (components/provider.py stack_tags), put on every ENI Cilium makes
-    eni_tags: Mapping[str, str]
-    # the chart's image repositories through the ECR cache (network.vpcEndpoints)
-    image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None
-    mesh: MeshValues | None = None  # ClusterMesh (components/mesh.py)
-    permissions_boundary: str | None = None  # access.permissionsBoundaryArn, on the role
+    """The cluster's IAM OIDC provider ARN: cilium-operator's role trusts it (IRSA)."""
+
+    cluster_endpoint: pulumi.Input[str]
+    """The cluster's API endpoint, https://<host>: Cilium reaches it without kube-proxy."""
+
+    vpc_id: pulumi.Input[str]
+    """The cluster's VPC: where the ENI sweep looks for Cilium's leftover ENIs on destroy."""
+
+    pod_subnet_ids: pulumi.Input[list[str]]
+    """The subnets Cilium's ENIs (the pods' addresses) go in: the nodes' private subnets."""
+
+    region: pulumi.Input[str]
+    """The cluster's AWS region, where the ENI sweep runs."""
+
+    cilium: NotRequired[inputs.CiliumConfig]
+    """The `cilium` section of the stack config: its keys, with their defaults."""
+
+    operator_replicas: NotRequired[int]
+    """cilium-operator replicas, 1 or 2: at most the nodes (one each). Default: 2."""
+
+    eni_tags: NotRequired[pulumi.Input[dict[str, str]]]
+    """Tags for every ENI Cilium creates, besides its garbage-collection tags. Default: none."""
+
+    image_registry: NotRequired[pulumi.Input[str]]
+    """What stands for quay.io in the chart's images (an ECR pull-through cache). Default: none."""
+
+    cluster_mesh: NotRequired[ClusterMesh]
+    """The ClusterMesh this cluster joins (the Stack makes it from `mesh`). Default: none."""
+
+    permissions_boundary_arn: NotRequired[pulumi.Input[str]]
+    """An IAM managed policy put as permissions boundary on the operator's role. Default: none."""
 
 
 class Cilium(pulumi.ComponentResource):
-    """The operator's IRSA role and the `cilium` Helm release.
+    """Cilium as an EKS cluster's only CNI, in ENI IPAM mode with Hubble: cilium-operator's
+    IAM role (IRSA) with exactly the EC2 calls it makes, aws-node (and kube-proxy, with
+    kube-proxy replacement) switched off, the Helm release, and a sweep of the ENIs
+    Cilium leaves behind, which runs when the component is destroyed.
+
+    Pass the cluster's Kubernetes provider in the resource options' `providers` (its
+    children use it; there is no falling back to the ambient kubeconfig); an AWS provider
+    there too, or the default one is used.
 
     Ordering: the release waits for aws-node (and kube-proxy) to be off, and does not wait
-    for its own pods (`skip_await`): they cannot be Ready before nodes exist, and the node
-    group waits for this release, so awaiting them would deadlock `pulumi up`. It also
-    waits for the ENI sweeper, so that `pulumi destroy` removes it before the sweep runs.
+    for its own pods (`skip_await`): they cannot be Ready before nodes exist. So every
+    node group must wait for this component (depends on it: on all its children), and
+    carry Cilium's agent-not-ready taint (node.cilium.io/agent-not-ready=true:NoExecute),
+    which the agent lifts once it runs on the node: a node that boots before the release,
+    or a pod scheduled before the agent, would get an address from no CNI or from the
+    wrong one. On destroy the release and the nodes go first, then the sweep, then the
+    cluster and its subnets.
     """
 
-    release: k8s.helm.v3.Release
-    operator_role: aws.iam.Role
+    operator_role_arn: pulumi.Output[str]
+    """The IAM role cilium-operator assumes (IRSA): the ENI calls it makes, no more."""
+
+    version: str
+    """The Cilium chart version installed."""
 
     def __init__(
         self, name: str, args: CiliumArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        # Refused before anything is declared: settings the stack config would refuse, and
+        # a missing Kubernetes provider (which would put Cilium on whatever cluster the
+        # ambient kubeconfig names).
+        config = parse_cilium(args.get("cilium") or {})
+        if kubernetes_provider(opts) is None:
+            raise ValueError(
+                f"Cilium {name!r}: no Kubernetes provider for the cluster; pass the one built "
+                "from its kubeconfig (pulumi-eks: cluster.provider) in the resource options' "
+                "providers, e.g. {providers: [cluster.provider]} in TypeScript or providers="
+                "[cluster.provider] in Python, rather than let the ambient kubeconfig pick "
+                "a cluster"
+            )
         super().__init__("cilium-eks:index:Cilium", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        cluster_name = pulumi.Output.from_input(args["cluster_name"]).apply(cilium_cluster_name)
+        provider_arn = pulumi.Output.from_input(args["oidc_provider_arn"])
 
-        self.operator_role = aws.iam.Role(
-            "operator",
-            description=f"cilium-operator ENI IPAM in EKS cluster {args.cluster_name} (IRSA)",
-            assume_role_policy=pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
-                lambda a: irsa_trust_policy(a[0], a[1], NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
+        teardown = Teardown(
+            "teardown",
+            TeardownArgs(
+                region=args["region"],
+                vpc_id=args["vpc_id"],
+                cluster_name=cluster_name,
+                subnet_ids=args["pod_subnet_ids"],
             ),
-            permissions_boundary=args.permissions_boundary,
+            opts=pulumi.ResourceOptions(parent=self, aliases=[WAS_AT_THE_ROOT]),
+        )
+        bootstrap = AwsNodeOff(
+            "aws-node-off",
+            AwsNodeOffArgs(kube_proxy=config.kube_proxy_replacement),
+            opts=pulumi.ResourceOptions(parent=self, aliases=[WAS_AT_THE_ROOT]),
+        )
+        operator_role = aws.iam.Role(
+            "operator",
+            description=pulumi.Output.concat(
+                "cilium-operator ENI IPAM in EKS cluster ", cluster_name, " (IRSA)"
+            ),
+            assume_role_policy=provider_arn.apply(
+                lambda arn: irsa_trust_policy(
+                    arn, oidc_issuer(arn), NAMESPACE, OPERATOR_SERVICE_ACCOUNT
+                )
+            ),
+            permissions_boundary=args.get("permissions_boundary_arn"),
             opts=child,
         )
         operator_policy = aws.iam.RolePolicy(
             "operator-eni",
-            role=self.operator_role.id,
-            policy=json.dumps(eni_policy(args.partition, args.cluster_name)),
+            role=operator_role.id,
+            policy=pulumi.Output.all(provider_arn, cluster_name).apply(
+                lambda a: json.dumps(eni_policy(partition_of(a[0]), a[1]))
+            ),
             opts=child,
         )
-
-        mesh_ca = [mesh_ca_secret(args.mesh, args.provider, self)] if args.mesh else []
-        self.release = k8s.helm.v3.Release(
+        mesh = args.get("cluster_mesh")
+        mesh_ca = [mesh_ca_secret(mesh, self)] if mesh else []
+        replicas = args.get("operator_replicas", MAX_OPERATOR_REPLICAS)
+        if replicas not in range(1, MAX_OPERATOR_REPLICAS + 1):  # 2.0 from the wire is 2
+            raise ValueError(f"operatorReplicas: {replicas!r} is not allowed; use 1 or 2")
+        k8s.helm.v3.Release(
             "cilium",
             name="cilium",
             chart="cilium",
-            version=args.config.version,
+            version=config.version,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPOSITORY),
             namespace=NAMESPACE,
             values=helm_values(
-                cluster_name=args.cluster_name,
-                config=args.config,
-                operator_role_arn=self.operator_role.arn,
-                pod_subnet_ids=args.pod_subnet_ids,
-                operator_replicas=args.operator_replicas,
-                api_server_host=args.api_server_host,
-                eni_tags=args.eni_tags,
-                image_repositories=args.image_repositories,
-                mesh=args.mesh,
+                cluster_name=cluster_name,
+                config=config,
+                operator_role_arn=operator_role.arn,
+                pod_subnet_ids=args["pod_subnet_ids"],
+                operator_replicas=int(replicas),
+                api_server_host=pulumi.Output.from_input(args["cluster_endpoint"]).apply(host_of),
+                eni_tags=args.get("eni_tags", {}),
+                image_registry=args.get("image_registry"),
+                mesh=mesh,
             ),
             skip_await=True,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                provider=args.provider,
                 # The role's permissions must exist before the operator first calls EC2.
-                # The mesh's CA too: certgen, which the release runs, signs with it.
-                depends_on=[*args.bootstrap_patches, operator_policy, args.eni_sweeper, *mesh_ca],
+                # The mesh's CA too: certgen, which the release runs, signs with it. And
+                # the sweeper: `pulumi destroy` removes the release before the sweep runs.
+                depends_on=[*bootstrap.patches, operator_policy, teardown.sweeper, *mesh_ca],
             ),
         )
-        self.register_outputs({"version": args.config.version})
+        self.operator_role_arn = operator_role.arn
+        self.version = config.version
+        self.register_outputs({"version": self.version, "operatorRoleArn": self.operator_role_arn})
+
+
+def kubernetes_provider(opts: pulumi.ResourceOptions | None) -> pulumi.ProviderResource | None:
+    """The Kubernetes provider a component's children would use: from `providers` (a list
+    or, as the package's provider hands them over, a map by package), `provider`, or the
+    parent's."""
+    opts = opts or pulumi.ResourceOptions()
+    given = opts.providers
+    if isinstance(given, Mapping):
+        found = given.get("kubernetes")
+    else:
+        found = next((p for p in given or [] if p.package == "kubernetes"), None)
+    if found is None and opts.provider is not None and opts.provider.package == "kubernetes":
+        found = opts.provider
+    if found is None and opts.parent is not None:
+        found = opts.parent.get_provider("kubernetes::")
+    return found
+
+
+def cilium_cluster_name(name: str) -> str:
+    """The cluster's name, if Cilium takes it as its cluster.name (the chart's rule)."""
+    if not CLUSTER_NAME_RE.match(name):
+        raise ConfigError(
+            f"clusterName: {name!r} is not a valid Cilium cluster name; Cilium's cluster.name "
+            "takes at most 32 characters of a-z, 0-9 and '-', starting and ending with a "
+            "letter or digit"
+        )
+    return name
+
+
+def oidc_issuer(provider_arn: str) -> str:
+    """The issuer (URL without https://) an IAM OIDC provider's ARN names: IAM makes the
+    ARN from it (arn:<partition>:iam::<account>:oidc-provider/<issuer>; IAM User Guide,
+    "Create an OpenID Connect (OIDC) identity provider in IAM"), and IRSA's trust
+    conditions are keyed by it."""
+    prefix, separator, issuer = provider_arn.partition(":oidc-provider/")
+    if not separator or not prefix.startswith("arn:"):
+        raise ConfigError(
+            f"oidcProviderArn: {provider_arn!r} is not an IAM OIDC provider's ARN "
+            "(arn:aws:iam::123456789012:oidc-provider/oidc.eks.<region>.amazonaws.com/id/...)"
+        )
+    return issuer
+
+
+def partition_of(arn: str) -> str:
+    """aws, aws-cn or aws-us-gov: the partition an ARN is in (its second field)."""
+    return arn.split(":")[1]

@@ -1,23 +1,53 @@
 """The Cilium chart's values for ENI IPAM mode with Hubble, the tuned datapath and
 ClusterMesh: `helm_values()`, each value explained where it is set, and the `clustermesh`
-block (`clustermesh_values()`).
+block (`clustermesh_values()`) from what a cluster joins a mesh with (`ClusterMesh`, an
+input of the Cilium component: no `from __future__ import annotations` here, since Pulumi's
+analyzer reads its annotations as objects).
 
-Imports the config and the mesh's and teardown's helpers; components/cilium.py installs
-the chart with these values.
+Imports the config and the image cache's and teardown's helpers; components/cilium.py
+installs the chart with these values, components/mesh.py makes a `ClusterMesh`.
 """
 
-from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
-from typing import Any
+import hashlib
+from typing import Any, TypedDict
 
 import pulumi
 
 from components.config import CiliumConfig, minor_of
-from components.mesh import MeshValues
+from components.image_cache import CHART_IMAGES
 from components.teardown import eni_gc_tags
 
 NAMESPACE = "kube-system"
+
+
+class ClusterMesh(TypedDict):
+    """What a cluster joins a Cilium ClusterMesh with: its ID, the peers' endpoints and the
+    mesh's CA (the Stack component makes it from the `mesh` config, components/mesh.py)."""
+
+    cluster_id: int
+    """This cluster's ID, unique in the mesh: 1-127 (the chart refuses 128-255 with ENI IPAM)."""
+
+    clusters: pulumi.Input[list[dict[str, Any]]]
+    """The peers as the chart's clustermesh.config.clusters takes them: name, address, port."""
+
+    ca_cert: pulumi.Input[str]
+    """The mesh's CA certificate (PEM), the same in every cluster: cilium-ca's ca.crt."""
+
+    ca_key: pulumi.Input[str]
+    """The mesh CA's private key (PEM): the cilium-ca Secret's ca.key, kept secret."""
+
+    native_routing_cidr: pulumi.Input[str]
+    """A CIDR covering every cluster's VPC: pods of the mesh are routed natively."""
+
+    endpoint_hosts: str
+    """More names for the clustermesh-apiserver's certificate: the host names peers dial."""
+
+
+def ca_fingerprint(cert_pem: str) -> str:
+    """The CA certificate's sha256: what the stacks compare (no secret in it), and the pod
+    label that re-issues the mesh's certificates when the CA changes (helm_values)."""
+    return hashlib.sha256(cert_pem.encode()).hexdigest()
+
 
 # ClusterMesh (helm_values): the pod label that carries the mesh CA's fingerprint, and the
 # MTU that fits inter-region VPC peering.
@@ -37,15 +67,15 @@ MAP_DYNAMIC_SIZE_RATIO = 0.08
 
 def helm_values(
     *,
-    cluster_name: str,
+    cluster_name: pulumi.Input[str],
     config: CiliumConfig,
     operator_role_arn: pulumi.Input[str],
-    pod_subnet_ids: Sequence[pulumi.Input[str]],
+    pod_subnet_ids: pulumi.Input[list[str]],
     operator_replicas: int,
     api_server_host: pulumi.Input[str],
-    eni_tags: Mapping[str, str],
-    image_repositories: Mapping[tuple[str, ...], pulumi.Input[str]] | None = None,
-    mesh: MeshValues | None = None,
+    eni_tags: pulumi.Input[dict[str, str]],
+    image_registry: pulumi.Input[str] | None = None,
+    mesh: ClusterMesh | None = None,
 ) -> dict[str, Any]:
     """The chart values (checked against the chart's values.schema.json and values.yaml,
     and rendered with the real chart, in tests). Everything the program relies on is set
@@ -64,7 +94,7 @@ def helm_values(
             # Pod ENIs only in the private subnets. Without a filter the operator takes
             # the subnet of the AZ with most free IPs, public ones included, and a pod
             # there has no route out (public subnets have no NAT for private addresses).
-            "subnetIDsFilter": list(pod_subnet_ids),
+            "subnetIDsFilter": pod_subnet_ids,
             # The tags on every ENI Cilium creates, which its garbage collection (and this
             # stack's teardown sweep, components/teardown.py) selects by. Spelled out: the
             # chart's default "auto-detects" the cluster name.
@@ -73,7 +103,7 @@ def helm_values(
             # every AWS resource of the stack: the deploy role's ENI sweep may delete only
             # interfaces tagged project=cilium-eks (docs/iam/deploy-policy.json), and cost
             # reports find pod ENIs with the rest. Cilium adds the GC tags to these.
-            "eniTags": dict(eni_tags),
+            "eniTags": eni_tags,
             # /28 prefixes instead of single IPs per ENI slot: 16 times the pod addresses
             # per ENI (nodes.py raises kubelet's max pods to match). Nitro instances only.
             "awsEnablePrefixDelegation": config.prefix_delegation,
@@ -163,10 +193,10 @@ def helm_values(
     if mesh:
         # ClusterMesh names clusters by cluster.name (the EKS name, unique in the mesh, as
         # config.mesh_problems checks) and tells identities apart by cluster.id.
-        values["cluster"]["id"] = mesh.cluster_id
+        values["cluster"]["id"] = mesh["cluster_id"]
         # Native routing must cover every cluster's pods (ClusterMesh setup; in ENI mode
         # Cilium would otherwise take its own VPC's CIDR only).
-        values["ipv4NativeRoutingCIDR"] = mesh.native_routing_cidr
+        values["ipv4NativeRoutingCIDR"] = mesh["native_routing_cidr"]
         # The mesh's one CA is NOT in these values (no tls.ca): it is the cilium-ca Secret
         # the stack applies before the release (Cilium, `mesh_ca_secret`), which the
         # certgen Jobs and CronJobs sign Hubble's and the clustermesh-apiserver's
@@ -180,7 +210,10 @@ def helm_values(
         # certgen makes certificates only when its Job's name, a checksum of the Job's
         # spec, changes; the CA is not in that spec. Its fingerprint as a pod label is:
         # a new CA (cluster 1 re-created) re-issues every certificate at the next up.
-        ca_label = {MESH_CA_LABEL: mesh.ca_fingerprint.apply(lambda fp: fp[:16])}
+        fingerprint = pulumi.Output.unsecret(
+            pulumi.Output.from_input(mesh["ca_cert"]).apply(ca_fingerprint)
+        )
+        ca_label = {MESH_CA_LABEL: fingerprint.apply(lambda fp: fp[:16])}
         values["certgen"] = {"generateCA": False, "podLabels": ca_label}
         values["clustermesh"] = clustermesh_values(mesh, config.version, operator_replicas)
         values["clustermesh"]["apiserver"]["podLabels"] = ca_label
@@ -189,13 +222,15 @@ def helm_values(
         # packets marked don't-fragment, while ENIs run 9001. Cilium derives its devices'
         # and routes' MTU from this instead (WireGuard's overhead is taken off it).
         values["MTU"] = MESH_MTU
-    for path, repository in (image_repositories or {}).items():
-        # Through the stack's ECR cache (components/image_cache.py); tag and digest stay
-        # the chart's, so the images are still pulled by digest.
+    for path, upstream in CHART_IMAGES.items():
+        if image_registry is None:
+            break
+        # Through a mirror of quay.io, e.g. the stack's ECR cache (components/image_cache.py);
+        # tag and digest stay the chart's, so the images are still pulled by digest.
         node = values
         for key in path:
             node = node.setdefault(key, {})
-        node["repository"] = repository
+        node["repository"] = pulumi.Output.concat(image_registry, "/", upstream)
     return values
 
 
@@ -204,7 +239,7 @@ def helm_values(
 CLUSTERMESH_CERT_SCHEDULE = "0 0 1 */4 *"
 
 
-def clustermesh_values(mesh: MeshValues, version: str, replicas: int) -> dict[str, Any]:
+def clustermesh_values(mesh: ClusterMesh, version: str, replicas: int) -> dict[str, Any]:
     """The chart's `clustermesh` values for a cluster of the mesh."""
     tls: dict[str, Any] = {
         # Made in the cluster by a CronJob, as Hubble's: no diff on every render.
@@ -212,7 +247,7 @@ def clustermesh_values(mesh: MeshValues, version: str, replicas: int) -> dict[st
     }
     # The certificate also names every NLB host of the region, which is what peers dial
     # (MeshEndpoint); 1.20 moved the key under tls.auto (1.19 has no such key).
-    extra_names = {"extraDnsNames": [mesh.endpoint_hosts]}
+    extra_names = {"extraDnsNames": [mesh["endpoint_hosts"]]}
     if minor_of(version) >= (1, 20):
         tls["auto"]["server"] = extra_names
     else:
@@ -231,7 +266,7 @@ def clustermesh_values(mesh: MeshValues, version: str, replicas: int) -> dict[st
             # The chart writes each peer's endpoint for KVStoreMesh: https://<NLB host>:2379
             # (no `ips`: the host is dialled and its certificate checked by that name).
             "enabled": True,
-            "clusters": mesh.clusters,
+            "clusters": mesh["clusters"],
         },
         "apiserver": {
             "replicas": replicas,

@@ -102,11 +102,11 @@ ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 
 
 def pulumi_eks_service_role(
-    eks_name: str, parent: pulumi.Resource
+    eks_name: str, parent_urn: pulumi.Input[str]
 ) -> tuple[pulumi.Output[str], dict[str, pulumi.Output[str]]]:
     """The URNs pulumi-eks gives the service role it makes for its Cluster `eks_name`
-    (a child of `parent`), and each policy's attachment, by policy name."""
-    cluster = pulumi.create_urn(eks_name, "eks:index:Cluster", parent=parent)
+    (a child of `parent_urn`), and each policy's attachment, by policy name."""
+    cluster = pulumi.create_urn(eks_name, "eks:index:Cluster", parent=parent_urn)
     component = pulumi.create_urn(f"{eks_name}-eksRole", "eks:index:ServiceRole", parent=cluster)
 
     def attachment(policy: str) -> pulumi.Output[str]:
@@ -179,8 +179,8 @@ class Cluster(pulumi.ComponentResource):
       than left to EKS's all-traffic self rule, which a hardened account may narrow.
     - With ClusterMesh peers, the same group accepts everything from each peer's VPC.
 
-    `api_server_host` is the API endpoint's host name, without scheme: Cilium's agents use
-    it to reach the API server without kube-proxy. A name, not an IP (those change).
+    `endpoint` is the API endpoint, https://<host>: Cilium's agents reach the API server by
+    its host name without kube-proxy (components/cilium.py). A name, not an IP.
     """
 
     eks_cluster: eks.Cluster
@@ -188,7 +188,7 @@ class Cluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
-    api_server_host: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
     cluster_name: pulumi.Output[str]  # the name, once the cluster is built
     security_group_id: pulumi.Output[str]  # EKS's cluster security group
 
@@ -226,7 +226,7 @@ class Cluster(pulumi.ComponentResource):
         )
 
         eks_name = "eks"  # pulumi-eks names its children after it (see SERVICE_ROLE_POLICIES)
-        service_role, its_policies = self._service_role(eks_name, args)
+        service_role, its_policies = self._service_role(name, eks_name, args)
         admin_policy = CLUSTER_ADMIN_POLICY.format(partition=args.partition)
         viewer_policy = CLUSTER_VIEWER_POLICY.format(partition=args.partition)
         self.eks_cluster = eks.Cluster(
@@ -280,7 +280,7 @@ class Cluster(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.secret(self.eks_cluster.kubeconfig_json)
         self.oidc_provider_arn = self.eks_cluster.oidc_provider_arn
         self.oidc_issuer = self.eks_cluster.oidc_issuer
-        self.api_server_host = self.eks_cluster.core.apply(lambda core: host_of(core.endpoint))
+        self.endpoint = self.eks_cluster.core.apply(lambda core: core.endpoint)
         self.cluster_name = self.eks_cluster.core.apply(lambda _: args.name)
         self.security_group_id = self.eks_cluster.cluster_security_group_id
         if args.wireguard:
@@ -310,11 +310,17 @@ class Cluster(pulumi.ComponentResource):
         self.register_outputs({"name": args.name, "kubeconfig": self.kubeconfig})
 
     def _service_role(
-        self, eks_name: str, args: ClusterArgs
+        self, name: str, eks_name: str, args: ClusterArgs
     ) -> tuple[aws.iam.Role, list[pulumi.Output[str]]]:
         """The cluster's IAM role and its policies' attachment ids (SERVICE_ROLE_POLICIES),
-        under the URNs pulumi-eks gave them in a live stack."""
-        old_role, old_attachments = pulumi_eks_service_role(eks_name, self)
+        under the URNs pulumi-eks gave them in a live stack.
+
+        Only a stack from before the role was the program's own holds pulumi-eks's, and in
+        those this component sat at the stack's root (under the Stack component since the
+        package, 0.2.0): the aliases are to the URNs they had there. A full URN, since the
+        engine derives an alias from a parent's only for the parent's own place."""
+        was = pulumi.create_urn(name, "cilium-eks:index:Cluster")  # at the stack's root
+        old_role, old_attachments = pulumi_eks_service_role(eks_name, was)
         role = aws.iam.Role(
             "service-role",
             description=SERVICE_ROLE_DESCRIPTION,

@@ -24,7 +24,7 @@ import io
 import json
 import tarfile
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,8 +200,8 @@ class ImageCache(pulumi.ComponentResource):
     """The pull-through rule, the node permission it needs, and the warm-up.
 
     Outputs: `mirror`, what stands for quay.io in an image reference pulled through the
-    cache (`<account>.dkr.ecr.<region>.amazonaws.com/<prefix>`); `chart_values()`, the
-    Cilium chart's repositories through it; `node_policy`, the policy document nodes need
+    cache (`<account>.dkr.ecr.<region>.amazonaws.com/<prefix>`: the Cilium component's
+    image registry, and the demo's); `node_policy`, the policy document nodes need
     (attached by components/nodes.py, whose role it is); `ready`, what nodes wait for.
     """
 
@@ -252,11 +252,3 @@ class ImageCache(pulumi.ComponentResource):
         )
         self.ready = [rule, warmup]
         self.register_outputs({"prefix": self.prefix, "mirror": self.mirror})
-
-    def chart_values(self) -> Mapping[tuple[str, ...], pulumi.Output[str]]:
-        """The Cilium chart's image repositories through the cache (tags and digests stay
-        the chart's: still pulled by digest)."""
-        return {
-            path: pulumi.Output.concat(self.mirror, "/", upstream)
-            for path, upstream in CHART_IMAGES.items()
-        }

@@ -218,11 +218,11 @@ class KarpenterArgs:
     oidc_provider_arn: pulumi.Input[str]
     oidc_issuer: pulumi.Input[str]
     provider: k8s.Provider
-    # the controller waits for Cilium and the managed nodes it runs on
-    cni_release: pulumi.Resource
+    # the controller waits for Cilium and the managed nodes it runs on; the Cilium
+    # component's ENI sweeper is deleted after Karpenter on destroy: the sweep then finds
+    # none of its instances
+    cilium: pulumi.Resource
     node_group: pulumi.Resource
-    # deleted after Karpenter on destroy: the sweep then finds none of its instances
-    eni_sweeper: pulumi.Resource
     # inline policies of the node role beyond NODE_POLICIES (the image cache's)
     node_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     # access.permissionsBoundaryArn: on the node and the controller roles
@@ -327,7 +327,7 @@ class Karpenter(pulumi.ComponentResource):
         )
 
         on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        platform = [args.cni_release, args.node_group, args.eni_sweeper]
+        platform = [args.cilium, args.node_group]
         crds = k8s.helm.v3.Release(
             "karpenter-crd",
             name="karpenter-crd",

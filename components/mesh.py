@@ -22,18 +22,17 @@ stack of the mesh (docs/clustermesh.md has the bring-up order):
   which admits the mesh's VPCs only;
 - refuses, before any resource, a mesh whose clusters collide: names, IDs, VPC CIDRs,
   encryption (config.mesh_problems), among the peers too.
-The chart values this adds are set in components/cilium.py (`mesh_values`); the global
-Services, the policy's clusters and the mesh checks are the demo's
-(components/starwars.py).
+The chart values this adds are set in components/cilium_values.py (`clustermesh_values`,
+from the `ClusterMesh` made here); the global Services, the policy's clusters and the mesh
+checks are the demo's (components/starwars.py).
 
-Imports the config and the link (components/mesh_link.py); the components that use the
-mesh (network, cluster, cilium, starwars) import it, never the other way round.
+Imports the config, the link (components/mesh_link.py) and the chart values' `ClusterMesh`
+and `ca_fingerprint`; the components that use the mesh (network, cluster, stack,
+starwars) import it, never the other way round.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
@@ -44,6 +43,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
+from components.cilium_values import ClusterMesh, ca_fingerprint
 from components.config import MESH_REFUSED, ConfigError, MeshConfig, mesh_problems
 
 # MeshLinkProvider stays importable from here for the stacks whose state names it by its
@@ -94,11 +94,6 @@ def native_routing_cidr(cidrs: Sequence[str]) -> str:
 def stack_path() -> str:
     """This stack as its peers name it in mesh.peers: org/project/stack."""
     return f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-
-
-def ca_fingerprint(cert_pem: str) -> str:
-    """The CA certificate's sha256: what the stacks compare (no secret in it)."""
-    return hashlib.sha256(cert_pem.encode()).hexdigest()
 
 
 @dataclass
@@ -158,20 +153,6 @@ def waiting_reason(peer: str, facts: dict[str, Any], own: dict[str, Any]) -> str
 
 
 @dataclass
-class MeshValues:
-    """What Cilium needs to join the mesh (components/cilium.py: the chart values, and the
-    cilium-ca Secret the CA goes into, out of the values)."""
-
-    cluster_id: int
-    clusters: pulumi.Output[list[dict[str, Any]]]  # clustermesh.config.clusters
-    ca_cert: pulumi.Output[str]  # base64 PEM (secret), as the Secret's data takes it
-    ca_key: pulumi.Output[str]  # base64 PEM (secret)
-    ca_fingerprint: pulumi.Output[str]  # ca_fingerprint(): relabels the certgen pods
-    native_routing_cidr: pulumi.Output[str]
-    endpoint_hosts: str  # nlb_hosts(): what the clustermesh-apiserver's certificate names
-
-
-@dataclass
 class MeshArgs:
     config: MeshConfig
     cluster_name: str
@@ -203,7 +184,7 @@ class Mesh(pulumi.ComponentResource):
     """
 
     peers: list[Peer]
-    values: MeshValues
+    values: ClusterMesh
     ca: pulumi.Output[dict[str, str]]
     checked: pulumi.Output[list[pulumi.Resource]]
     source_ranges: pulumi.Output[list[str]]
@@ -286,13 +267,10 @@ class Mesh(pulumi.ComponentResource):
                 shared_ca
             )
 
-        def b64(text: str) -> str:
-            return base64.b64encode(text.encode()).decode()
-
         self.ca_fingerprint = pulumi.Output.unsecret(
             self.ca.apply(lambda c: ca_fingerprint(c["cert"]))
         )
-        self.values = MeshValues(
+        self.values = ClusterMesh(
             cluster_id=cfg.cluster_id,
             clusters=facts.apply(
                 lambda found: [
@@ -300,9 +278,8 @@ class Mesh(pulumi.ComponentResource):
                     for f in found
                 ]
             ),
-            ca_cert=pulumi.Output.secret(self.ca.apply(lambda c: b64(c["cert"]))),
-            ca_key=pulumi.Output.secret(self.ca.apply(lambda c: b64(c["key"]))),
-            ca_fingerprint=self.ca_fingerprint,
+            ca_cert=pulumi.Output.secret(self.ca.apply(lambda c: c["cert"])),
+            ca_key=pulumi.Output.secret(self.ca.apply(lambda c: c["key"])),
             native_routing_cidr=facts.apply(
                 lambda found: native_routing_cidr([args.vpc_cidr, *(f["vpcCidr"] for f in found)])
             ),
@@ -358,7 +335,7 @@ def unpublished_encryption(peers: Mapping[str, Any]) -> list[str]:
 class MeshEndpointArgs:
     provider: k8s.Provider
     # the clustermesh-apiserver's pods need nodes: Pulumi waits for the NLB and for them
-    cni_release: pulumi.Resource
+    cilium: pulumi.Resource  # the Cilium component
     node_group: pulumi.Resource
     # the VPC CIDRs of the whole mesh, this one's included (Mesh.source_ranges)
     source_ranges: pulumi.Input[Sequence[str]]
@@ -411,7 +388,7 @@ class MeshEndpoint(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.provider,
-                depends_on=[args.cni_release, args.node_group],
+                depends_on=[args.cilium, args.node_group],
             ),
         )
         self.host = service.status.apply(load_balancer_host)

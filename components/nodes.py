@@ -135,9 +135,10 @@ class NodeGroupArgs:
     prefix_delegation: bool  # raise kubelet's max pods to what prefixes allow
     subnet_ids: Sequence[pulumi.Input[str]]  # the private subnets
     partition: str
-    cni_release: pulumi.Resource  # the Cilium release: nodes must boot into Cilium
+    # The Cilium component, i.e. all its children: nodes boot into Cilium (the release, once
+    # aws-node is off), and the ENI sweeper is deleted after them on `pulumi destroy`.
+    cilium: pulumi.Resource
     egress: Sequence[pulumi.Resource]  # NAT routes (and endpoints): to pull images and join
-    eni_sweeper: pulumi.Resource  # deleted after the nodes on `pulumi destroy` (teardown.py)
     # inline policies of the node role beyond NODE_POLICIES, by name (the image cache's)
     node_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     permissions_boundary: str | None = None  # access.permissionsBoundaryArn, on the role
@@ -217,7 +218,7 @@ class NodeGroup(pulumi.ComponentResource):
             taints=[CILIUM_AGENT_NOT_READY_TAINT],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[*attachments, args.cni_release, *args.egress, args.eni_sweeper],
+                depends_on=[*attachments, args.cilium, *args.egress],
             ),
         )
 

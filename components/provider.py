@@ -26,12 +26,15 @@ def stack_tags(cfg: StackConfig, stack: str) -> dict[str, str]:
 
 
 def aws_provider(
-    cfg: StackConfig, stack: str, after: pulumi.Input[Sequence[pulumi.Resource]] | None = None
+    cfg: StackConfig,
+    stack: str,
+    after: pulumi.Input[Sequence[pulumi.Resource]] | None = None,
+    opts: pulumi.ResourceOptions | None = None,
 ) -> aws.Provider:
     """`after`: what must succeed before any AWS resource or call (the mesh's checks)."""
     return aws.Provider(
         "aws",
         region=cfg.region,
         default_tags=aws.ProviderDefaultTagsArgs(tags=stack_tags(cfg, stack)),
-        opts=pulumi.ResourceOptions(depends_on=after) if after is not None else None,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=after)),
     )

@@ -199,7 +199,7 @@ class StarWarsDemoArgs:
     proof_env: dict[str, str]  # see proof_env()
     budget: Budget  # see budget()
     provider: k8s.Provider
-    cni_release: pulumi.Resource
+    cilium: pulumi.Resource  # the Cilium component (its release and everything before it)
     node_group: pulumi.Resource
     dns: pulumi.Resource  # CoreDNS: the checks resolve the deathstar's name
     # where the images' cilium/... paths live: quay.io, or the ECR cache's mirror of it
@@ -237,7 +237,7 @@ class StarWarsDemo(pulumi.ComponentResource):
     ) -> None:
         super().__init__("cilium-eks:index:StarWarsDemo", name, None, opts)
         mode = args.config.policy
-        platform = [args.cni_release, args.node_group]
+        platform = [args.cilium, args.node_group]
 
         def after(*extra: pulumi.Resource) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions(

@@ -7,7 +7,8 @@ DeleteSubnet fail with DependencyViolation: the most reported way a Cilium-on-EK
 fails. `Teardown` holds a dynamic resource whose delete sweeps them, after the nodes and
 before the subnets.
 
-Imports the AWS API helper and nothing else of the program.
+Imports the AWS API helper and nothing else of the program; the Cilium component
+(components/cilium.py) makes the Teardown.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ T = TypeVar("T")
 Retry = Callable[[Callable[[], Any]], Any]  # _retrying with its sleep bound
 
 
-def eni_gc_tags(cluster_name: str) -> dict[str, str]:
-    """The GC tags of this cluster's Cilium ENIs: what the chart is told and the sweep seeks."""
+def eni_gc_tags(cluster_name: T) -> dict[str, T | str]:
+    """The GC tags of this cluster's Cilium ENIs: what the chart is told (the name may be an
+    output there) and the sweep seeks."""
     return {CILIUM_MANAGED_TAG: "true", CLUSTER_NAME_TAG: cluster_name}
 
 
@@ -298,7 +300,7 @@ class EniSweeper(pulumi.dynamic.Resource, name="EniSweeper"):
         region: pulumi.Input[str],
         vpc_id: pulumi.Input[str],
         cluster_name: pulumi.Input[str],
-        subnet_ids: Sequence[pulumi.Input[str]],
+        subnet_ids: pulumi.Input[Sequence[str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
@@ -306,17 +308,17 @@ class EniSweeper(pulumi.dynamic.Resource, name="EniSweeper"):
             "vpc_id": vpc_id,
             "cluster_name": cluster_name,
             # Recorded so the sweeper depends on the subnets: deleted (swept) before them.
-            "subnet_ids": list(subnet_ids),
+            "subnet_ids": subnet_ids,
         }
         super().__init__(EniSweeperProvider(), name, props, opts)
 
 
 @dataclass
 class TeardownArgs:
-    region: str
+    region: pulumi.Input[str]
     vpc_id: pulumi.Input[str]
     cluster_name: pulumi.Input[str]  # the cluster's name *output*: waits for the cluster
-    subnet_ids: Sequence[pulumi.Input[str]]  # the private subnets, where pods' ENIs live
+    subnet_ids: pulumi.Input[Sequence[str]]  # the private subnets, where pods' ENIs live
 
 
 class Teardown(pulumi.ComponentResource):

@@ -79,6 +79,12 @@ def config_region() -> str:
     return json.loads(os.environ.get("PULUMI_CONFIG") or "{}").get("aws:region", REGION)
 
 
+def partition() -> str:
+    """The AWS partition of the stack's region, as ARNs in it carry it."""
+    region = config_region()
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if "-gov-" in region else "aws"
+
+
 OPT_IN_ZONE = "ap-northeast-2-wl1-cjj-wlz-1"  # a Wavelength zone
 IMPAIRED_ZONE = "ap-northeast-2-0"
 
@@ -151,7 +157,9 @@ class Mocks(pulumi.runtime.Mocks):
             issuer = f"oidc.eks.ap-northeast-2.amazonaws.com/id/{name.upper()}"
             state.update(
                 kubeconfigJson=json.dumps({"apiVersion": "v1", "clusters": [{"name": name}]}),
-                oidcProviderArn=f"arn:aws:iam::{ACCOUNT}:oidc-provider/{issuer}",
+                # IAM names the provider in the region's partition (the Cilium component
+                # reads the partition of its policy's ARNs from this ARN)
+                oidcProviderArn=f"arn:{partition()}:iam::{ACCOUNT}:oidc-provider/{issuer}",
                 oidcIssuer=issuer,
                 core={"endpoint": f"https://{name.upper()}.gr7.{REGION}.eks.amazonaws.com"},
                 clusterSecurityGroupId="sg-cluster",  # the security group EKS made

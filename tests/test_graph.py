@@ -10,7 +10,9 @@ import pytest
 from tests.harness import Graph, run_ok, run_program
 
 STACK = "pulumi:pulumi:Stack"
+STACK_COMPONENT = "cilium-eks:index:Stack"
 COMPONENTS = {
+    STACK_COMPONENT,
     "cilium-eks:index:Network",
     "cilium-eks:index:Cluster",
     "cilium-eks:index:AwsNodeOff",
@@ -53,12 +55,22 @@ def test_the_aws_provider_is_the_stacks_region_with_derived_and_user_tags():
 
 
 def test_each_step_is_a_component_owning_its_resources(dev):
+    # The whole stack is one Stack component (the package's, components/stack.py); under
+    # it, a component per step, and the AWS provider they share; the Cilium component
+    # owns aws-node's switch-off and the ENI sweep, as it does on a consumer's cluster.
     stack = dev.one(STACK)
-    top = [r for r in dev.resources if r.parent == stack.urn]
-    assert {r.type for r in top} >= COMPONENTS
-    # Nothing but components (and the AWS provider they share) hangs off the stack; every
-    # cloud resource has an owner.
-    assert [r.type for r in top if r.custom or r.remote] == ["pulumi:providers:aws"]
+    assert [r.type for r in dev.resources if r.parent == stack.urn] == [STACK_COMPONENT]
+    steps = [r for r in dev.children(dev.one(STACK_COMPONENT))]
+    assert {r.type for r in steps} >= COMPONENTS - {
+        STACK_COMPONENT,
+        "cilium-eks:index:AwsNodeOff",
+        "cilium-eks:index:Teardown",
+    }
+    assert [r.type for r in steps if r.custom or r.remote] == ["pulumi:providers:aws"]
+    cilium = dev.one("cilium-eks:index:Cilium")
+    for part in ("cilium-eks:index:AwsNodeOff", "cilium-eks:index:Teardown"):
+        assert dev.one(part).parent == cilium.urn
+    # every cloud resource has an owner
     for res in dev.resources:
         if res.type != STACK:
             assert res.parent is not None, res.urn
@@ -87,7 +99,14 @@ def test_every_component_registers_its_outputs(dev):
     assert sorted(outputs["publicSubnetIds"]) == dev.subnet_ids("public")
     cluster = dev.component_outputs[dev.one("cilium-eks:index:Cluster").urn]
     assert cluster["name"] == "cilium-eks-dev" and "cilium-eks-dev" in cluster["kubeconfig"]
-    assert dev.component_outputs[dev.one("cilium-eks:index:Cilium").urn] == {"version": "1.19.6"}
+    assert dev.component_outputs[dev.one("cilium-eks:index:Cilium").urn] == {
+        "version": "1.19.6",
+        "operatorRoleArn": "arn:aws:iam::123456789012:role/operator",  # the mock's
+    }
+    # the program exports what the Stack component outputs, and nothing else
+    whole = dev.component_outputs[dev.one(STACK_COMPONENT).urn]
+    assert {k: whole[k] for k in dev.outputs} == {k: dev.output(k) for k in dev.outputs}
+    assert {k for k, v in whole.items() if v is not None} == set(dev.outputs)
     demo = dev.component_outputs[dev.one("cilium-eks:index:StarWarsDemo").urn]
     assert demo == {"namespace": "starwars"}
 

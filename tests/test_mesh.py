@@ -187,6 +187,11 @@ def test_every_cluster_of_a_mesh_encrypts_alike(theirs, problem):
     assert mesh_module.unpublished_encryption({A: peer}) == ([A] if theirs is None else [])
 
 
+# What a run declares before the mesh's checks pass: the stack, the Stack component, the
+# mesh (and cluster 1's CA, which lives in the stack's state alone: no AWS, no cluster).
+BEFORE_THE_CHECKS = {"pulumi:pulumi:Stack", "cilium-eks:index:Stack", "cilium-eks:index:Mesh"}
+
+
 @pytest.mark.parametrize(
     ("peer", "fragment"),
     [
@@ -204,7 +209,7 @@ def test_a_bad_peer_stops_the_program_before_any_resource(peer, fragment):
     assert graph.error and fragment in graph.error["message"]
     assert "nodes.instanceTypes" not in graph.error["message"]  # where it surfaces
     # the AWS provider waits for the peers' checks: nothing is declared but the mesh
-    assert {r.type for r in graph.resources} == {"pulumi:pulumi:Stack", "cilium-eks:index:Mesh"}
+    assert {r.type for r in graph.resources} == BEFORE_THE_CHECKS
 
 
 def refused(graph: Graph) -> str:
@@ -213,7 +218,7 @@ def refused(graph: Graph) -> str:
     assert graph.error, "the run was not refused"
     ca = {"tls:index/privateKey:PrivateKey", "tls:index/selfSignedCert:SelfSignedCert"}
     declared = {r.type for r in graph.resources} - ca
-    assert declared == {"pulumi:pulumi:Stack", "cilium-eks:index:Mesh"}, declared
+    assert declared == BEFORE_THE_CHECKS, declared
     return graph.error["message"]
 
 
@@ -641,7 +646,7 @@ def test_the_meshs_ca_is_applied_before_the_release_and_outlives_helms_copy(b1):
 
 def test_the_mesh_components_own_their_resources_and_register_outputs(a1, b1):
     for graph in (a1, b1):
-        stack = graph.one("pulumi:pulumi:Stack")
+        stack = graph.one("cilium-eks:index:Stack")
         top = [r for r in graph.resources if r.parent == stack.urn]
         assert [r.type for r in top if r.custom or r.remote] == ["pulumi:providers:aws"]
         for component in ("cilium-eks:index:Mesh", "cilium-eks:index:MeshEndpoint"):
