@@ -62,6 +62,13 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pyright
 
+# The package's input types (components/inputs.py, from the config's models) and its
+# schema (schema.json, from the components' annotations), in-process, with no Pulumi CLI
+# (scripts/schema.py); the tests fail when either is stale.
+.PHONY: schema
+schema: venv
+	$(PY) scripts/schema.py --write
+
 # The stack's config, offline, in a few seconds: every mistake named by its key.
 check: runtime
 	@$(PY) scripts/check_config.py $(STACK)

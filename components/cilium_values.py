@@ -21,8 +21,7 @@ NAMESPACE = "kube-system"
 
 
 class ClusterMesh(TypedDict):
-    """What a cluster joins a Cilium ClusterMesh with: its ID, the peers' endpoints and the
-    mesh's CA (the Stack component makes it from the `mesh` config, components/mesh.py)."""
+    """What a cluster joins a Cilium ClusterMesh with: its ID, its peers, the mesh's CA."""
 
     cluster_id: int
     """This cluster's ID, unique in the mesh: 1-127 (the chart refuses 128-255 with ENI IPAM)."""
