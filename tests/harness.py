@@ -181,6 +181,7 @@ def _env(config_json: str) -> dict[str, str]:
     # first run writes them into ./venv; what `pulumi up` on a user's machine does too.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("MOCK_WORLD", None)
+    env.pop("MOCK_CONSTRUCT", None)
     return env
 
 
@@ -207,12 +208,17 @@ def _server() -> subprocess.Popen[str]:
 
 
 @functools.cache
-def _run(config_json: str, world_json: str) -> str:
+def _run(config_json: str, world_json: str, construct_json: str = "") -> str:
     """A run forked from the warm server; the same program, config and mocks."""
     server = _server()
     assert server.stdin and server.stdout
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
-        request = {"config": config_json, "world": world_json, "out": out.name}
+        request = {
+            "config": config_json,
+            "world": world_json,
+            "construct": construct_json,
+            "out": out.name,
+        }
         server.stdin.write(json.dumps(request) + "\n")
         server.stdin.flush()
         answer = server.stdout.readline()
@@ -236,6 +242,17 @@ def run_program(
     facts = {**(world or {}), **({"azs": azs} if azs is not None else {})}
     run = _run if cached else _run_cold
     return Graph(json.loads(run(pulumi_config_env(cfg), json.dumps(facts, sort_keys=True))))
+
+
+def construct(type_: str, name: str, inputs: dict[str, Any], *, kubernetes: bool = True) -> Graph:
+    """One of the package's components constructed as a program in another language has
+    the package's provider construct it (tests/mock_run.py construct): `inputs` by the
+    schema's names, as they cross the wire; `kubernetes`, whether the consumer passes a
+    Kubernetes provider. Forked from the warm server, with the dev stack's config (which
+    the component does not read) for the mocks' region; cached per input."""
+    request = {"type": type_, "name": name, "inputs": inputs, "kubernetes": kubernetes}
+    config = pulumi_config_env(dev_config())
+    return Graph(json.loads(_run(config, "{}", json.dumps(request, sort_keys=True))))
 
 
 def run_ok(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Graph:

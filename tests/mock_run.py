@@ -4,9 +4,18 @@ Run by tests/harness.py, one process per configuration, as `pulumi up` runs one 
 per deployment: the Pulumi runtime's global state starts clean and the stack config
 arrives the way the CLI sends it (the PULUMI_CONFIG environment variable).
 
+Or, with MOCK_CONSTRUCT set ({"type", "name", "inputs", "kubernetes"}), it constructs one
+of the package's components the way the package's provider does for a program in another
+language (`ComponentProvider.construct`, components/package.py): inputs keyed by the
+schema's camelCase names, numbers as doubles, enums as their values; with "kubernetes", a
+Kubernetes provider of the consumer's passed in the options' providers, by package, as the
+provider SDK's server hands them over (pulumi/provider/server.py _construct_options). The
+component's outputs (the state the provider returns) are recorded as the stack's outputs.
+
 `python tests/mock_run.py` runs once, in a fresh interpreter. `--serve` is the same run,
 made cheap: a server runs the program once (warm_imports) and then forks a child per
-request (one JSON line on stdin: PULUMI_CONFIG, MOCK_WORLD, an output path). Each child is
+request (one JSON line on stdin: PULUMI_CONFIG, MOCK_WORLD, MOCK_CONSTRUCT, an output
+path). Each child is
 still one process per configuration with fresh runtime state; it only skips the imports
 and the SDK's per-type caches, which are most of a run's cost (about 1.7 s cold, a
 fraction of that forked).
@@ -364,7 +373,11 @@ def main() -> None:
     started = time.perf_counter()
     cpu_started = time.process_time()
     try:
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        request = os.environ.get("MOCK_CONSTRUCT")
+        if request:
+            construct(json.loads(request))
+        else:
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
         _sync_await(wait_for_rpcs())
         outputs = resolve_outputs()
     except Exception as exc:  # the test decides whether an error was expected
@@ -392,6 +405,26 @@ def main() -> None:
     )
 
 
+def construct(request: dict[str, Any]) -> None:
+    """One component, as the package's provider constructs it for another language."""
+    import pulumi_kubernetes as k8s
+
+    from components.package import provider
+
+    providers = {}
+    if request.get("kubernetes"):
+        kubeconfig = json.dumps({"apiVersion": "v1", "clusters": [{"name": "consumer"}]})
+        providers["kubernetes"] = k8s.Provider("consumer-k8s", kubeconfig=kubeconfig)
+    result = provider().construct(
+        request["name"],
+        request["type"],
+        request["inputs"],
+        pulumi.ResourceOptions(providers=providers),
+    )
+    for key, value in result.state.items():
+        pulumi.export(key, value)
+
+
 def serve() -> None:
     """Fork a child per request line; answer each with a line holding its exit code."""
     sys.path.insert(0, str(ROOT))
@@ -406,6 +439,7 @@ def serve() -> None:
             gc.disable()
             os.environ["PULUMI_CONFIG"] = request["config"]
             os.environ["MOCK_WORLD"] = request["world"]
+            os.environ["MOCK_CONSTRUCT"] = request.get("construct", "")
             with open(request["out"], "w") as out:
                 sys.stdout = out
                 main()

@@ -1,0 +1,185 @@
+"""The package's components as another language uses them: constructed by the package's
+provider (`ComponentProvider.construct`, tests/mock_run.py construct) from camelCase inputs
+as they cross the wire (numbers as doubles, enums as their values), under the mocks.
+
+Cilium, on a cluster whose facts a consumer hands over, declares what the program declares
+for its part of the dev stack; it refuses to go without a Kubernetes provider, or with
+settings the config would refuse, before declaring anything. Stack, from the dev stack's
+config as inputs, declares the program's graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.harness import Graph, Resource, construct, dev_config, run_ok
+
+CILIUM = "cilium-eks:index:Cilium"
+STACK = "cilium-eks:index:Stack"
+SWEEPER = "pulumi-python:dynamic:EniSweeper"
+KUBERNETES_PROVIDER = "pulumi:providers:kubernetes"
+ISSUER = "oidc.eks.ap-northeast-2.amazonaws.com/id/CILIUM-EKS-DEV"  # the mocks' cluster's
+# Cilium's part of the program: the operator's role and policy, aws-node and kube-proxy
+# off, the release, the ENI sweeper, and the components that hold the last two.
+CILIUMS_PART = {
+    ("aws:iam/role:Role", "operator"),
+    ("aws:iam/rolePolicy:RolePolicy", "operator-eni"),
+    ("kubernetes:apps/v1:DaemonSetPatch", "aws-node"),
+    ("kubernetes:apps/v1:DaemonSetPatch", "kube-proxy"),
+    ("kubernetes:helm.sh/v3:Release", "cilium"),
+    (SWEEPER, "eni-sweeper"),
+    ("cilium-eks:index:AwsNodeOff", "aws-node-off"),
+    ("cilium-eks:index:Teardown", "teardown"),
+}
+
+
+def nothing_declared(graph: Graph) -> bool:
+    """Nothing but the stack itself (which a run registers once it registers anything)."""
+    return {r.type for r in graph.resources} <= {"pulumi:pulumi:Stack"}
+
+
+def on_the_wire(value: Any) -> Any:
+    """A value as it reaches a provider from another language: every number a double."""
+    if isinstance(value, dict):
+        return {k: on_the_wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [on_the_wire(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def dev_cluster(dev: Graph) -> dict[str, Any]:
+    """The dev stack's cluster as a consumer hands it to Cilium: its facts (the values the
+    mocks give pulumi-eks's outputs), the pod subnets, the stack's ENI tags."""
+    values = dev.one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    return on_the_wire(
+        {
+            "clusterName": "cilium-eks-dev",
+            "oidcProviderArn": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}",
+            "clusterEndpoint": "https://CILIUM-EKS-DEV.gr7.ap-northeast-2.eks.amazonaws.com",
+            "vpcId": "vpc-id",
+            "podSubnetIds": dev.subnet_ids("private"),
+            "region": "ap-northeast-2",
+            "cilium": dev_config()["cilium"],
+            "operatorReplicas": 2,
+            "eniTags": values["eni"]["eniTags"],
+        }
+    )
+
+
+def part(graph: Graph, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Resource]:
+    return {(r.type, r.name): r for r in graph.resources if (r.type, r.name) in keys}
+
+
+def test_cilium_declares_what_the_program_declares_for_its_part(dev):
+    graph = construct(CILIUM, "cilium", dev_cluster(dev))
+    assert graph.error is None, graph.error["traceback"]
+    theirs, ours = part(graph, CILIUMS_PART), part(dev, CILIUMS_PART)
+    assert theirs.keys() == ours.keys() == CILIUMS_PART
+    for key, res in theirs.items():
+        # the same inputs: the values of the release, the role's trust, the ENI policy,
+        # the patches, the sweeper's record
+        assert res.inputs == ours[key].inputs, key
+    # in the same places: aws-node's switch-off and the sweep under the component
+    cilium = graph.one(CILIUM)
+    for component in ("cilium-eks:index:AwsNodeOff", "cilium-eks:index:Teardown"):
+        assert graph.one(component).parent == cilium.urn
+    # and in the same order: the release after the patches, the policy and the sweeper
+    release = graph.one("kubernetes:helm.sh/v3:Release")
+    before = ("kubernetes:apps/v1:DaemonSetPatch", "aws:iam/rolePolicy:RolePolicy", SWEEPER)
+    for (type_, name), res in theirs.items():
+        if type_ in before:
+            assert graph.waits_for(release, res), name
+    # the component's outputs, as the provider returns them
+    assert graph.output("version") == "1.19.6"
+    assert graph.output("operatorRoleArn") == "arn:aws:iam::123456789012:role/operator"
+
+
+def test_every_kubernetes_resource_of_cilium_uses_the_consumers_provider(dev):
+    graph = construct(CILIUM, "cilium", dev_cluster(dev))
+    provider = graph.one(KUBERNETES_PROVIDER).urn
+    kube = [r for r in graph.resources if r.type.startswith("kubernetes:")]
+    assert kube and all(r.provider == provider for r in kube)
+
+
+def test_cilium_refuses_to_fall_back_to_the_ambient_kubeconfig(dev):
+    graph = construct(CILIUM, "cilium", dev_cluster(dev), kubernetes=False)
+    assert graph.error and "no Kubernetes provider" in graph.error["message"]
+    assert "providers" in graph.error["message"]  # and says where to pass one
+    assert nothing_declared(graph)
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"cilium": {"version": "1.18.12"}}, "cilium.version: '1.18.12' is too old"),
+        ({"cilium": {"datapathMode": "netkit", "kubeProxyReplacement": False}}, "netkit"),
+        # the provider SDK's own refusal of a value its enum does not have
+        ({"cilium": {"encryption": "ipsec"}}, "('cilium.encryption', \"Invalid value ipsec"),
+        ({"operatorReplicas": 3.0}, "operatorReplicas: 3.0 is not allowed"),
+    ],
+)
+def test_cilium_refuses_what_the_config_refuses_before_declaring_anything(dev, change, fragment):
+    graph = construct(CILIUM, "cilium", {**dev_cluster(dev), **change})
+    assert graph.error and fragment in graph.error["message"], graph.error
+    assert {r.type for r in graph.resources} <= {"pulumi:pulumi:Stack", KUBERNETES_PROVIDER}
+
+
+def test_a_cluster_name_cilium_cannot_take_fails_the_run(dev):
+    graph = construct(CILIUM, "cilium", {**dev_cluster(dev), "clusterName": "My_Cluster"})
+    assert graph.error and "'My_Cluster' is not a valid Cilium cluster name" in str(graph.error)
+
+
+def stack_inputs() -> dict[str, Any]:
+    """The dev stack's config as a Stack's inputs on the wire: aws:region is `region`."""
+    config = dev_config()
+    return on_the_wire(
+        {("region" if key == "aws:region" else key): value for key, value in config.items()}
+    )
+
+
+def declared(graph: Graph) -> dict[str, Any]:
+    return {
+        r.urn: (
+            r.parent,
+            r.provider,
+            sorted(r.dependencies),
+            {k: sorted(v) for k, v in r.property_dependencies.items()},
+            r.inputs,
+            r.aliases,
+        )
+        for r in graph.resources
+    }
+
+
+def test_the_stack_from_camel_case_inputs_declares_the_programs_graph(dev):
+    graph = construct(STACK, "cilium-eks", stack_inputs(), kubernetes=False)
+    assert graph.error is None, graph.error["traceback"]
+    assert declared(graph) == declared(dev)
+    # and returns what the program exports
+    assert {k: graph.output(k) for k in dev.outputs} == {k: dev.output(k) for k in dev.outputs}
+    assert graph.outputs["kubeconfig"]["secret"]
+
+
+def test_the_stack_takes_every_feature_as_the_program_does():
+    everything = {"network.vpcEndpoints": True, "karpenter.enabled": True, "mesh": {"clusterId": 1}}
+    program = run_ok(everything)
+    inputs = {**stack_inputs(), "network": {**stack_inputs()["network"], "vpcEndpoints": True}}
+    inputs |= {"karpenter": {"enabled": True}, "mesh": {"clusterId": 1.0}}
+    graph = construct(STACK, "cilium-eks", inputs, kubernetes=False)
+    assert graph.error is None, graph.error["traceback"]
+    assert declared(graph) == declared(program)
+
+
+def test_the_stack_refuses_bad_inputs_before_declaring_itself():
+    inputs = {**stack_inputs(), "network": {"azCount": 7.0}}
+    graph = construct(STACK, "cilium-eks", inputs, kubernetes=False)
+    assert graph.error and "network.azCount: 7 is not allowed" in graph.error["message"]
+    assert nothing_declared(graph)
+    # a double that is not a whole number stays one, and is refused as such
+    inputs = {**stack_inputs(), "nodes": {"minSize": 1.5}}
+    graph = construct(STACK, "cilium-eks", inputs, kubernetes=False)
+    assert graph.error and "nodes.minSize: 1.5 is not allowed" in graph.error["message"]
