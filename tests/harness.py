@@ -261,10 +261,24 @@ def run_ok(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Graph:
     return graph
 
 
-def load_provider_in_fresh_process(serialized: str) -> tuple[str, bool, str]:
-    """What a dynamic-provider host (started in the project directory) makes of a provider
-    Pulumi stored: (module and class, whether boto3 got imported, the provider serialized
-    again)."""
+def load_provider_in_fresh_process(
+    serialized: str, *, cwd: Path = ROOT, pythonpath: Path | None = None
+) -> tuple[str, bool, str]:
+    """What a dynamic-provider host makes of a provider Pulumi stored: (module and class,
+    whether boto3 got imported, the provider serialized again). The host runs in the
+    project's directory (`cwd`), so this project's own finds `components` there; a
+    consumer's needs `pythonpath` (docs/package.md)."""
+    proc = provider_loader(serialized, cwd=cwd, pythonpath=pythonpath)
+    assert proc.returncode == 0, proc.stderr
+    loaded, boto3_imported, reserialized = proc.stdout.splitlines()
+    return loaded, boto3_imported == "boto3 imported", reserialized
+
+
+def provider_loader(
+    serialized: str, *, cwd: Path, pythonpath: Path | None
+) -> subprocess.CompletedProcess[str]:
+    """A fresh Python (this venv's, as PULUMI_PYTHON_CMD would name it) unpickling a
+    provider as `python -m pulumi.dynamic` does, in `cwd` (on sys.path, as with -m)."""
     script = (
         "import base64, sys, dill\n"
         "from pulumi.dynamic.dynamic import serialize_provider\n"
@@ -273,10 +287,10 @@ def load_provider_in_fresh_process(serialized: str) -> tuple[str, bool, str]:
         "print('boto3 imported' if 'boto3' in sys.modules else 'boto3 not imported')\n"
         "print(serialize_provider(type(provider)()))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script, serialized], cwd=ROOT, capture_output=True, text=True,
-        timeout=60,
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run(
+        [sys.executable, "-c", script, serialized], cwd=cwd, env=env, capture_output=True,
+        text=True, timeout=60,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    loaded, boto3_imported, reserialized = proc.stdout.splitlines()
-    return loaded, boto3_imported == "boto3 imported", reserialized

@@ -7,6 +7,7 @@ serves that schema over the provider protocol.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -18,7 +19,7 @@ import yaml
 
 from components.config import ConfigError, StackConfig, from_stack_inputs, parse, parse_cilium
 from components.config.messages import model_in
-from tests.harness import ROOT
+from tests.harness import ROOT, load_provider_in_fresh_process, provider_loader
 
 SCHEMA = ROOT / "schema.json"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -165,3 +166,49 @@ def test_run_as_the_program_main_declares_the_stack(dev):
     stack = dev.one("cilium-eks:index:Stack")
     assert stack.name == "cilium-eks" and stack.parent == dev.one("pulumi:pulumi:Stack").urn
     assert "clusterName" in dev.outputs
+
+
+# `pulumi package add <repository>@v<version>`: the release's line, a tag (docs/package.md)
+PACKAGE_ADD = re.compile(r"pulumi package add (github\.com/\S+?)@(v?\d+\.\d+\.\d+)")
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/package.md"])
+def test_the_release_to_add_is_pyprojects_version_as_a_tag(page):
+    found = PACKAGE_ADD.findall((ROOT / page).read_text())
+    assert found and {version for _, version in found} == {f"v{VERSION}"}
+
+
+def test_the_guide_lists_the_cilium_components_inputs(schema):
+    guide = (ROOT / "docs" / "package.md").read_text()
+    table = guide[guide.index("| input | required | meaning |") :].split("\n\n")[0]
+    rows = re.findall(r"^\| `(\w+)` \| (yes|no) \|", table, re.M)
+    cilium = schema["resources"]["cilium-eks:index:Cilium"]
+    assert [name for name, _ in rows] == list(cilium["inputProperties"])
+    assert {n for n, required in rows if required == "yes"} == set(cilium["requiredInputs"])
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        "components.teardown:EniSweeperProvider",
+        "components.image_cache:CacheWarmupProvider",
+        "components.mesh_link:MeshLinkProvider",
+    ],
+)
+def test_a_consumers_dynamic_provider_host_runs_the_sweep_with_the_recipe(tmp_path, provider):
+    """The sweep (and the cache warm-up, the mesh link) as a consumer's Pulumi runs it: the
+    Python dynamic-provider host, started in the consumer's directory, unpickles the
+    provider the state names by module and class. Without PYTHONPATH on the package it
+    cannot; with it (docs/package.md's recipe), it loads what the state holds."""
+    import importlib
+
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    module, name = provider.split(":")
+    serialized = serialize_provider(getattr(importlib.import_module(module), name)())
+    without = provider_loader(serialized, cwd=tmp_path, pythonpath=None)
+    assert without.returncode != 0 and "No module named 'components'" in without.stderr
+    loaded, _, reserialized = load_provider_in_fresh_process(
+        serialized, cwd=tmp_path, pythonpath=ROOT
+    )
+    assert loaded == f"{module} {name}" and reserialized == serialized

@@ -85,7 +85,11 @@ def anchors(path: Path) -> set[str]:
     return found
 
 
-DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [
+    README,
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "examples").glob("*/README.md")),
+]
 
 
 @pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
@@ -129,8 +133,10 @@ def test_the_clis_the_docs_use_are_named_among_the_tools():
     for page in DOCS:
         for block in re.findall(r"^```bash\n(.*?)^```", page.read_text(), re.M | re.S):
             used |= commands(block)
-    # the shell's own, and GitHub's CLI for the CI set-up (docs/ci-iam.md, an admin's once)
-    clis = used - {"make", "export", "echo", "cat", "cd", "curl", "sh", "gh"}
+    # the shell's own, GitHub's CLI for the CI set-up (docs/ci-iam.md, an admin's once),
+    # git for a release (docs/package.md, a maintainer's), npm in a consumer's TypeScript
+    # program (examples/)
+    clis = used - {"make", "export", "echo", "cat", "cd", "curl", "sh", "gh", "git", "npm"}
     assert {"cilium", "kubectl", "jq", "pulumi", "aws"} <= clis  # what the docs run today
     for tool in clis | {"hubble"}:  # hubble: `hubble observe` in docs/operations.md's text
         assert re.search(rf"`{tool}`|{tool} CLI", tools, re.I), tool
