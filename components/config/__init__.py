@@ -13,7 +13,7 @@ would have been accepted: one `ConfigError`, one round of fixes.
 - messages: pydantic's errors in the config's words;
 - aws_facts: what the AWS SDK's data and EC2 say of regions and instance types;
 - reading: `parse()` (pure and offline: tests and `make check` call it directly),
-  `load()` (the stack's config as the Pulumi CLI hands it over), and the same config as
+  `handed()` (the stack's config as the Pulumi CLI hands it over), and the same config as
   the package's components take it (`stack_inputs`, `from_stack_inputs`, `parse_cilium`);
 - stack_file: the YAML reader of `make check`, numbers with their text (1.30, not 1.3);
   not imported here, so that the program never loads PyYAML.
@@ -49,7 +49,6 @@ from components.config.nodes import NodesConfig
 from components.config.reading import (
     from_stack_inputs,
     handed,
-    load,
     parse,
     parse_cilium,
     stack_config_keys,
@@ -87,7 +86,6 @@ __all__ = [
     "eks_regions",
     "from_stack_inputs",
     "handed",
-    "load",
     "mesh_problems",
     "minor_of",
     "parse",

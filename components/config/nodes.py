@@ -48,7 +48,8 @@ class NodesConfig(Section):
         ge=1,
         description="Upper bound; the in-cluster checks' rollout budget grows with it.",
     )
-    # EC2's facts for each of instance_types, filled in by load() (not a config key).
+    # EC2's facts for each of instance_types, filled in by with_instance_facts (or parse
+    # with `describe`); not a config key.
     _facts: tuple[InstanceType, ...] = PrivateAttr(default=())
 
     @property

@@ -1,7 +1,6 @@
 """Reading the stack's config: `parse()` validates raw values into a `StackConfig` or
 raises one `ConfigError` listing every mistake (pure and offline: tests and `make check`
-call it directly); `handed()` is the config as the Pulumi CLI hands it to the program, and
-`load()` parses it.
+call it directly); `handed()` is the config as the Pulumi CLI hands it to the program.
 
 The package's components take the same config as inputs (components/stack.py, cilium.py):
 `stack_inputs()` turns the CLI's keys into a Stack's inputs, `from_stack_inputs()` turns a
@@ -163,13 +162,6 @@ def handed() -> dict[str, Any]:
     from pulumi.runtime import config as runtime_config
 
     return stack_config_keys({**runtime_config.get_config_env(), **runtime_config.CONFIG.get()})
-
-
-def load() -> StackConfig:
-    """This stack's configuration, validated offline. Raises before any resource."""
-    import pulumi
-
-    return parse(handed(), stack=pulumi.get_stack())
 
 
 # The Stack component's inputs name the AWS provider's keys without their namespace (an
