@@ -22,7 +22,8 @@ IRSA rather than EKS Pod Identity: the cluster already has its OIDC provider, an
 Identity's agent address (169.254.170.23) is one Cilium has been reported to break
 (cilium/cilium #35989, #40273).
 
-Imports the config, the cluster's and the nodes' helpers; only __main__.py imports it.
+Imports the config, the cluster's and the nodes' helpers; only components/stack.py imports
+it.
 """
 
 from __future__ import annotations

@@ -221,7 +221,7 @@ class Mesh(pulumi.ComponentResource):
             return found
 
         facts = pulumi.Output.all(*[ref.get_output("mesh") for ref in refs]).apply(checked)
-        # Nothing for the AWS provider to wait for, once the peers pass (see __main__.py).
+        # Nothing for the AWS provider to wait for, once the peers pass (see stack.py).
         self.checked = facts.apply(lambda _: [])
         self.source_ranges = facts.apply(
             lambda found: [args.vpc_cidr, *(f["vpcCidr"] for f in found)]

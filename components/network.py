@@ -7,7 +7,7 @@ which hold only NAT gateways and load balancers, are small. The control-plane su
 /28s for the ENIs EKS puts in the VPC (EKS user guide: at least 6 free addresses, 16
 recommended; small dedicated subnets, so pods never exhaust them).
 
-Imports the config and the mesh's peers and link; never __main__.py.
+Imports the config and the mesh's peers and link; components/stack.py uses it.
 """
 
 from __future__ import annotations

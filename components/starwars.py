@@ -5,7 +5,7 @@ ports) in a namespace of their own, except that the ships are one-replica Deploy
 rather than bare Pods, so they come back when the nodes are replaced. The policy for
 each mode is in `policy_spec()`; the checks' pods, Jobs and CronJobs in components/checks.py.
 
-Imports the config and the checks', Cilium's and mesh's helpers; never __main__.py.
+Imports the config and the checks', Cilium's and mesh's helpers; components/stack.py uses it.
 """
 
 from __future__ import annotations
