@@ -106,6 +106,14 @@ perf: runtime
 hubble: runtime
 	@$(PY) scripts/day2.py hubble --stack $(STACK)
 
+# Mutation testing with cosmic-ray (cosmic-ray.toml, scripts/mutation.py, docs/testing.md),
+# in a copy of the checkout: MODULE= a file or folder (default components/), SAMPLE=N random
+# mutants (SEED=S repeats a sample), LIST=1 lists them and runs nothing, SURVIVORS=1 runs
+# the last run's survivors again. Every mutant of components/ takes hours: sample.
+.PHONY: mutate
+mutate: venv reference
+	@$(PY) scripts/mutation.py $(MODULE) $(if $(SAMPLE),--sample $(SAMPLE)) $(if $(SEED),--seed $(SEED)) $(if $(LIST),--list) $(if $(SURVIVORS),--survivors)
+
 # Versions move on purpose, in a pull request whose CI preview shows what they change.
 # `lock`: after editing pyproject.toml, keeping every other pin. `upgrade`: the newest
 # releases the ranges in pyproject.toml allow, uv included. Both export requirements.txt
