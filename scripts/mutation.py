@@ -16,7 +16,9 @@ and not mutmut: docs/testing.md. This script adds what the configuration cannot 
   copied to a temporary folder and the mutants run there; tests/harness.py finds the
   program as its own parent's parent: the copy's.
 - Each mutant's tests: the test command, then every test file, the mutated module's first
-  (named for it, then those that import it, then those that import its package).
+  (named for it, then those that import it, then those that import its package). So this
+  script runs each mutant through cosmic-ray's mutate_and_test, one after another as its
+  local distributor does, rather than `cosmic-ray exec`, whose one command serves all.
 - Left out: the operators the configuration excludes; "binary operators" that are none
   (cosmic-ray also swaps the `*` and `**` of signatures and unpacking); mutants that do
   not parse (the tests would "kill" a syntax error) or change nothing that runs (only
@@ -177,10 +179,6 @@ def first_failure(output: str | None) -> str:
 
 
 def run(items: list[WorkItem], config: ConfigDict) -> None:
-    SESSION.parent.mkdir(exist_ok=True)
-    SESSION.unlink(missing_ok=True)
-    with use_db(str(SESSION)) as db:
-        db.add_work_items(items)
     command = shlex.split(config.test_command)
     copy = Path(tempfile.mkdtemp(prefix="cilium-eks-mutate-"))
     try:
@@ -189,18 +187,21 @@ def run(items: list[WorkItem], config: ConfigDict) -> None:
         started = time.monotonic()
         baseline = subprocess.run([*command, *test_files(None)], capture_output=True, text=True)
         seconds = time.monotonic() - started
-        if baseline.returncode != 0:
+        if baseline.returncode != 0:  # before the last run's session is replaced
             sys.exit(f"the unmutated suite fails in the copy:\n{baseline.stdout[-3000:]}")
         timeout = max(config.timeout, 3 * seconds)
         print(f"unmutated suite: {seconds:.0f} s; timeout per mutant {timeout:.0f} s", flush=True)
-        with use_db(str(SESSION), WorkDB.Mode.open) as db:
+        SESSION.parent.mkdir(exist_ok=True)
+        SESSION.unlink(missing_ok=True)
+        with use_db(str(SESSION)) as db:
+            db.add_work_items(items)
             for n, item in enumerate(items, 1):
                 tests = [*command, *test_files(item.mutations[0].module_path)]
                 started = time.monotonic()
                 result = mutate_and_test(item.mutations, shlex.join(tests), timeout)
                 db.set_result(item.job_id, result)
-                took = time.monotonic() - started
-                line = f"[{n}/{len(items)}] {outcome(result):8} {name(item)}  {took:.0f} s"
+                took = f"{time.monotonic() - started:.0f} s"
+                line = f"[{n}/{len(items)}] {outcome(result):8} {name(item)}  {took}"
                 print(f"{line}  {first_failure(result.output)}", flush=True)
     finally:
         os.chdir(ROOT)

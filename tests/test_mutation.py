@@ -8,6 +8,7 @@ hands its variables to the script.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -96,13 +97,17 @@ def test_a_run_scores_the_mutants_in_a_copy_and_survivors_run_again(tiny):
     assert "2 mutants: 2 killed (0 by timeout), 0 survived, 0 errors; score 100.0 %" in again
 
 
-def test_a_red_baseline_stops_the_run(tiny):
+def test_a_red_baseline_stops_the_run_and_keeps_the_last_session(tiny):
+    session = tiny / ".cosmic-ray" / "session.sqlite"
+    session.parent.mkdir()
+    session.write_bytes(b"the last run's results")
     (tiny / "tests" / "test_tiny.py").write_text(TINY_TEST.replace("not is_big(3)", "is_big(3)"))
     proc = subprocess.run(
         [sys.executable, "scripts/mutation.py", "components/tiny.py"], cwd=tiny,
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 1 and "the unmutated suite fails in the copy" in proc.stderr
+    assert session.read_bytes() == b"the last run's results"
 
 
 def test_a_sample_is_repeatable_by_its_seed_and_lists_without_running(tiny):
@@ -124,10 +129,13 @@ def test_the_program_s_modules_list_as_on_a_fresh_clone():
 
 
 def make_mutate(*variables: str) -> str:
-    """The script's command line `make mutate` would run (make -n: nothing runs)."""
+    """The script's command line `make mutate` would run (make -n: nothing runs), whatever
+    variables the make that runs these tests was given (make passes them on)."""
+    ours = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MODULE", "SAMPLE", "SEED", "LIST", "SURVIVORS")
+    env = {k: v for k, v in os.environ.items() if k not in ours}
     dry = subprocess.run(
         ["make", "-n", "mutate", *variables], cwd=ROOT, capture_output=True, text=True,
-        check=True,
+        check=True, env=env,
     ).stdout  # fmt: skip
     return next(" ".join(line.split()) for line in dry.splitlines() if "mutation.py" in line)
 
