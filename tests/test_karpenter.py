@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config import InstanceType
+from components.config import InstanceType, cpu_cores
 from components.karpenter import DOCUMENTS
 from components.nodes import MAX_PODS_BELOW_30_VCPUS, max_pods_with_prefix_delegation
 from tests.harness import Graph, mock_id, run_ok
@@ -571,3 +571,18 @@ def test_with_the_image_cache_karpenters_nodes_may_pull_through_it():
     graph = run_ok({"karpenter.enabled": True, "network.vpcEndpoints": True})
     policy = karpenters(graph, POLICY, "node-image-cache")
     assert "ecr:BatchImportUpstreamImage" in policy.inputs["policy"]
+
+
+# Kubernetes quantities: decimal SI suffixes m, k, M, G, T, P, E and binary ones Ki, Mi, Gi,
+# Ti, Pi, Ei, powers of 1024 (kubernetes.io/docs/reference/kubernetes-api/common-definitions/
+# quantity/). The checks' time budget counts Karpenter's nodes from its CPU limit.
+@pytest.mark.parametrize(
+    ("quantity", "cores"),
+    [
+        ("500m", 0.5), ("64", 64), ("1.5", 1.5), ("2k", 2000), ("1M", 10**6), ("1G", 10**9),
+        ("1T", 10**12), ("1P", 10**15), ("1E", 10**18), ("1Ki", 1024), ("1Mi", 1024**2),
+        ("1Gi", 1024**3), ("1Ti", 1024**4), ("1Pi", 1024**5), ("2Ei", 2 * 1024**6),
+    ],
+)  # fmt: skip
+def test_a_cpu_limit_counts_the_cores_kubernetes_reads_in_it(quantity, cores):
+    assert cpu_cores(quantity) == pytest.approx(cores)
