@@ -38,6 +38,7 @@ import random
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -255,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     shared = ROOT.parent / "shared" / "reference"
     if shared.is_dir():
         os.environ.setdefault("CILIUM_EKS_REFERENCE", str(shared))
+    # `kill` as Ctrl-C: the copy is removed and the session keeps what finished
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run(items, config)
     summary()
     return 0
