@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from cosmic_ray.commands import init as cosmic_ray_init
@@ -66,15 +67,17 @@ def order(item: WorkItem) -> tuple:
     return (m.module_path.as_posix(), m.start_pos, m.operator_name, m.occurrence)
 
 
-def modules(paths: list[str]) -> list[Path]:
-    """The Python files of `paths`, relative to the checkout: cosmic-ray mutates a file by
-    its path, and in the copy a relative path is the copy's."""
+def modules(paths: list[str], excluded: Sequence[str] = ()) -> list[Path]:
+    """The Python files of `paths`, relative to the checkout (cosmic-ray mutates a file by
+    its path, and in the copy a relative path is the copy's), but those cosmic-ray.toml's
+    `excluded-modules` patterns match."""
     found: set[Path] = set()
     for p in (Path(p).resolve() for p in paths):
         if not p.exists() or not p.is_relative_to(ROOT):
             sys.exit(f"{p}: not a file or folder of this checkout")
         found |= set(p.rglob("*.py")) if p.is_dir() else {p}
-    return sorted(p.relative_to(ROOT) for p in found)
+    relative = (p.relative_to(ROOT) for p in found)
+    return sorted(p for p in relative if not any(p.match(pattern) for pattern in excluded))
 
 
 def code_of(tree: ast.AST) -> str:
@@ -239,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.survivors:
         items = last_survivors()
     else:
-        items, left_out = candidates(modules(args.paths or [config["module-path"]]), config)
+        paths = modules(args.paths or [config["module-path"]], config["excluded-modules"])
+        items, left_out = candidates(paths, config)
         print(f"{len(items)} mutants; left out: {left_out}", flush=True)
         if args.sample is not None:
             seed = args.seed if args.seed is not None else random.randrange(1000)

@@ -128,6 +128,19 @@ def test_the_program_s_modules_list_as_on_a_fresh_clone():
     assert listed and all(line.startswith("components/config/network.py:") for line in listed)
 
 
+def test_the_generated_input_types_are_never_mutated():
+    # components/inputs.py is make schema's output (scripts/schema.py); its drift test, not
+    # a defect of the code, would kill each of its mutants, at a whole suite's cost apiece
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import mutation
+    from cosmic_ray.config import load_config
+
+    config = load_config(str(ROOT / "cosmic-ray.toml"))
+    listed = mutation.modules(["components"], config["excluded-modules"])
+    assert Path("components/inputs.py") not in listed
+    assert Path("components/stack.py") in listed and Path("components/config/network.py") in listed
+
+
 def make_mutate(*variables: str) -> str:
     """The script's command line `make mutate` would run (make -n: nothing runs), whatever
     variables the make that runs these tests was given (make passes them on)."""
