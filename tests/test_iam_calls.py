@@ -48,7 +48,9 @@ REGION = "ap-northeast-2"
 PEER_REGION = "us-west-2"
 
 # What a call acts on, for its conditions: "new" (the resource it creates: the tags it
-# sends), "self" (the resource itself: its tags), "none" (nothing of the stack's), or the
+# sends), "untagged" (the resource just made, tagged by a call of its own: the tags it
+# sends, none it has yet), "self" (the resource itself: its tags), "resend" (the resource
+# itself, the request sending its tags again), "none" (nothing of the stack's), or the
 # input naming the resource it acts on ("role", "routeTableId", "securityGroupId").
 # (action, on, extra context); in extra, "$x" is the resource's input x.
 Row = tuple[str, str, dict[str, str]]
@@ -61,7 +63,17 @@ TAG_UPDATES_EC2: list[Row] = [("ec2:CreateTags", "self", {}), ("ec2:DeleteTags",
 # each call's IAM action is named after its API operation (AWS API references). EC2
 # creates send their tags (TagSpecifications), which EC2 authorizes as ec2:CreateTags
 # with ec2:CreateAction (EC2 user guide, "Grant permission to tag resources during
-# creation"): added to every EC2 create below.
+# creation"): added to every EC2 create below. That each create sends its tags was read
+# in its source (internal/service/ec2: vpc_.go, vpc_subnet.go, vpc_internet_gateway.go,
+# vpc_route_table.go, ec2_eip.go, vpc_nat_gateway.go, vpc_security_group.go,
+# vpc_endpoint.go, ec2_launch_template.go pass the tags as TagSpecifications), but for one:
+# a security group rule (vpc_security_group_rule.go, securityGroupRuleResource.Create) is
+# authorized with no TagSpecifications, then tagged by a CreateTags of its own
+# (`createTags(ctx, conn, data.ID.ValueString(), getTagsIn(ctx))`), which carries no
+# ec2:CreateAction and finds the rule untagged. Of the other services, sqs/queue.go and
+# events/rule.go send the tags with the create, and tag afterwards only where a partition
+# has no tag-on-create ("Some partitions (e.g. ISO) may not support tag-on-create"); the
+# IAM, KMS, CloudWatch Logs and EKS creates are taken to do the same from their pages.
 CALLS: dict[str, tuple[str, list[Row]]] = {
     "aws:ec2/vpc:Vpc": ("aws_vpc", [
         ("ec2:CreateVpc", "new", {}),
@@ -112,7 +124,7 @@ CALLS: dict[str, tuple[str, list[Row]]] = {
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (
         "aws_vpc_security_group_ingress_rule (on EKS's cluster security group)", [
             ("ec2:AuthorizeSecurityGroupIngress", "securityGroupId", {}),
-            ("ec2:CreateTags", "none", {"ec2:CreateAction": "AuthorizeSecurityGroupIngress"}),
+            ("ec2:CreateTags", "untagged", {}),  # the new rule, tagged after (see above)
             ("ec2:DescribeSecurityGroupRules", "self", {}),
             # an update modifies the rule: EC2 authorizes the group and the rule
             ("ec2:ModifySecurityGroupRules", "securityGroupId", {}),
@@ -282,6 +294,18 @@ FULL = {
 }
 
 Call = tuple[str, str, dict[str, Any]]  # IAM action, resource ARN, request context
+# EC2's resource types in ARNs (Service Authorization Reference, "Resource types defined by
+# Amazon EC2"), by pulumi-aws module/type
+EC2_ARN_TYPES = {
+    "ec2/vpc": "vpc", "ec2/subnet": "subnet", "ec2/internetGateway": "internet-gateway",
+    "ec2/routeTable": "route-table", "ec2/eip": "elastic-ip", "ec2/natGateway": "natgateway",
+    "ec2/securityGroup": "security-group", "ec2/vpcEndpoint": "vpc-endpoint",
+    "ec2/launchTemplate": "launch-template", "vpc/securityGroupIngressRule": "security-group-rule",
+}  # fmt: skip
+# The issuer EKS gives a cluster (https://oidc.eks.<region>.amazonaws.com/id/<id>), which
+# pulumi-eks registers as the OIDC provider's url (nodejs/eks/cluster/cluster.ts:
+# `url: eksCluster.identities[0].oidcs[0].issuer`); IAM names the provider after it.
+EKS_ISSUER = f"oidc.eks.{REGION}.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
 
 
 @dataclass
@@ -299,6 +323,8 @@ class Made:
         service = self.type.split(":")[1].split("/")[0]
         kind = self.type.split("/")[1].split(":")[0]
         name = self.inputs.get("name", self.name)
+        if f"{service}/{kind}" in EC2_ARN_TYPES:
+            return f"arn:aws:ec2:{REGION}:{ACCOUNT}:{EC2_ARN_TYPES[f'{service}/{kind}']}/{name}-id"
         return {
             "iam/role": f"arn:aws:iam::{ACCOUNT}:role/{self.name}",
             "kms/key": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{self.name}-id",
@@ -398,13 +424,14 @@ def calls_of(m: Made) -> Iterator[Call]:
         rows = [*rows, PRIVATE_DNS]
     for action, on, extra in rows:
         context = {k: m.inputs[v[1:]] if v.startswith("$") else v for k, v in extra.items()}
-        if on == "new":
+        if on in ("new", "untagged", "resend"):
             sent = m.tags or {}
             context |= {f"aws:RequestTag/{k}": v for k, v in sent.items()}
             context |= {"aws:TagKeys": list(sent)} if sent else {}
-            if m.type == "aws:iam/role:Role":
+            if m.type == "aws:iam/role:Role" and on == "new":
                 context["iam:PermissionsBoundary"] = boundary_of(m)
             target = m
+            context |= m.facts() if on == "resend" else {}
         elif on == "none":
             target = None
         else:
