@@ -205,13 +205,57 @@ def test_the_deploy_role_grants_only_to_bounded_roles_of_the_project():
 
 def test_the_escalation_the_issue_names_is_closed():
     """Create a role tagged project, attach AdministratorAccess, assume it: the role cannot
-    be made without the boundary, AdministratorAccess cannot be attached even within it,
-    and the deploy role may assume no role at all."""
+    be made without the boundary, and AdministratorAccess cannot be attached even within it."""
     assert not deploy_may("iam:CreateRole", {"aws:RequestTag/project": "cilium-eks"})
     assert not deploy_may("iam:AttachRolePolicy", {**BOUNDED, "iam:PolicyARN": ADMIN})
-    assert not deploy_may("sts:AssumeRole", BOUNDED)
     assert not deploy_may("iam:CreatePolicy", {}, f"arn:aws:iam::{ACCOUNT}:policy/x")
     assert not deploy_may("iam:CreatePolicyVersion", {}, BOUNDARY_ARN)
+
+
+def test_the_deploy_role_cannot_reach_the_boundary_through_a_role_it_makes():
+    """The boundary is what a role the deploy role makes may do; the deploy role cannot
+    become one. In the same account a trust policy naming the deploy role would let it
+    assume the role without any permission of its own (IAM user guide, "Policy evaluation
+    for requests within a single account"), and the deploy role writes trust policies
+    (iam:CreateRole, iam:UpdateAssumeRolePolicy): an explicit deny of sts:AssumeRole wins
+    over any trust policy. Nor can it register an OIDC issuer of its choosing and make a
+    role trusting that: only an EKS cluster's issuer (oidc.eks.<region>.amazonaws.com),
+    which is what pulumi-eks registers (tests/test_iam_calls.py EKS_ISSUER)."""
+    for action in ("sts:AssumeRole", "sts:TagSession"):
+        assert evaluate(DEPLOY, action, ROLE, BOUNDED) == "Deny", action
+    # a trust policy may change only on a role within the boundary
+    assert not deploy_may("iam:UpdateAssumeRolePolicy", PROJECT)
+    assert deploy_may("iam:UpdateAssumeRolePolicy", BOUNDED)
+    tagged = {"aws:RequestTag/project": "cilium-eks"}
+    provider = f"arn:aws:iam::{ACCOUNT}:oidc-provider/"
+    eks = "oidc.eks.ap-northeast-2.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
+    assert deploy_may("iam:CreateOpenIDConnectProvider", tagged, provider + eks)
+    for issuer in (
+        "token.actions.githubusercontent.com",
+        "issuer.example.com/id/x",
+        # a host of one's own, with a path that spells EKS's: `*` in an ARN spans "/"
+        "oidc.eks.example.com/x.amazonaws.com/id/y",
+    ):
+        assert not deploy_may("iam:CreateOpenIDConnectProvider", tagged, provider + issuer)
+    # nor change one that is not the project's
+    assert not deploy_may("iam:DeleteOpenIDConnectProvider", {}, provider + eks)
+
+
+def test_the_deploy_jobs_never_assume_a_role_with_the_deploy_role():
+    """The deny costs nothing: the jobs get the deploy role's credentials from GitHub's OIDC
+    token (AssumeRoleWithWebIdentity, which the role's trust policy governs, not its
+    permissions), with no role chained after it, and nothing the program runs assumes a
+    role (the kubeconfig's `aws eks get-token` presigns sts:GetCallerIdentity)."""
+    for name in ("deploy.yml", "destroy.yml"):
+        (job,) = workflow(name)["jobs"].values()
+        logins = [s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", "")]
+        assert len(logins) == 1 and "role-chaining" not in logins[0]["with"], name
+        assert job["permissions"]["id-token"] == "write", name
+    # boto3's assume_role, the CLI's, a kubeconfig that assumes a role (pulumi-eks's
+    # provider_credential_opts puts --role-arn into `aws eks get-token`)
+    calls = re.compile(r"\.assume_role\(|sts assume-role|--role-arn|provider_credential_opts")
+    sources = [*ROOT.glob("components/**/*.py"), *ROOT.glob("scripts/*.*"), ROOT / "__main__.py"]
+    assert [p for p in sources if calls.search(p.read_text())] == []
 
 
 def test_the_deploy_role_cannot_remove_or_replace_a_boundary_nor_edit_it():

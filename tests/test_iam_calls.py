@@ -331,6 +331,7 @@ class Made:
             "cloudwatch/logGroup": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}",
             "cloudwatch/eventRule": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{self.name}",
             "sqs/queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}",
+            "iam/openIdConnectProvider": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{EKS_ISSUER}",
         }.get(f"{service}/{kind}", f"arn:aws:{service}:{REGION}:{ACCOUNT}:{kind}/{self.name}")
 
     def facts(self) -> dict[str, Any]:
@@ -660,7 +661,7 @@ MUST_MEET = {
     },
     "iam:PermissionsBoundary": {
         "iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy",
-        "iam:PutRolePermissionsBoundary",
+        "iam:PutRolePermissionsBoundary", "iam:UpdateAssumeRolePolicy",
     },
     "iam:PolicyARN": {"iam:AttachRolePolicy"},
     "iam:PassedToService": {"iam:PassRole"},
