@@ -354,19 +354,20 @@ def concrete(arn: str) -> str:
 def test_the_boundary_holds_every_policy_the_program_declares():
     """Each statement of the operator's, Karpenter's and the image cache's policies, on a
     resource it names, under its own conditions, passes the boundary. Cilium's ENIs carry
-    both GC tags (components/teardown.py eni_gc_tags), whichever the policy names; the role
-    Karpenter passes is the program's node role, tagged like every resource of the stack."""
+    both GC tags (components/teardown.py eni_gc_tags), whichever the policy names, and the
+    stack's tags (eni.eniTags, tests/test_cilium.py); the role Karpenter passes and the
+    queue it reads are the program's, tagged like every resource of the stack."""
     gc_tags = {f"aws:ResourceTag/{k}": v for k, v in eni_gc_tags("cilium-eks-dev").items()}
     for name, policy in program_policies(run_ok(EVERYTHING)).items():
         for statement in policy["Statement"]:
             context = satisfying(statement.get("Condition", {}))
             if any(k in context for k in gc_tags):
-                context |= gc_tags
+                context |= gc_tags | PROJECT
             resources = statement["Resource"]
             for resource in [resources] if isinstance(resources, str) else resources:
                 for action in actions(statement):
-                    passed = PROJECT if action == "iam:PassRole" else {}
-                    call = (action, concrete(resource), {**context, **passed})
+                    stacks = action == "iam:PassRole" or action.startswith("sqs:")
+                    call = (action, concrete(resource), {**context, **(PROJECT if stacks else {})})
                     assert allows(BOUNDARY, *call), (name, *call)
 
 
@@ -387,6 +388,76 @@ def test_the_boundary_lets_no_role_grant_itself_more():
     assert not allows(BOUNDARY, "iam:CreateServiceLinkedRole", "*",
                       {"iam:AWSServiceName": "spot.amazonaws.com"})  # fmt: skip
     assert not any(a.split(":")[1] == "*" for s in BOUNDARY["Statement"] for a in actions(s))
+
+
+# What a role within the boundary may delete or take, each only on what carries the tag
+# that makes it Cilium's or Karpenter's (cluster-agnostic: the boundary serves every
+# cluster of the account). Cilium's ENIs carry its GC tags and the stack's (eni.eniTags);
+# Karpenter's nodes and templates its nodepool tag, its instance profiles its
+# ec2nodeclass tag (upstream's conditions, components/policies/karpenter-controller.json);
+# its interruption queue the stack's tags.
+EC2 = f"arn:aws:ec2:ap-northeast-2:{ACCOUNT}"
+NODEPOOL = {"aws:ResourceTag/karpenter.sh/nodepool": "default"}
+NODECLASS = {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "default"}
+PROFILE = f"arn:aws:iam::{ACCOUNT}:instance-profile/cilium-eks-dev_123"
+QUEUE = f"arn:aws:sqs:ap-northeast-2:{ACCOUNT}:cilium-eks-dev"
+BOUNDED_BY_TAGS = {
+    "ec2:TerminateInstances": (f"{EC2}:instance/i-1", NODEPOOL),
+    "ec2:DeleteLaunchTemplate": (f"{EC2}:launch-template/lt-1", NODEPOOL),
+    "iam:DeleteInstanceProfile": (PROFILE, NODECLASS),
+    "iam:RemoveRoleFromInstanceProfile": (PROFILE, NODECLASS),
+    "iam:AddRoleToInstanceProfile": (PROFILE, NODECLASS),
+    "iam:TagInstanceProfile": (PROFILE, NODECLASS),
+    "sqs:DeleteMessage": (QUEUE, PROJECT),
+    "sqs:ReceiveMessage": (QUEUE, PROJECT),
+    "ec2:DeleteNetworkInterface": (
+        f"{EC2}:network-interface/eni-1",
+        {**PROJECT, "aws:ResourceTag/io.cilium/cilium-managed": "true"},
+    ),
+}
+
+
+@pytest.mark.parametrize("action", sorted(BOUNDED_BY_TAGS))
+def test_what_a_role_within_the_boundary_deletes_carries_the_tags_that_make_it_its_own(action):
+    resource, tags = BOUNDED_BY_TAGS[action]
+    assert allows(BOUNDARY, action, resource, tags)
+    for key in tags:  # every tag is needed: without any one, refused
+        assert not allows(BOUNDARY, action, resource, {k: v for k, v in tags.items() if k != key})
+
+
+def ec2_tag_conditions(policy: dict[str, Any]) -> set[str]:
+    """The tag keys the Allow statements on EC2 read on what they act on."""
+    return {
+        key.split("/", 1)[1]
+        for s in policy["Statement"] if s["Effect"] == "Allow"
+        and any(a.startswith("ec2:") for a in actions(s))
+        for keys in s.get("Condition", {}).values() for key in keys
+        if key.startswith(("aws:ResourceTag/", "ec2:ResourceTag/"))
+    }  # fmt: skip
+
+
+def test_no_role_within_the_boundary_can_tag_an_ec2_resource_into_reach():
+    """A tag a condition reads makes a resource the project's, Cilium's or Karpenter's: a
+    role within the boundary (AmazonEKSClusterPolicy gives it ec2:CreateTags on "*") may put
+    such a tag only on what it creates (ec2:CreateAction: Cilium's ENIs, Karpenter's nodes
+    and templates carry theirs from their create), never on what exists; else it could tag
+    another VPC project=cilium-eks for the deploy role to delete. Keys with the aws: prefix
+    are AWS's own, which no one can set (IAM user guide, "Tagging AWS resources")."""
+    (deny,) = [s for s in BOUNDARY["Statement"] if s["Effect"] == "Deny"]
+    denied = set(deny["Condition"]["ForAnyValue:StringEquals"]["aws:TagKeys"])
+    read = ec2_tag_conditions(DEPLOY) | ec2_tag_conditions(BOUNDARY)
+    assert {k for k in read if not k.startswith("aws:")} <= denied
+    # and the operator's own: its cluster's name on its ENIs (components/cilium.py)
+    assert "io.cilium/cluster-name" in denied
+    vpc, eni = f"{EC2}:vpc/vpc-1", f"{EC2}:network-interface/eni-1"
+    for key in sorted(denied):
+        adding = {"aws:TagKeys": [key], f"aws:RequestTag/{key}": "x"}
+        assert evaluate(BOUNDARY, "ec2:CreateTags", vpc, adding) == "Deny", key
+        creating = {**adding, "ec2:CreateAction": "CreateNetworkInterface"}
+        assert allows(BOUNDARY, "ec2:CreateTags", eni, creating), key
+    # Karpenter names its nodes after launch (upstream's AllowScopedResourceTagging keys)
+    naming = {"aws:TagKeys": ["Name", "karpenter.sh/nodeclaim", "eks:eks-cluster-name"]}
+    assert allows(BOUNDARY, "ec2:CreateTags", f"{EC2}:instance/i-1", naming)
 
 
 def test_the_documents_fit_iams_size_limits():
