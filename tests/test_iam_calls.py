@@ -244,6 +244,9 @@ CALLS: dict[str, tuple[str, list[Row]]] = {
     ]),
     "aws:cloudwatch/eventRule:EventRule": ("aws_cloudwatch_event_rule", [
         ("events:PutRule", "new", {}), ("events:TagResource", "new", {}),
+        # an update puts the rule again, with its tags "For ABAC aws:RequestTag condition"
+        # (events/rule.go resourceRuleUpdate)
+        ("events:PutRule", "resend", {}),
         ("events:DescribeRule", "self", {}), ("events:ListTagsForResource", "self", {}),
         ("events:TagResource", "self", {}), ("events:UntagResource", "self", {}),
         ("events:DeleteRule", "self", {}),
@@ -630,8 +633,9 @@ def test_every_condition_that_lets_a_call_through_is_needed(calls):
 MUST_MEET = {
     # changes and deletes only of what carries the project's tag
     "aws:ResourceTag/project": {
-        "ec2:AuthorizeSecurityGroupIngress", "ec2:CreateLaunchTemplateVersion",
-        "ec2:CreateTags", "ec2:DeleteInternetGateway", "ec2:DeleteLaunchTemplate",
+        "ec2:AssociateRouteTable", "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:CreateLaunchTemplateVersion", "ec2:CreateRoute", "ec2:CreateTags",
+        "ec2:DeleteInternetGateway", "ec2:DeleteLaunchTemplate",
         "ec2:DeleteNatGateway", "ec2:DeleteNetworkInterface", "ec2:DeleteRoute",
         "ec2:DeleteRouteTable", "ec2:DeleteSecurityGroup", "ec2:DeleteSubnet", "ec2:DeleteTags",
         "ec2:DeleteVpc", "ec2:DeleteVpcEndpoints", "ec2:DetachInternetGateway",
@@ -642,22 +646,29 @@ MUST_MEET = {
         "eks:DeleteCluster", "eks:DeleteNodegroup", "eks:DisassociateAccessPolicy",
         "eks:TagResource", "eks:UntagResource", "eks:UpdateAccessEntry", "eks:UpdateAddon",
         "eks:UpdateClusterConfig", "eks:UpdateClusterVersion", "eks:UpdateNodegroupConfig",
-        "eks:UpdateNodegroupVersion", "iam:AttachRolePolicy", "iam:DeleteOpenIDConnectProvider",
+        "eks:UpdateNodegroupVersion", "events:DeleteRule", "events:PutTargets",
+        "events:RemoveTargets", "events:TagResource", "events:UntagResource",
+        "iam:AttachRolePolicy", "iam:DeleteOpenIDConnectProvider",
         "iam:DeleteRole", "iam:DeleteRolePolicy", "iam:DetachRolePolicy", "iam:PassRole",
         "iam:PutRolePermissionsBoundary", "iam:PutRolePolicy", "iam:TagOpenIDConnectProvider",
         "iam:TagRole", "iam:UntagOpenIDConnectProvider", "iam:UntagRole",
         "iam:UpdateAssumeRolePolicy", "iam:UpdateOpenIDConnectProviderThumbprint",
-        "iam:UpdateRoleDescription", "kms:ScheduleKeyDeletion", "kms:UpdateKeyDescription",
-        "sqs:DeleteQueue",
+        "iam:UpdateRoleDescription", "kms:ScheduleKeyDeletion", "kms:TagResource",
+        "kms:UntagResource", "kms:UpdateKeyDescription", "logs:PutRetentionPolicy",
+        "logs:TagResource", "logs:UntagResource", "sqs:DeleteQueue", "sqs:SetQueueAttributes",
+        "sqs:TagQueue", "sqs:UntagQueue",
     },
     # the security groups EKS made, which the stack's rules change
     "aws:ResourceTag/aws:eks:cluster-name": {
         "ec2:AuthorizeSecurityGroupIngress", "ec2:ModifySecurityGroupRules",
         "ec2:RevokeSecurityGroupIngress",
     },
-    # roles only tagged and within the boundary, granting only the AWS policies listed
+    # made (and tagged while made) only with the project's tag; roles only within the
+    # boundary, granting only the AWS policies listed
     "aws:RequestTag/project": {
-        "iam:CreateRole", "iam:CreateOpenIDConnectProvider", "kms:CreateKey",
+        "events:PutRule", "events:TagResource", "iam:CreateOpenIDConnectProvider",
+        "iam:CreateRole", "kms:CreateKey", "kms:TagResource", "logs:CreateLogGroup",
+        "logs:TagResource", "sqs:CreateQueue", "sqs:TagQueue",
     },
     "iam:PermissionsBoundary": {
         "iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy",
