@@ -490,12 +490,20 @@ PROTECTED = {
     "ec2:DeleteLaunchTemplate": PROJECT,
     "ec2:ReleaseAddress": PROJECT,
     "ec2:CreateLaunchTemplateVersion": PROJECT,
+    "ec2:CreateRoute": PROJECT,
+    "ec2:AssociateRouteTable": PROJECT,
     "ec2:CreateTags": PROJECT,
     "ec2:DeleteTags": PROJECT,
     "eks:DeleteCluster": PROJECT,
     "eks:DeleteNodegroup": PROJECT,
     "sqs:DeleteQueue": PROJECT,
+    "sqs:SetQueueAttributes": PROJECT,
+    "events:DeleteRule": PROJECT,
+    "events:PutTargets": PROJECT,
+    "events:RemoveTargets": PROJECT,
+    "logs:PutRetentionPolicy": PROJECT,
     "kms:ScheduleKeyDeletion": PROJECT,
+    "kms:UntagResource": PROJECT,
     "kms:CreateGrant": {"kms:GrantIsForAWSResource": "true"},
 }
 # Not granted at all: the stack sets no key policy (the key keeps KMS's default), so it
@@ -508,6 +516,8 @@ def arn_for(action: str) -> str:
     return {
         "kms": f"arn:aws:kms:ap-northeast-2:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         "sqs": f"arn:aws:sqs:ap-northeast-2:{ACCOUNT}:cilium-eks-dev",
+        "events": f"arn:aws:events:ap-northeast-2:{ACCOUNT}:rule/spot-interruption-1a2b3c",
+        "logs": f"arn:aws:logs:ap-northeast-2:{ACCOUNT}:log-group:/aws/eks/cilium-eks-dev/cluster",
     }.get(service, f"arn:aws:{service}:ap-northeast-2:{ACCOUNT}:thing/x")
 
 
