@@ -163,13 +163,16 @@ def test_stack_outputs(dev):
 
 
 def test_the_program_evaluates_quickly_under_mocks(cold):
-    # Idle, on the 2-core CI machine, a fresh interpreter (imports included) takes about
-    # 1.3 s of wall clock and as much CPU. The suite runs a worker per core, so the wall
-    # clock of this run triples when the other worker is busy: the CPU this process spent
-    # is what shows a regression (work crept in); the loose wall-clock bound catches
-    # waiting instead (a sleep, a timeout, an RPC that never answers).
-    assert cold.cpu_seconds < 3
-    assert cold.seconds < 15
+    # On the 2-core CI machine a fresh interpreter (imports included) spends about 2 s of
+    # CPU. The suite runs a worker per core, so the wall clock of this run triples when the
+    # other worker is busy: the CPU this process spent is what shows a regression (work
+    # crept in); the loose wall-clock bound catches waiting instead (a sleep, a timeout, an
+    # RPC that never answers). CPU time itself swells by half while the other core is
+    # saturated (seen: 3.1 s once, in a clean clone's `make test` beside another suite), so
+    # the better of two runs is judged: work that crept in shows in both.
+    again = run_program(cached=False)
+    assert min(cold.cpu_seconds, again.cpu_seconds) < 3
+    assert min(cold.seconds, again.seconds) < 15
 
 
 def test_components_carry_no_depends_on_their_children_would_not_inherit(dev):
