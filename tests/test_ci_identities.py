@@ -258,11 +258,14 @@ def test_the_deploy_jobs_never_assume_a_role_with_the_deploy_role():
     assert [p for p in sources if calls.search(p.read_text())] == []
 
 
-def test_the_deploy_role_cannot_remove_or_replace_a_boundary_nor_edit_it():
-    assert evaluate(DEPLOY, "iam:DeleteRolePermissionsBoundary", ROLE, BOUNDED) == "Deny"
-    assert deploy_may("iam:PutRolePermissionsBoundary", BOUNDED)  # onto an older role
-    swap = {**PROJECT, "iam:PermissionsBoundary": OTHER_BOUNDARY}
-    assert evaluate(DEPLOY, "iam:PutRolePermissionsBoundary", ROLE, swap) == "Deny"
+def test_the_deploy_role_cannot_set_remove_or_replace_a_boundary_nor_edit_it():
+    """Not even the boundary onto a role without one: the boundary is what marks a role as
+    one the deploy role made (CreateRole only with it), and every write on a role needs it
+    (test_tagging_a_role_into_reach_gains_no_write_on_it)."""
+    for boundary in (BOUNDARY_ARN, OTHER_BOUNDARY):
+        context = {**PROJECT, "iam:PermissionsBoundary": boundary}
+        for action in ("iam:PutRolePermissionsBoundary", "iam:DeleteRolePermissionsBoundary"):
+            assert evaluate(DEPLOY, action, ROLE, context) == "Deny", (action, boundary)
     for action in ("iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion",
                    "iam:SetDefaultPolicyVersion", "iam:TagPolicy", "iam:UntagPolicy"):  # fmt: skip
         assert evaluate(DEPLOY, action, BOUNDARY_ARN, {}) == "Deny", action
@@ -284,6 +287,25 @@ def attached_policy_arns() -> set[str]:
     if "serviceRole" not in graph.one("eks:index:Cluster").inputs:
         found |= {f"arn:aws:iam::aws:policy/{p}" for p in PULUMI_EKS_SERVICE_ROLE_POLICIES}
     return found
+
+
+def test_tagging_a_role_into_reach_gains_no_write_on_it():
+    """IAM authorizes the tags CreateRole carries as iam:TagRole on the role being made, and
+    no condition tells that role from one that exists: the deploy role may tag ANY role
+    project=cilium-eks. So the project's tag marks no role as the deploy role's: every write
+    on a role also needs the boundary on it, which only CreateRole puts there (above)."""
+    tagging = {"aws:RequestTag/project": "cilium-eks", "aws:TagKeys": ["project"]}
+    assert deploy_may("iam:TagRole", tagging, f"arn:aws:iam::{ACCOUNT}:role/another-teams")
+    policy = {"iam:PolicyARN": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy"}
+    writes = ("iam:AttachRolePolicy", "iam:DeleteRole", "iam:DeleteRolePolicy",
+              "iam:DetachRolePolicy", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy",
+              "iam:UpdateRoleDescription")  # fmt: skip
+    for action in writes:
+        assert deploy_may(action, {**BOUNDED, **policy}), action
+        assert not deploy_may(action, {**PROJECT, **policy}), action  # tagged, unbounded
+    # What such a role still serves for: being passed (iam:PassRole knows no boundary key),
+    # the route docs/ci-iam.md names ("What it still can").
+    assert deploy_may("iam:PassRole", {**PROJECT, "iam:PassedToService": "eks.amazonaws.com"})
 
 
 def test_the_deploy_role_attaches_exactly_the_aws_policies_the_program_attaches():
@@ -507,8 +529,12 @@ PROTECTED = {
     "kms:CreateGrant": {"kms:GrantIsForAWSResource": "true"},
 }
 # Not granted at all: the stack sets no key policy (the key keeps KMS's default), so it
-# never calls it (tests/test_iam_calls.py).
-NEVER_GRANTED = ("kms:PutKeyPolicy", "iam:DeleteRolePermissionsBoundary", "sts:AssumeRole")
+# never calls it (tests/test_iam_calls.py); a role's boundary is set and removed by an
+# administrator; assuming a role is denied outright.
+NEVER_GRANTED = (
+    "kms:PutKeyPolicy", "iam:DeleteRolePermissionsBoundary", "iam:PutRolePermissionsBoundary",
+    "sts:AssumeRole",
+)  # fmt: skip
 
 
 def arn_for(action: str) -> str:

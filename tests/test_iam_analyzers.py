@@ -107,9 +107,13 @@ PARLIAMENT_LAGS = {
     # (ECR user guide, "IAM permissions required to sync an upstream registry", scopes it
     # to the cache's repositories, as the policies here do).
     ("RESOURCE_MISMATCH", "ecr:BatchImportUpstreamImage"): "repository",
-    # A role's trust policy changes only on a role within the boundary: the reference lists
-    # iam:PermissionsBoundary for UpdateAssumeRolePolicy, parliament's table does not.
-    ("UNKNOWN_CONDITION_FOR_ACTION", "iam:UpdateAssumeRolePolicy"): "iam:PermissionsBoundary",
+    # A role's trust policy changes, its description changes and the role is deleted only
+    # within the boundary: the reference lists iam:PermissionsBoundary for these actions,
+    # parliament's table does not.
+    **{
+        ("UNKNOWN_CONDITION_FOR_ACTION", f"iam:{action}"): "iam:PermissionsBoundary"
+        for action in ("DeleteRole", "UpdateAssumeRolePolicy", "UpdateRoleDescription")
+    },
 }
 # Findings parliament makes on the program's policies that are not errors: (policy, issue,
 # action) -> why. Karpenter's reference policy (cloudformation.yaml) splits RunInstances'

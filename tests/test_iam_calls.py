@@ -31,7 +31,7 @@ import pytest
 from moto import mock_aws
 
 from components import image_cache, mesh, teardown
-from tests.harness import Graph, run_ok
+from tests.harness import ROOT, Graph, run_ok
 from tests.iam import (
     ACCOUNT,
     BOUNDARY_ARN,
@@ -42,6 +42,7 @@ from tests.iam import (
     as_list,
     condition_keys,
     document,
+    evaluate,
 )
 
 REGION = "ap-northeast-2"
@@ -186,15 +187,20 @@ CALLS: dict[str, tuple[str, list[Row]]] = {
             ("eks:DisassociateAccessPolicy", "accessEntry", {}),
         ]),
     "aws:iam/role:Role": ("aws_iam_role", [
-        ("iam:CreateRole", "new", {}), ("iam:GetRole", "self", {}),
+        # the boundary goes in CreateRole's PermissionsBoundary (iam/role.go
+        # resourceRoleCreate), and the tags too, which IAM authorizes as iam:TagRole on
+        # the role being made (iamlive #97; openshift/installer #1073: "not authorized to
+        # perform: iam:TagRole on resource: ...role/...")
+        ("iam:CreateRole", "new", {}), ("iam:TagRole", "new", {}), ("iam:GetRole", "self", {}),
         ("iam:ListRolePolicies", "self", {}), ("iam:ListAttachedRolePolicies", "self", {}),
         ("iam:UpdateAssumeRolePolicy", "self", {}),  # IRSA trust: a new OIDC issuer
         ("iam:UpdateRoleDescription", "self", {}),
         ("iam:TagRole", "self", {}), ("iam:UntagRole", "self", {}),
-        # a role made before its stack set access.permissionsBoundaryArn gets it in place
-        ("iam:PutRolePermissionsBoundary", "self", {}),
         ("iam:ListInstanceProfilesForRole", "self", {}),  # delete: leaves no profile behind
         ("iam:DeleteRole", "self", {}),
+        # Not the deploy role's: a role made before its stack set
+        # access.permissionsBoundaryArn gets it with iam:PutRolePermissionsBoundary
+        # (resourceRoleUpdate), an administrator's call (ADMINISTRATORS_CALLS).
     ]),
     "aws:iam/rolePolicy:RolePolicy": ("aws_iam_role_policy", [
         ("iam:PutRolePolicy", "role", {}), ("iam:GetRolePolicy", "role", {}),
@@ -207,7 +213,9 @@ CALLS: dict[str, tuple[str, list[Row]]] = {
     ]),
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": (
         "aws_iam_openid_connect_provider", [
+            # its tags, authorized as iam:TagOpenIDConnectProvider on the provider made
             ("iam:CreateOpenIDConnectProvider", "new", {}),
+            ("iam:TagOpenIDConnectProvider", "new", {}),
             ("iam:GetOpenIDConnectProvider", "self", {}),
             ("iam:UpdateOpenIDConnectProviderThumbprint", "self", {}),
             ("iam:TagOpenIDConnectProvider", "self", {}),
@@ -432,8 +440,8 @@ def calls_of(m: Made) -> Iterator[Call]:
             sent = m.tags or {}
             context |= {f"aws:RequestTag/{k}": v for k, v in sent.items()}
             context |= {"aws:TagKeys": list(sent)} if sent else {}
-            if m.type == "aws:iam/role:Role" and on == "new":
-                context["iam:PermissionsBoundary"] = boundary_of(m)
+            if action == "iam:CreateRole":  # its parameter; the reference lists the key
+                context["iam:PermissionsBoundary"] = boundary_of(m)  # for no TagRole
             target = m
             context |= m.facts() if on == "resend" else {}
         elif on == "none":
@@ -650,7 +658,7 @@ MUST_MEET = {
         "events:RemoveTargets", "events:TagResource", "events:UntagResource",
         "iam:AttachRolePolicy", "iam:DeleteOpenIDConnectProvider",
         "iam:DeleteRole", "iam:DeleteRolePolicy", "iam:DetachRolePolicy", "iam:PassRole",
-        "iam:PutRolePermissionsBoundary", "iam:PutRolePolicy", "iam:TagOpenIDConnectProvider",
+        "iam:PutRolePolicy", "iam:TagOpenIDConnectProvider",
         "iam:TagRole", "iam:UntagOpenIDConnectProvider", "iam:UntagRole",
         "iam:UpdateAssumeRolePolicy", "iam:UpdateOpenIDConnectProviderThumbprint",
         "iam:UpdateRoleDescription", "kms:ScheduleKeyDeletion", "kms:TagResource",
@@ -667,12 +675,16 @@ MUST_MEET = {
     # boundary, granting only the AWS policies listed
     "aws:RequestTag/project": {
         "events:PutRule", "events:TagResource", "iam:CreateOpenIDConnectProvider",
-        "iam:CreateRole", "kms:CreateKey", "kms:TagResource", "logs:CreateLogGroup",
-        "logs:TagResource", "sqs:CreateQueue", "sqs:TagQueue",
+        "iam:CreateRole", "iam:TagOpenIDConnectProvider", "iam:TagRole", "kms:CreateKey",
+        "kms:TagResource", "logs:CreateLogGroup", "logs:TagResource", "sqs:CreateQueue",
+        "sqs:TagQueue",
     },
+    # every write on a role, only on one within the boundary: tagging a role of another
+    # project `project=cilium-eks` (iam:TagRole above) gains nothing to change or delete
     "iam:PermissionsBoundary": {
-        "iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy",
-        "iam:PutRolePermissionsBoundary", "iam:UpdateAssumeRolePolicy",
+        "iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRole", "iam:DeleteRolePolicy",
+        "iam:DetachRolePolicy", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy",
+        "iam:UpdateRoleDescription",
     },
     "iam:PolicyARN": {"iam:AttachRolePolicy"},
     "iam:PassedToService": {"iam:PassRole"},
@@ -723,6 +735,24 @@ def test_the_deploy_role_allows_nothing_no_call_needs(calls):
                         if not any(c[2].get(key) == v for c in used)
                     ]  # fmt: skip
     assert unused == []
+
+
+# What the program calls on a live stack that only an administrator may: the boundary set on
+# roles made before the stack set access.permissionsBoundaryArn, and removed when it is
+# unset (aws_iam_role: PutRolePermissionsBoundary, DeleteRolePermissionsBoundary when
+# permissions_boundary changes, iam/role.go resourceRoleUpdate). docs/operations.md says so.
+ADMINISTRATORS_CALLS = ("iam:PutRolePermissionsBoundary", "iam:DeleteRolePermissionsBoundary")
+
+
+def test_what_only_an_administrator_does_is_denied_to_the_deploy_role():
+    graph = run_ok(FULL)
+    for role in (m for m in stack_made(graph) if m.type == "aws:iam/role:Role"):
+        for action in ADMINISTRATORS_CALLS:
+            assert evaluate(DEPLOY, action, role.arn, role.facts()) == "Deny", (action, role.name)
+    assert not {a for a, _, _ in graph_calls(graph)} & set(ADMINISTRATORS_CALLS)
+    row = next(line for line in (ROOT / "docs" / "operations.md").read_text().splitlines()
+               if line.startswith("| `access.permissionsBoundaryArn`"))  # fmt: skip
+    assert all(f"`{action}`" in row for action in ADMINISTRATORS_CALLS), row
 
 
 def test_every_role_carries_the_boundary():
