@@ -465,7 +465,7 @@ def test_no_role_within_the_boundary_can_tag_an_ec2_resource_into_reach():
     and templates carry theirs from their create), never on what exists; else it could tag
     another VPC project=cilium-eks for the deploy role to delete. Keys with the aws: prefix
     are AWS's own, which no one can set (IAM user guide, "Tagging AWS resources")."""
-    (deny,) = [s for s in BOUNDARY["Statement"] if s["Effect"] == "Deny"]
+    (deny,) = [s for s in BOUNDARY["Statement"] if s["Sid"] == "NoOwnershipTagsAfterTheFact"]
     denied = set(deny["Condition"]["ForAnyValue:StringEquals"]["aws:TagKeys"])
     read = ec2_tag_conditions(DEPLOY) | ec2_tag_conditions(BOUNDARY)
     assert {k for k in read if not k.startswith("aws:")} <= denied
@@ -480,6 +480,27 @@ def test_no_role_within_the_boundary_can_tag_an_ec2_resource_into_reach():
     # Karpenter names its nodes after launch (upstream's AllowScopedResourceTagging keys)
     naming = {"aws:TagKeys": ["Name", "karpenter.sh/nodeclaim", "eks:eks-cluster-name"]}
     assert allows(BOUNDARY, "ec2:CreateTags", f"{EC2}:instance/i-1", naming)
+
+
+def test_no_role_within_the_boundary_can_rewrite_an_instances_user_data():
+    """AmazonEKSClusterPolicy gives ec2:ModifyInstanceAttribute on every instance. User data
+    runs as root at an instance's next start, under the instance's role: a role within the
+    boundary (the cluster-admin route, docs/ci-iam.md) that could rewrite a stopped
+    instance's would act as that instance's role. Denied in both forms of the request: the
+    attribute named (`Attribute=userData`, which ec2:Attribute carries) or its value set
+    (`UserData`, which ec2:Attribute/UserData carries: EC2 user guide, "ec2:Attribute
+    condition key"). The other attributes stay (AmazonEKSClusterPolicy's, whose use by EKS
+    is not documented: the cloud provider sets an instance's source/destination check, and
+    once set its security groups, groupSet); docs/ci-iam.md names them."""
+    instance = f"{EC2}:instance/i-1"
+    for request in ({"ec2:Attribute": "userData"}, {"ec2:Attribute": "UserData"},
+                    {"ec2:Attribute/UserData": "IyEvYmluL3NoCg=="}):  # fmt: skip
+        assert evaluate(BOUNDARY, "ec2:ModifyInstanceAttribute", instance, request) == "Deny"
+    for attribute in ("groupSet", "sourceDestCheck"):
+        request = {"ec2:Attribute": attribute}
+        assert allows(BOUNDARY, "ec2:ModifyInstanceAttribute", instance, request), attribute
+    page = (ROOT / "docs" / "ci-iam.md").read_text()
+    assert "user data" in page and "groupSet" in page
 
 
 def test_the_documents_fit_iams_size_limits():
