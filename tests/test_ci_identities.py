@@ -536,6 +536,7 @@ PROTECTED = {
     "ec2:CreateRoute": PROJECT,
     "ec2:AssociateRouteTable": PROJECT,
     "ec2:CreateTags": PROJECT,
+    "ec2:DisassociateAddress": PROJECT,  # on the address (its interface: any)
     "ec2:DeleteTags": PROJECT,
     "eks:DeleteCluster": PROJECT,
     "eks:DeleteNodegroup": PROJECT,
@@ -560,6 +561,8 @@ NEVER_GRANTED = (
 
 def arn_for(action: str) -> str:
     service = action.split(":")[0]
+    if action == "ec2:DisassociateAddress":
+        return f"{EC2}:elastic-ip/eipalloc-1"
     return {
         "kms": f"arn:aws:kms:ap-northeast-2:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         "sqs": f"arn:aws:sqs:ap-northeast-2:{ACCOUNT}:cilium-eks-dev",

@@ -319,6 +319,9 @@ UNSCOPED_WRITES = {
     'tags (up to five minutes: KMS developer guide, "ABAC for AWS KMS")',
     ("deploy-policy.json", "kms:EnableKeyRotation"): "called right after CreateKey, before "
     "KMS honours the new key's tags, as kms:CreateGrant",
+    ("deploy-policy.json", "ec2:DisassociateAddress"): "on the interface end of the "
+    "association, which EC2 authorizes too: the NAT gateway's, which AWS owns and no one can "
+    "tag; the address end only with the project's tag",
     **{
         (policy, f"ecr:{action}"): "the image cache's repositories are made by ECR on the first "
         "pull through the cache, with no tag to condition on; `*-quay/*` is every stack's cache "

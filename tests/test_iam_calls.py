@@ -51,11 +51,13 @@ PEER_REGION = "us-west-2"
 # What a call acts on, for its conditions: "new" (the resource it creates: the tags it
 # sends), "untagged" (the resource just made, tagged by a call of its own: the tags it
 # sends, none it has yet), "self" (the resource itself: its tags), "resend" (the resource
-# itself, the request sending its tags again), "none" (nothing of the stack's), or the
-# input naming the resource it acts on ("role", "routeTableId", "securityGroupId").
+# itself, the request sending its tags again), "none" (nothing of the stack's), an ARN (a
+# resource AWS owns, untagged), or the input naming the resource it acts on ("role",
+# "routeTableId", "securityGroupId").
 # (action, on, extra context); in extra, "$x" is the resource's input x.
 Row = tuple[str, str, dict[str, str]]
 TAG_UPDATES_EC2: list[Row] = [("ec2:CreateTags", "self", {}), ("ec2:DeleteTags", "self", {})]
+NAT_INTERFACE = f"arn:aws:ec2:{REGION}:{ACCOUNT}:network-interface/eni-nat"  # AWS's
 
 # pulumi-aws type -> (its Terraform resource, the calls). The Terraform AWS provider is
 # what pulumi-aws runs; each resource's page (registry.terraform.io/providers/hashicorp/aws,
@@ -107,8 +109,11 @@ CALLS: dict[str, tuple[str, list[Row]]] = {
     ]),
     "aws:ec2/eip:Eip": ("aws_eip", [
         ("ec2:AllocateAddress", "new", {}), ("ec2:DescribeAddresses", "self", {}),
-        # delete disassociates first; the association is the NAT gateway's (AWS's) ENI
-        ("ec2:DisassociateAddress", "none", {}),
+        # delete disassociates first, which EC2 authorizes on the address and on the
+        # interface it is associated with (Service Authorization Reference: elastic-ip,
+        # network-interface): the NAT gateway's, which AWS owns
+        ("ec2:DisassociateAddress", "self", {}),
+        ("ec2:DisassociateAddress", NAT_INTERFACE, {}),
         ("ec2:ReleaseAddress", "self", {}), *TAG_UPDATES_EC2,
     ]),
     "aws:ec2/natGateway:NatGateway": ("aws_nat_gateway", [
@@ -444,12 +449,12 @@ def calls_of(m: Made) -> Iterator[Call]:
                 context["iam:PermissionsBoundary"] = boundary_of(m)  # for no TagRole
             target = m
             context |= m.facts() if on == "resend" else {}
-        elif on == "none":
+        elif on == "none" or on.startswith("arn:"):
             target = None
         else:
             target = m if on == "self" else m.refs[on]
             context |= target.facts()
-        arn = target.arn if target else "*"
+        arn = target.arn if target else on if on.startswith("arn:") else "*"
         if action == "kms:TagResource" and on == "new":
             arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/*"  # the key has no id yet
         yield action, arn, context
@@ -647,8 +652,8 @@ MUST_MEET = {
         "ec2:DeleteNatGateway", "ec2:DeleteNetworkInterface", "ec2:DeleteRoute",
         "ec2:DeleteRouteTable", "ec2:DeleteSecurityGroup", "ec2:DeleteSubnet", "ec2:DeleteTags",
         "ec2:DeleteVpc", "ec2:DeleteVpcEndpoints", "ec2:DetachInternetGateway",
-        "ec2:DisassociateRouteTable", "ec2:ModifySecurityGroupRules", "ec2:ModifyVpcAttribute",
-        "ec2:ModifyVpcEndpoint", "ec2:ReleaseAddress", "ec2:ReplaceRoute",
+        "ec2:DisassociateAddress", "ec2:DisassociateRouteTable", "ec2:ModifySecurityGroupRules",
+        "ec2:ModifyVpcAttribute", "ec2:ModifyVpcEndpoint", "ec2:ReleaseAddress", "ec2:ReplaceRoute",
         "ec2:ReplaceRouteTableAssociation", "ec2:RevokeSecurityGroupEgress",
         "eks:AssociateAccessPolicy", "eks:DeleteAccessEntry", "eks:DeleteAddon",
         "eks:DeleteCluster", "eks:DeleteNodegroup", "eks:DisassociateAccessPolicy",
