@@ -742,6 +742,20 @@ def test_the_deploy_role_allows_nothing_no_call_needs(calls):
     assert unused == []
 
 
+def test_no_launch_template_resolves_its_image_from_ssm():
+    """ec2:CreateLaunchTemplate (and CreateLaunchTemplateVersion) names ssm:GetParameters as
+    a dependent action (Service Authorization Reference), which EC2 checks only for an image
+    id given as `resolve:ssm:<parameter>` (EC2 user guide, "Use a Systems Manager parameter
+    instead of an AMI ID"). The deploy role has no ssm:GetParameters: the node group's
+    template names no image (EKS picks the AMI from the node group's AMI type)."""
+    templates = run_ok(FULL).of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert templates
+    for template in templates:
+        image = template.inputs.get("imageId") or ""
+        assert not image.startswith("resolve:ssm:"), (template.name, image)
+    assert not allows(DEPLOY, "ssm:GetParameters", "*", {})
+
+
 # What the program calls on a live stack that only an administrator may: the boundary set on
 # roles made before the stack set access.permissionsBoundaryArn, and removed when it is
 # unset (aws_iam_role: PutRolePermissionsBoundary, DeleteRolePermissionsBoundary when
