@@ -26,7 +26,7 @@ from components import inputs
 from components.aws_node import AwsNodeOff, AwsNodeOffArgs
 from components.cilium_values import NAMESPACE, ClusterMesh, helm_values
 from components.cluster import host_of, irsa_trust_policy
-from components.config import CLUSTER_NAME_RE, ConfigError, parse_cilium
+from components.config import CLUSTER_NAME_RE, PROJECT, ConfigError, parse_cilium
 from components.teardown import CLUSTER_NAME_TAG, Teardown, TeardownArgs
 
 CHART_REPOSITORY = "https://helm.cilium.io"
@@ -187,7 +187,14 @@ def mesh_ca_secret(mesh: ClusterMesh, parent: pulumi.Resource) -> k8s.core.v1.Se
 # The program's stacks before the package (0.2.0) had AwsNodeOff and Teardown at the stack's
 # root; under this component an alias keeps their identities (and their children's, which
 # the engine derives from their parent's), so a live stack updates rather than replaces.
-WAS_AT_THE_ROOT = pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)
+# The root of THIS project's stack: an alias that names no project is the root of the
+# deployment's, which in a consumer's program is the consumer's, where its own resources
+# of the same name (its `aws.Provider("aws")`) would be claimed or refused as duplicates
+# (pulumi/pulumi pkg/resource/deploy/step_generator.go collapseAliasToUrn, which takes
+# the alias's project when it names one, and getOldResource). The config's namespace
+# fixes the project's name (components/config/fields.py PROJECT); a consumer's project
+# of the same name is the one case where these aliases apply there too.
+WAS_AT_THE_ROOT = pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE, project=PROJECT)
 
 
 class CiliumArgs(TypedDict):

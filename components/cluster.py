@@ -318,8 +318,9 @@ class Cluster(pulumi.ComponentResource):
         Only a stack from before the role was the program's own holds pulumi-eks's, and in
         those this component sat at the stack's root (under the Stack component since the
         package, 0.2.0): the aliases are to the URNs they had there. A full URN, since the
-        engine derives an alias from a parent's only for the parent's own place."""
-        was = pulumi.create_urn(name, "cilium-eks:index:Cluster")  # at the stack's root
+        engine derives an alias from a parent's only for the parent's own place; in this
+        project's stack, not in a consumer's, whose own resources it must not claim."""
+        was = pulumi.create_urn(name, "cilium-eks:index:Cluster", project="cilium-eks")
         old_role, old_attachments = pulumi_eks_service_role(eks_name, was)
         role = aws.iam.Role(
             "service-role",

@@ -13,7 +13,13 @@ from typing import Any
 
 import pulumi
 
-from components.cilium import Cilium, CiliumArgs, hubble_commands, operator_replicas
+from components.cilium import (
+    WAS_AT_THE_ROOT,
+    Cilium,
+    CiliumArgs,
+    hubble_commands,
+    operator_replicas,
+)
 from components.cluster import Cluster, ClusterArgs
 from components.config import (
     from_stack_inputs,
@@ -41,12 +47,13 @@ from components.starwars import (
 )
 
 # The program's stacks before the package (0.2.0) had every component and the AWS provider
-# at the stack's root. Under the Stack an alias to that place keeps each one's identity,
-# and its children's, which the engine derives from their parent's (pulumi/pulumi
-# pkg/resource/deploy/step_generator.go generateAliases): a live stack updates in place
-# rather than replacing its cluster. A consumer's stack never had them there: the alias
-# then matches nothing and costs nothing. tests/test_identity.py holds every old URN.
-WAS_AT_THE_ROOT = pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)
+# at the stack's root. Under the Stack an alias to that place (WAS_AT_THE_ROOT, the root
+# of this project's stack) keeps each one's identity, and its children's, which the
+# engine derives from their parent's (pulumi/pulumi pkg/resource/deploy/step_generator.go
+# generateAliases): a live stack updates in place rather than replacing its cluster. In a
+# consumer's program the alias names a project whose URNs its state does not hold: it
+# matches nothing, so no child inherits one either. tests/test_identity.py holds every
+# old URN, and a consumer's stack.
 
 
 class Stack(pulumi.ComponentResource):

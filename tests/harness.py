@@ -244,15 +244,43 @@ def run_program(
     return Graph(json.loads(run(pulumi_config_env(cfg), json.dumps(facts, sort_keys=True))))
 
 
-def construct(type_: str, name: str, inputs: dict[str, Any], *, kubernetes: bool = True) -> Graph:
+def construct(
+    type_: str,
+    name: str,
+    inputs: dict[str, Any],
+    *,
+    kubernetes: bool = True,
+    project: str = PROJECT,
+) -> Graph:
     """One of the package's components constructed as a program in another language has
     the package's provider construct it (tests/mock_run.py construct): `inputs` by the
     schema's names, as they cross the wire; `kubernetes`, whether the consumer passes a
-    Kubernetes provider. Forked from the warm server, with the dev stack's config (which
-    the component does not read) for the mocks' region; cached per input."""
+    Kubernetes provider; `project`, the consumer's project. Forked from the warm server,
+    with the dev stack's config (which the component does not read) for the mocks'
+    region; cached per input."""
     request = {"type": type_, "name": name, "inputs": inputs, "kubernetes": kubernetes}
     config = pulumi_config_env(dev_config())
-    return Graph(json.loads(_run(config, "{}", json.dumps(request, sort_keys=True))))
+    world = json.dumps({"project": project} if project != PROJECT else {})
+    return Graph(json.loads(_run(config, world, json.dumps(request, sort_keys=True))))
+
+
+def on_the_wire(value: Any) -> Any:
+    """A value as it reaches a provider from another language: every number a double."""
+    if isinstance(value, dict):
+        return {k: on_the_wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [on_the_wire(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def stack_inputs() -> dict[str, Any]:
+    """The dev stack's config as a Stack's inputs on the wire: aws:region is `region`."""
+    config = dev_config()
+    return on_the_wire(
+        {("region" if key == "aws:region" else key): value for key, value in config.items()}
+    )
 
 
 def run_ok(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Graph:

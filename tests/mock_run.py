@@ -76,7 +76,9 @@ def world() -> dict[str, Any]:
     look-ups: "azs" (comma-separated), "eksCluster" ({name, vpcId, subnetIds}),
     "logGroups" (names), "stacks" (other stacks' outputs: {"org/project/stack":
     {"outputs": {...}, "secretOutputNames": [...]}}), and which stack this run is
-    ("stack", "organization"; default organization/dev). Empty: a fresh account."""
+    ("stack", "organization"; default organization/dev), and the project it is in
+    ("project"; default cilium-eks: another is a consumer's program). Empty: a fresh
+    account."""
     return json.loads(os.environ.get("MOCK_WORLD") or "{}")
 
 
@@ -361,7 +363,7 @@ def main() -> None:
     monitor = RecordingMonitor(mock)
     pulumi.runtime.set_mocks(
         mock,
-        "cilium-eks",
+        world().get("project", "cilium-eks"),
         world().get("stack", "dev"),
         preview=False,
         monitor=monitor,

@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Graph, Resource, construct, dev_config, run_ok
+from tests.harness import (
+    Graph,
+    Resource,
+    construct,
+    dev_config,
+    on_the_wire,
+    run_ok,
+    stack_inputs,
+)
 
 CILIUM = "cilium-eks:index:Cilium"
 STACK = "cilium-eks:index:Stack"
@@ -38,17 +46,6 @@ CILIUMS_PART = {
 def nothing_declared(graph: Graph) -> bool:
     """Nothing but the stack itself (which a run registers once it registers anything)."""
     return {r.type for r in graph.resources} <= {"pulumi:pulumi:Stack"}
-
-
-def on_the_wire(value: Any) -> Any:
-    """A value as it reaches a provider from another language: every number a double."""
-    if isinstance(value, dict):
-        return {k: on_the_wire(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [on_the_wire(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
 
 
 def dev_cluster(dev: Graph) -> dict[str, Any]:
@@ -131,14 +128,6 @@ def test_cilium_refuses_what_the_config_refuses_before_declaring_anything(dev, c
 def test_a_cluster_name_cilium_cannot_take_fails_the_run(dev):
     graph = construct(CILIUM, "cilium", {**dev_cluster(dev), "clusterName": "My_Cluster"})
     assert graph.error and "'My_Cluster' is not a valid Cilium cluster name" in str(graph.error)
-
-
-def stack_inputs() -> dict[str, Any]:
-    """The dev stack's config as a Stack's inputs on the wire: aws:region is `region`."""
-    config = dev_config()
-    return on_the_wire(
-        {("region" if key == "aws:region" else key): value for key, value in config.items()}
-    )
 
 
 def declared(graph: Graph) -> dict[str, Any]:
