@@ -2,7 +2,8 @@
 
     make mutate                               # every mutant of components/ (hours)
     make mutate MODULE=components/cilium.py   # one module, or a folder
-    make mutate SAMPLE=40 SEED=7              # 40 random mutants of MODULE (SEED repeats them)
+    make mutate SAMPLE=40 SEED=7              # 40 random mutants of MODULE (SEED repeats
+                                              # them on the same code only)
     make mutate LIST=1                        # the mutants, nothing run
     make mutate SURVIVORS=1                   # the last run's survivors again, after new tests
 
@@ -21,10 +22,19 @@ and not mutmut: docs/testing.md. This script adds what the configuration cannot 
   local distributor does, rather than `cosmic-ray exec`, whose one command serves all.
 - Left out: the operators the configuration excludes; "binary operators" that are none
   (cosmic-ray also swaps the `*` and `**` of signatures and unpacking); mutants that do
-  not parse (the tests would "kill" a syntax error) or change nothing that runs (only
-  type hints, not evaluated: PEP 563). Then the sample is drawn.
+  not parse (the tests would "kill" a syntax error); mutants that change nothing (a float
+  whose +1 rounds back to itself: 1e18); and mutants that change only annotations Python
+  never evaluates (`unevaluated`). Then the sample is drawn: from this list, so a seed
+  repeats a sample only on the same code and configuration.
 - The unmutated suite runs first, in the copy: a red baseline would make every mutant look
-  killed. Its time x3 (at least the configured timeout) is each mutant's timeout.
+  killed. Its time x3 (at least the configured timeout) is each mutant's timeout. The tests
+  it skips (the reference data's, offline) can kill no mutant: their count is printed with
+  the score, which is then this machine's, not the suite's.
+- No stale bytecode: a mutant and the restored original can have the same size within the
+  same second, which Python's bytecode check (mtime and size) cannot tell apart. cosmic-ray
+  runs a mutant's tests with PYTHONDONTWRITEBYTECODE=1 (cosmic_ray/testing.py), this
+  script the baseline too, and it removes the copy's __pycache__ folders before each
+  mutant: the mock runs (tests/harness.py) turn bytecode back on for their own processes.
 Each mutant prints KILLED, SURVIVED, TIMEOUT (counted apart, with the killed) or ERROR (the
 mutation could not be applied); the end gives the score and each survivor's diff.
 """
@@ -80,12 +90,34 @@ def modules(paths: list[str], excluded: Sequence[str] = ()) -> list[Path]:
     return sorted(p for p in relative if not any(p.match(pattern) for pattern in excluded))
 
 
-def code_of(tree: ast.AST) -> str:
-    """The tree without its annotations, which never run (PEP 563)."""
-    for node in ast.walk(tree):
-        for field in ("annotation", "returns"):
-            if getattr(node, field, None) is not None:
-                setattr(node, field, None)
+def postponed(tree: ast.Module) -> bool:
+    """Whether the module has `from __future__ import annotations` (PEP 563)."""
+    return any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+        for node in tree.body
+    )
+
+
+def unevaluated(tree: ast.Module) -> str:
+    """The module without the annotations Python never evaluates: in a module with `from
+    __future__ import annotations`, those of functions' parameters and returns (PEP 563
+    keeps them as strings, and nothing here reads them back: no pydantic validate_call or
+    serializer, and Pulumi's analyzer reads only the hosted components' signatures, in
+    components/stack.py and cilium.py, which postpone nothing). Kept: the annotations of a
+    module that postpones none, which Python evaluates as it defines each function and
+    class; and every variable's, e.g. a pydantic model's fields', which pydantic evaluates
+    postponed or not (`Field(strict=False)`). cosmic-ray makes no operator mutant inside a
+    variable's annotation; a local variable's (never evaluated, PEP 526) with a constant
+    mutated in it would be kept, and survive."""
+    if postponed(tree):
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                node.returns = None
+                for arg in ast.walk(node.args):
+                    if isinstance(arg, ast.arg):
+                        arg.annotation = None
     return ast.dump(tree)
 
 
@@ -108,8 +140,10 @@ def candidates(paths: list[Path], config: ConfigDict) -> tuple[list[WorkItem], d
     excluded_re = re.compile("|".join(excluded) or "(?!)")
     sources = {p: p.read_text() for p in paths}
     spans = {p: operator_spans(ast.parse(text)) for p, text in sources.items()}
-    original = {p: code_of(ast.parse(text)) for p, text in sources.items()}
-    kept, left_out = [], dict.fromkeys(("excluded", "not an operator", "no parse", "types only"), 0)
+    original = {p: ast.dump(ast.parse(text)) for p, text in sources.items()}
+    running = {p: unevaluated(ast.parse(text)) for p, text in sources.items()}
+    reasons = ("excluded", "not an operator", "no parse", "no change", "types only")
+    kept, left_out = [], dict.fromkeys(reasons, 0)
     for item in items:
         m = item.mutations[0]
         if excluded_re.match(m.operator_name):
@@ -127,7 +161,10 @@ def candidates(paths: list[Path], config: ConfigDict) -> tuple[list[WorkItem], d
         except (SyntaxError, TypeError):  # TypeError: None, no mutation made
             left_out["no parse"] += 1
             continue
-        if code_of(tree) == original[m.module_path]:
+        if ast.dump(tree) == original[m.module_path]:
+            left_out["no change"] += 1
+            continue
+        if unevaluated(tree) == running[m.module_path]:
             left_out["types only"] += 1
             continue
         kept.append(item)
@@ -182,7 +219,14 @@ def first_failure(output: str | None) -> str:
     return found.group(1) if found else ""
 
 
-def run(items: list[WorkItem], config: ConfigDict) -> None:
+def skipped(output: str) -> tuple[int, list[str]]:
+    """How many tests pytest's summary line says it skipped, and its reasons (with -ra)."""
+    counts = re.findall(r"(\d+) skipped", output.splitlines()[-1] if output.strip() else "")
+    return int(counts[0]) if counts else 0, re.findall(r"^SKIPPED .*", output, re.M)
+
+
+def run(items: list[WorkItem], config: ConfigDict) -> int:
+    """Run `items` in a copy of the checkout; the unmutated suite's skipped tests."""
     command = shlex.split(config.test_command)
     copy = Path(tempfile.mkdtemp(prefix="cilium-eks-mutate-"))
     try:
@@ -195,12 +239,18 @@ def run(items: list[WorkItem], config: ConfigDict) -> None:
             sys.exit(f"the unmutated suite fails in the copy:\n{baseline.stdout[-3000:]}")
         timeout = max(config.timeout, 3 * seconds)
         print(f"unmutated suite: {seconds:.0f} s; timeout per mutant {timeout:.0f} s", flush=True)
+        skips, reasons = skipped(baseline.stdout)
+        if skips:
+            print(f"the unmutated suite skipped {skips} tests, which kill no mutant here:")
+            print(*reasons, sep="\n")
         SESSION.parent.mkdir(exist_ok=True)
         SESSION.unlink(missing_ok=True)
         with use_db(str(SESSION)) as db:
             db.add_work_items(items)
             for n, item in enumerate(items, 1):
                 tests = [*command, *test_files(item.mutations[0].module_path)]
+                for cache in Path(".").rglob("__pycache__"):  # see the module's docstring
+                    shutil.rmtree(cache)
                 started = time.monotonic()
                 result = mutate_and_test(item.mutations, shlex.join(tests), timeout)
                 db.set_result(item.job_id, result)
@@ -210,9 +260,10 @@ def run(items: list[WorkItem], config: ConfigDict) -> None:
     finally:
         os.chdir(ROOT)
         shutil.rmtree(copy, ignore_errors=True)
+    return skips
 
 
-def summary() -> None:
+def summary(skips: int) -> None:
     with use_db(str(SESSION), WorkDB.Mode.open) as db:
         done = sorted(db.completed_work_items, key=lambda d: order(d[0]))
     counts = {k: 0 for k in ("KILLED", "TIMEOUT", "SURVIVED", "ERROR")}
@@ -225,7 +276,8 @@ def summary() -> None:
     score = f"{100 * killed / tested:.1f} %" if tested else "n/a"
     print(
         f"\n{len(done)} mutants: {killed} killed ({counts['TIMEOUT']} by timeout), "
-        f"{counts['SURVIVED']} survived, {counts['ERROR']} errors; score {score}"
+        f"{counts['SURVIVED']} survived, {counts['ERROR']} errors; score {score}; "
+        f"skipped by the unmutated suite: {skips}"
     )
 
 
@@ -233,7 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", help="modules or folders (default: module-path)")
     parser.add_argument("--sample", type=int, help="this many random mutants")
-    parser.add_argument("--seed", type=int, help="the sample's seed (default: random, printed)")
+    parser.add_argument(
+        "--seed", type=int, help="the sample's seed (default: random, printed); it repeats a "
+        "sample on the same code only: another commit makes other mutants",
+    )  # fmt: skip
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--survivors", action="store_true", help="the last run's survivors")
     args = parser.parse_args(argv)
@@ -260,10 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     shared = ROOT.parent / "shared" / "reference"
     if shared.is_dir():
         os.environ.setdefault("CILIUM_EKS_REFERENCE", str(shared))
+    # The baseline writes no bytecode either (see the module's docstring).
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
     # `kill` as Ctrl-C: the copy is removed and the session keeps what finished
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    run(items, config)
-    summary()
+    summary(run(items, config))
     return 0
 
 

@@ -1,9 +1,10 @@
 """`make mutate` (scripts/mutation.py, cosmic-ray.toml): its plumbing, cheaply.
 
-A campaign takes hours; here a tiny project (one function, one test, its own git
+A campaign takes hours; here a tiny project (one function, its tests, its own git
 repository as a fresh clone is) goes through the real script and configuration: copy,
-mutants, baseline, one test run per mutant, the session and the score; and the Makefile
-hands its variables to the script.
+mutants, baseline, one test run per mutant, the session, the score and the tests the
+baseline skipped, no stale bytecode; which annotations' mutants are left out; and the
+Makefile hands its variables to the script.
 """
 
 from __future__ import annotations
@@ -20,13 +21,25 @@ import pytest
 from tests.harness import ROOT
 
 TINY = """\
+from __future__ import annotations
+
+
 def is_big(x: int | None, **options) -> bool | None:
     settings = {**options}  # unpacking: not a power
     return x > 10
 """
 # 11 and 3 are told apart: the boundary (10 itself) is not, so `>=` and `9` survive.
+# A test that cannot run here (the reference data's, offline) skips in every run. The
+# mock runs write bytecode of the copy's modules (tests/harness.py turns it back on for
+# them); no run may start with any (a mutant of the same size, written within the same
+# second as the bytecode's source, would not be recompiled).
 TINY_TEST = """\
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from components.tiny import is_big
 
@@ -35,8 +48,22 @@ def test_in_a_copy_of_what_git_tracks():  # kubeconfig.json is git-ignored
     assert not Path("kubeconfig.json").exists()
 
 
+def test_no_bytecode_from_an_earlier_run():
+    assert not list(Path("components").rglob("*.pyc"))
+
+
 def test_is_big():
     assert is_big(11) and not is_big(3)
+
+
+def test_without_the_reference_data():
+    pytest.skip("no reference data here")
+
+
+def test_in_a_mock_run_as_the_harness_starts_it():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    code = "from components.tiny import is_big; assert is_big(11)"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
 """
 
 
@@ -61,9 +88,11 @@ def tiny(tmp_path: Path) -> Path:
 
 
 def mutate(project: Path, *args: str) -> str:
+    # as `make mutate` starts it (the Makefile unexports PYTHONDONTWRITEBYTECODE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     proc = subprocess.run(
         [sys.executable, "scripts/mutation.py", *args], cwd=project, capture_output=True,
-        text=True, timeout=240,
+        text=True, timeout=240, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
@@ -75,7 +104,11 @@ def test_a_run_scores_the_mutants_in_a_copy_and_survivors_run_again(tiny):
     # {**options} are no arithmetic: left out, not counted as kills.
     assert "7 mutants; left out:" in out and "'not an operator': 6" in out
     assert "'types only': 4" in out
-    assert "7 mutants: 5 killed (0 by timeout), 2 survived, 0 errors; score 71.4 %" in out
+    assert "the unmutated suite skipped 1 tests, which kill no mutant here" in out
+    assert (
+        "7 mutants: 5 killed (0 by timeout), 2 survived, 0 errors; score 71.4 %; "
+        "skipped by the unmutated suite: 1"
+    ) in out
     survivors = out.split("\nSURVIVED ")[1:]
     assert sorted(s.splitlines()[0].split()[1] for s in survivors) == [
         "core/NumberReplacer",
@@ -116,6 +149,46 @@ def test_a_sample_is_repeatable_by_its_seed_and_lists_without_running(tiny):
     assert first == again and "a sample of 3, seed 5" in first
     assert len([line for line in first.splitlines() if line.startswith("components/")]) == 3
     assert not (tiny / ".cosmic-ray" / "session.sqlite").exists()
+
+
+# Which annotations run: pydantic evaluates a model's fields', even postponed (PEP 563);
+# Python a function's signature as it defines it, unless postponed.
+POSTPONED = """\
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+
+class Tags(BaseModel):
+    tags: Annotated[dict[str, str], Field(strict=False)] = {}
+
+
+def count(tags: Tags | None) -> int | None:
+    return None if tags is None else len(tags.tags)
+"""
+EAGER = """\
+LIMIT = 1e18
+
+
+def count(tags: dict | None) -> int | None:
+    return None if tags is None else len(tags)
+"""
+
+
+def test_only_mutants_of_annotations_never_evaluated_are_left_out(tiny):
+    (tiny / "components" / "postponed.py").write_text(POSTPONED)
+    (tiny / "components" / "eager.py").write_text(EAGER)
+    out = mutate(tiny, "components/postponed.py", "components/eager.py", "--list")
+    listed = {tuple(line.split()[:2]) for line in out.splitlines() if line.startswith("comp")}
+    assert ("components/postponed.py:9", "core/ReplaceFalseWithTrue") in listed
+    assert ("components/eager.py:4", "core/ReplaceBinaryOperator_BitOr_BitAnd") in listed
+    assert "components/postponed.py:12" not in {line for line, _ in listed}
+    # the signature's two `|` in postponed.py, each made & and ^
+    assert "'types only': 4" in out
+    # 1e18 + 1 and 1e18 - 1 are 1e18: the mutant is the same code
+    assert "'no change': 2" in out
 
 
 def test_the_program_s_modules_list_as_on_a_fresh_clone():
