@@ -14,8 +14,8 @@ and not mutmut: docs/testing.md. This script adds what the configuration cannot 
 - The working tree is never mutated. cosmic-ray writes each mutant into the file itself and
   restores it afterwards, which a killed run (SIGKILL, a closed terminal) never does. So the
   git-tracked files, plus untracked ones that are not ignored (uncommitted work counts), are
-  copied to a temporary folder and the mutants run there; tests/harness.py finds the
-  program as its own parent's parent: the copy's.
+  copied to a temporary folder, with git's index, and the mutants run there;
+  tests/harness.py finds the program as its own parent's parent: the copy's.
 - Each mutant's tests: the test command, then every test file, the mutated module's first
   (named for it, then those that import it, then those that import its package). So this
   script runs each mutant through cosmic-ray's mutate_and_test, one after another as its
@@ -194,16 +194,26 @@ def test_files(module: Path | None) -> list[str]:
     return [f.as_posix() for f in files]
 
 
+def git(*args: str, cwd: Path = ROOT, stdin: bytes | None = None) -> bytes:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, input=stdin, capture_output=True, check=True
+    ).stdout
+
+
 def make_copy(where: Path) -> None:
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, check=True,
-    ).stdout.decode()  # fmt: skip
+    """The checkout's files, and git's index with them: the tests of the shipped stack file
+    read it (tests/test_stack_file.py shipped_stack_file) and skip where there is none. The
+    index's objects stay the checkout's (read through git's alternates)."""
+    listed = git("ls-files", "-z", "--cached", "--others", "--exclude-standard").decode()
     for rel in filter(None, listed.split("\0")):
         src, dst = ROOT / rel, where / rel
         if src.exists() or src.is_symlink():  # a tracked file deleted in the tree is gone
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst, follow_symlinks=False)
+    objects = (ROOT / git("rev-parse", "--git-path", "objects").decode().strip()).resolve()
+    git("init", "-q", cwd=where)
+    (where / ".git" / "objects" / "info" / "alternates").write_text(f"{objects}\n")
+    git("update-index", "-z", "--index-info", cwd=where, stdin=git("ls-files", "-z", "--stage"))
 
 
 def outcome(result: WorkResult) -> str:

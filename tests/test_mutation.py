@@ -48,6 +48,11 @@ def test_in_a_copy_of_what_git_tracks():  # kubeconfig.json is git-ignored
     assert not Path("kubeconfig.json").exists()
 
 
+def test_with_git_s_index():  # as the tests of the shipped stack file read it
+    shown = subprocess.run(["git", "show", ":components/tiny.py"], capture_output=True)
+    assert b"def is_big" in shown.stdout
+
+
 def test_no_bytecode_from_an_earlier_run():
     assert not list(Path("components").rglob("*.pyc"))
 
