@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pytest
 
 from tests.harness import (
@@ -100,6 +101,23 @@ def test_every_kubernetes_resource_of_cilium_uses_the_consumers_provider(dev):
     provider = graph.one(KUBERNETES_PROVIDER).urn
     kube = [r for r in graph.resources if r.type.startswith("kubernetes:")]
     assert kube and all(r.provider == provider for r in kube)
+
+
+def test_cilium_finds_the_kubernetes_provider_however_a_python_consumer_passes_it():
+    # A Python program passes ResourceOptions itself: `providers` as a list or a map, or a
+    # single `provider`; the wire hands over a map (above). The first kubernetes one wins.
+    from types import SimpleNamespace
+
+    from components.cilium import kubernetes_provider
+
+    kube, other = SimpleNamespace(package="kubernetes"), SimpleNamespace(package="aws")
+    options = pulumi.ResourceOptions
+    assert kubernetes_provider(options(providers=[other, kube])) is kube
+    assert kubernetes_provider(options(providers={"kubernetes": kube})) is kube
+    assert kubernetes_provider(options(provider=kube)) is kube
+    assert kubernetes_provider(options(providers=[other], provider=kube)) is kube
+    assert kubernetes_provider(options(provider=other)) is None
+    assert kubernetes_provider(None) is None
 
 
 def test_cilium_refuses_to_fall_back_to_the_ambient_kubeconfig(dev):

@@ -147,6 +147,9 @@ def facts(cluster_id: Any = 1, cidr: str = "10.0.0.0/16", name: str = "cilium-ek
         ({A: None}, "1", "has no `mesh` output"),
         ({A: facts(accountId="2")}, "1", "is in AWS account 2, this stack in 1"),
         ({A: facts(accountId="2")}, None, None),  # the program cannot tell: the preflight can
+        # the same account, read from two sources (a stack output, the caller's identity):
+        # equal, though not the same string object
+        ({A: facts(accountId=str(123456789012))}, "123456789012", None),
         # the CA: from cluster 1, else from any peer, and then they must agree
         ({C: facts(3, "10.2.0.0/16", "c", ca=None)}, "1", "none of them shares the mesh's CA"),
         ({C: facts(3, "10.2.0.0/16", "c")}, "1", None),  # cluster 1 gone: C has its CA
