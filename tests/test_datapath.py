@@ -1,7 +1,9 @@
 """scripts/datapath.py: every node's `cilium-dbg status --verbose`, compared with what the
 stack asked for (the cilium-config ConfigMap), failing by node name. The status samples
-are in tests/fixtures/cilium-status (its README says how they were made); the ConfigMaps
-are the real charts' renders of the program's values (tests/test_cilium_chart.py)."""
+are in tests/fixtures/cilium-status: outputs captured from live agents and published
+upstream, and samples built from Cilium's formatting code (its README gives the sources
+and says which is which); the ConfigMaps are the real charts' renders of the program's
+values (tests/test_cilium_chart.py)."""
 
 from __future__ import annotations
 
@@ -229,3 +231,97 @@ def test_an_agent_that_does_not_answer_fails_naming_its_node(configs):
     assert "datapath: FAIL node node-a: `cilium-dbg status --verbose` in cilium-0 failed" in (
         out.getvalue()
     )
+
+
+# --- captured from live agents (the README names each source) --------------------------------
+
+CAPTURED_NETKIT = "captured-1.18.4-netkit.txt"  # 3 nodes, native, BPF host routing, BPF masq
+CAPTURED_EKS = "captured-1.18.2-eks-eni-wireguard.txt"  # 3 EKS nodes in ENI mode, 2 lines
+
+
+def test_a_captured_status_is_read_as_a_person_reads_it():
+    # the values as they stand in the capture, read by eye; 1.18 pads its columns wider
+    # ("Ok         1.34", "Ok              Current/Max Flows") than the built samples
+    fields = datapath.parse_status(sample(CAPTURED_NETKIT))
+    assert fields["Routing"] == "Network: Native Host: BPF"
+    assert fields["BandwidthManager"] == "EDT with BPF [BBR] [eth0]"
+    assert fields["Device Mode"] == "netkit"
+    assert fields["Masquerading"] == "BPF [eth0] 10.100.0.0/16 [IPv4: Enabled, IPv6: Disabled]"
+    assert fields["KubeProxyReplacement"] == (
+        "True [eth0 192.168.95.210 fe80::be24:11ff:fecd:f514 (Direct Routing)]"
+    )
+    assert fields["Encryption"] == "Disabled"
+    assert fields["IPv4 BIG TCP"] == "Disabled"
+    assert fields["Cilium"] == "Ok 1.18.4 (v1.18.4-afda2aa9)"
+    # `cilium status` without --verbose: no details section, so no backend selection
+    assert not any(key.startswith(datapath.DETAILS) for key in fields)
+
+
+def test_a_captured_eks_wireguard_line_is_read_whole():
+    fields = datapath.parse_status(sample(CAPTURED_EKS))
+    assert fields["Encryption"] == (
+        "Wireguard [NodeEncryption: Enabled, cilium_wg0 (Pubkey: "
+        "Eks3PpUisGSGZtffol0SM9YKqAJcgIww8PpHoQKVXEY=, Port: 51871, Peers: 2)]"
+    )
+    assert fields["KubeProxyReplacement"].startswith(
+        "True [eth0 10.0.18.223 fe80::57:c9ff:fe92:4aa1 (Direct Routing), pod-id-link0 "
+    )
+
+
+def as_captured(config: dict[str, str]) -> dict[str, str]:
+    """The rendered netkit config with the three settings the captured cluster chose
+    otherwise: BPF masquerading, no encryption, random backend selection (it shows
+    `Masquerading: BPF`, `Encryption: Disabled` and, without --verbose, no Maglev line)."""
+    return {
+        **config,
+        "enable-ipv4-masquerade": "true",
+        "enable-bpf-masquerade": "true",
+        "enable-wireguard": "false",
+        "bpf-lb-algorithm": "random",
+    }
+
+
+def test_a_captured_node_passes_against_the_config_it_ran(configs):
+    config = as_captured(configs["netkit"])
+    assert datapath.differences(sample(CAPTURED_NETKIT), config, 3) == []
+
+
+def test_a_captured_node_fails_against_this_stack_s_config_on_each_line(configs):
+    found = datapath.differences(sample(CAPTURED_NETKIT), configs["netkit"], 3)
+    assert [line.split(":")[0] for line in found] == ["masquerading", "WireGuard", "Maglev"]
+    assert found[0] == (
+        "masquerading: `Masquerading: BPF [eth0] 10.100.0.0/16 [IPv4: Enabled, IPv6: Disabled]`"
+        ", expected Disabled"
+    )
+
+
+def test_a_captured_node_is_named_where_it_differs(configs):
+    kubectl = FakeKubectl(configs["netkit"], {
+        "ip-10-0-17-42.ap-northeast-2.compute.internal": sample("1.20.0-netkit-tuned.txt"),
+        "talos-captured": sample(CAPTURED_NETKIT),
+        "ip-10-0-49-7.ap-northeast-2.compute.internal": sample("1.20.0-netkit-tuned.txt"),
+    })  # fmt: skip
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert datapath.check_nodes({}, kubectl) is False
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("datapath: PASS node ip-10-0-17-42.ap-northeast-2")
+    assert lines[1].startswith("datapath: PASS node ip-10-0-49-7.ap-northeast-2")
+    assert lines[2] == "datapath: FAIL node talos-captured (cilium-1):"
+    assert [line.split(":")[0].strip() for line in lines[3:]] == [
+        "masquerading",
+        "WireGuard",
+        "Maglev",
+    ]
+
+
+@pytest.mark.parametrize("agents", [2, 3, 4])
+def test_the_captured_eks_wireguard_peers_count_against_the_agents(configs, agents):
+    # the capture's cluster ran 3 agents (its `cilium status`: Desired: 3, Ready: 3/3)
+    found = datapath.differences(sample(CAPTURED_EKS), configs["veth"], agents)
+    checked = [f for f in found if f.startswith(("WireGuard", "kube-proxy replacement"))]
+    if agents == 3:
+        assert checked == []
+    else:
+        assert len(checked) == 1 and checked[0].startswith("WireGuard: `Encryption: Wireguard [")
+        assert f"Peers: {agents - 1})" in checked[0]
