@@ -8,14 +8,22 @@ VENV := venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
-# The stack: STACK=<name>, else the one Pulumi has selected (`pulumi stack select`, `pulumi
-# stack init` and `make up` select one), as a bare `pulumi config set` or `pulumi up` uses;
-# else dev (no stack selected, or no Pulumi CLI yet). Asked once, and only by the targets
-# that work on a stack; stdout is not a terminal, so the CLI never prompts.
+# The stack: STACK=<name> (or <org>/<name>, <org>/<project>/<name>), else the one Pulumi has
+# selected (`pulumi stack select`, `pulumi stack init` and `make up` select one), as a bare
+# `pulumi config set` or `pulumi up` uses; else dev (no stack selected, or no Pulumi CLI
+# yet). Asked once, and only by the targets that work on a stack; stdout is not a
+# terminal, so the CLI never prompts. Asked fully qualified (--fully-qualify-stack-names,
+# pulumi/pulumi #15857, #16453): on Pulumi Cloud a bare name means that name in the user's
+# default org, which need not be the selected stack's. A DIY backend prints
+# organization/<project>/<stack>; a legacy DIY one (no projects) the bare name, which is
+# unambiguous there. SELECTED_STACK tells the preflight that the stack exists: it selects
+# it and never creates one.
 STACK_TARGETS := check preview up destroy verify hubble perf
+SELECTED_STACK :=
 ifeq ($(origin STACK),undefined)
 ifneq ($(filter $(STACK_TARGETS),$(MAKECMDGOALS)),)
-STACK := $(or $(shell pulumi stack --show-name --non-interactive 2>/dev/null),dev)
+SELECTED_STACK := $(shell pulumi stack --show-name --fully-qualify-stack-names --non-interactive 2>/dev/null)
+STACK := $(or $(SELECTED_STACK),dev)
 endif
 endif
 # Extra flags for pulumi, e.g. make up PULUMI_FLAGS=--yes
@@ -79,15 +87,15 @@ check: runtime
 preview up destroy: export UV_LOCKED := 1
 
 preview: runtime check
-	@STACK=$(STACK) ACTION=preview $(PY) scripts/preflight.py
+	@STACK=$(STACK) SELECTED_STACK=$(SELECTED_STACK) ACTION=preview $(PY) scripts/preflight.py
 	pulumi preview --stack $(STACK) --policy-pack policy $(PULUMI_FLAGS)
 
 up: runtime check
-	@STACK=$(STACK) ACTION=up $(PY) scripts/preflight.py
+	@STACK=$(STACK) SELECTED_STACK=$(SELECTED_STACK) ACTION=up $(PY) scripts/preflight.py
 	pulumi up --stack $(STACK) --policy-pack policy $(PULUMI_FLAGS)
 
 destroy: runtime
-	@STACK=$(STACK) ACTION=destroy $(PY) scripts/preflight.py
+	@STACK=$(STACK) SELECTED_STACK=$(SELECTED_STACK) ACTION=destroy $(PY) scripts/preflight.py
 	pulumi destroy --stack $(STACK) $(PULUMI_FLAGS)
 
 # The in-cluster checks, again, on the live cluster: each PASS/FAIL (scripts/day2.py).

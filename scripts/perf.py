@@ -331,12 +331,15 @@ def main(argv: list[str], env: Mapping[str, str]) -> int:
             for problem in problems:
                 print(f"  - {problem}", file=sys.stderr)
             return 1
-        stack = args.stack or day2.run(env, "pulumi", "stack", "--show-name").stdout.strip()
+        # fully qualified, as the Makefile asks it (a bare name may resolve to another org's)
+        selected = ("stack", "--show-name", "--fully-qualify-stack-names")
+        stack = args.stack or day2.run(env, "pulumi", *selected).stdout.strip()
         with day2.kubeconfig(env, stack) as cluster:
             report = measure(cluster, stack, args.duration)
         REPORTS.mkdir(exist_ok=True)
         stamp = report["started"].replace("-", "").replace(":", "")
-        path = REPORTS / f"{stack}-{report['settings'].get('datapath-mode', 'veth')}-{stamp}.json"
+        mode = report["settings"].get("datapath-mode", "veth")
+        path = REPORTS / f"{stack.rsplit('/', 1)[-1]}-{mode}-{stamp}.json"  # org/project/stack
         path.write_text(json.dumps(report, indent=2) + "\n")
         print(table(report))
         print(f"{PREFIX} report: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")

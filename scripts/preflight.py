@@ -3,7 +3,10 @@
     STACK=dev ACTION=up venv/bin/python scripts/preflight.py
 
 Environment:
-  STACK                      stack to select (created by `up` when missing; default dev)
+  STACK                      stack to select: <name>, <org>/<name> or <org>/<project>/<name>
+                             (created by `up` when missing; default dev)
+  SELECTED_STACK             the stack Pulumi has selected, as `make` found it: when STACK
+                             is this stack, it exists and is selected, never created
   ACTION                     preview | up | destroy (default up)
   PULUMI_BACKEND_URL         where state lives; unset and not logged in: local files
   PULUMI_CONFIG_PASSPHRASE   encrypts secrets (the kubeconfig) in a self-managed backend
@@ -404,9 +407,16 @@ def main(env: Mapping[str, str]) -> int:
             warn(f"`pulumi login --local` failed:\n{said}")
             return 1
     backend = backend or "local state (~/.pulumi)"
-    create = ["--create"] if action == "up" else []
+    # A stack named by STACK= (or dev, where none is selected) is created by `up`. The one
+    # Pulumi has selected exists: selecting it creates nothing, so that a name resolving
+    # elsewhere (a bare one, on Pulumi Cloud: in the user's default org) fails, not makes
+    # a second stack with a cluster of its own.
+    selected = stack == env.get("SELECTED_STACK")
+    create = ["--create"] if action == "up" and not selected else []
     if said := pulumi_failure(env, "stack", "select", *create, stack):
-        how = "" if create else f" (`make up` creates a stack, `make {action}` does not)"
+        how = (
+            "" if create or selected else f" (`make up` creates a stack, `make {action}` does not)"
+        )
         warn(f"stack {stack} could not be selected on {backend}{how}; Pulumi says:\n{said}")
         return 1
     say(f"stack {stack} on {backend}, AWS identity {caller}")

@@ -5,20 +5,37 @@ this machine must not answer)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import shlex
 import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
+from scripts import check_config
 from tests.harness import ROOT
 
 MAKE = shutil.which("make")
 pytestmark = pytest.mark.skipif(MAKE is None, reason="GNU make is not installed")
 
-SELECTED = "echo prod; exit 0"
+# `pulumi stack --show-name` prints the selected stack's bare name; with -Q
+# (--fully-qualify-stack-names) its reference in full, <org>/<project>/<stack> on Pulumi
+# Cloud (pkg/cmd/pulumi/stack/stack.go writeStackName; pkg/backend/httpstate/stack.go).
+# The selected stack here is in org acme, which need not be the user's default org: the
+# bare `prod` would name another stack there.
+SELECTED = (
+    'for a in "$@"; do case "$a" in -Q|--fully-qualify-stack-names) echo acme/cilium-eks/prod;'
+    " exit 0;; esac; done; echo prod; exit 0"
+)
+QUALIFIED = "acme/cilium-eks/prod"
+# A legacy DIY backend (stacks not scoped by project) prints the bare name either way
+# (pkg/backend/diy/backend.go diyBackendReference.String): unambiguous there.
+LEGACY_DIY = "echo prod; exit 0"
 # What the CLI prints, and its status, where no stack is selected (pkg/cmd/pulumi/stack/io.go)
 NONE_SELECTED = (
     'echo "error: no stack selected; please use \\`pulumi stack select\\` or '
@@ -58,14 +75,49 @@ def stacks(lines: list[str]) -> set[str]:
     return found
 
 
-def test_every_stack_target_works_on_the_stack_pulumi_has_selected(tmp_path):
+def preflight_env(lines: list[str]) -> list[str]:
+    """What each printed preflight command is told: its STACK= and SELECTED_STACK=."""
+    return [
+        " ".join(
+            word for word in shlex.split(line) if word.split("=")[0] in ("STACK", "SELECTED_STACK")
+        )
+        for line in lines
+        if "scripts/preflight.py" in line
+    ]
+
+
+def test_every_stack_target_works_on_the_selected_stack_by_its_qualified_name(tmp_path):
     lines = make_n(tmp_path, list(STACK_TARGETS), SELECTED)
+    assert stacks(lines) == {QUALIFIED}
+    assert f"pulumi up --stack {QUALIFIED} --policy-pack policy " in lines
+    assert f"pulumi preview --stack {QUALIFIED} --policy-pack policy " in lines
+    assert f"pulumi destroy --stack {QUALIFIED} " in lines
+    assert f"venv/bin/python scripts/day2.py verify --stack {QUALIFIED}" in lines
+    assert f"venv/bin/python scripts/day2.py hubble --stack {QUALIFIED}" in lines
+    assert f"venv/bin/python scripts/perf.py run --stack {QUALIFIED} --duration 10" in lines
+    # the preflight is told the stack is the selected one: it selects it, never creates it
+    assert preflight_env(lines) == [f"STACK={QUALIFIED} SELECTED_STACK={QUALIFIED}"] * 3
+    # asked once, fully qualified, non-interactively (stdout is a pipe: never a prompt)
+    assert asked(tmp_path) == ["stack --show-name --fully-qualify-stack-names --non-interactive"]
+
+
+def test_make_check_reads_the_file_of_the_qualified_stacks_last_segment(tmp_path):
+    (line,) = [line for line in make_n(tmp_path, ["check"], SELECTED) if "check_config" in line]
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "Pulumi.yaml", project)
+    config = {"aws:region": "eu-west-1", "cilium-eks:nodes": {"instanceTypes": ["m7i-flex.large"]}}
+    (project / "Pulumi.prod.yaml").write_text(yaml.safe_dump({"config": config}))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = check_config.main([*shlex.split(line)[1:], "--dir", str(project)])
+    assert code == 0 and "Pulumi.prod.yaml is valid" in out.getvalue()
+
+
+def test_a_legacy_diy_backends_bare_name_is_taken_as_printed(tmp_path):
+    lines = make_n(tmp_path, ["check", "up"], LEGACY_DIY)
     assert stacks(lines) == {"prod"}
-    assert "pulumi up --stack prod --policy-pack policy " in lines
-    assert "pulumi preview --stack prod --policy-pack policy " in lines
-    assert "venv/bin/python scripts/day2.py verify --stack prod" in lines
-    # asked once, non-interactively (stdout is a pipe as well: never a prompt)
-    assert asked(tmp_path) == ["stack --show-name --non-interactive"]
+    assert preflight_env(lines) == ["STACK=prod SELECTED_STACK=prod"]
 
 
 @pytest.mark.parametrize("answer", [NONE_SELECTED, None], ids=["none-selected", "no-pulumi-cli"])
@@ -74,12 +126,24 @@ def test_dev_where_no_stack_is_selected_or_there_is_no_cli(tmp_path, answer):
     lines = make_n(tmp_path, ["check", "up"], answer)
     assert stacks(lines) == {"dev"}
     assert "venv/bin/python scripts/check_config.py dev" in lines
+    # no stack was selected: `make up` may create dev (the quick start's first run)
+    assert preflight_env(lines) == ["STACK=dev SELECTED_STACK="]
 
 
-def test_stack_given_wins_and_pulumi_is_not_asked(tmp_path):
-    assert stacks(make_n(tmp_path, ["up"], SELECTED, STACK="staging")) == {"staging"}
-    assert stacks(make_n(tmp_path, ["verify", "STACK=qa"], SELECTED)) == {"qa"}
+@pytest.mark.parametrize("given", ["staging", "acme/staging", "acme/cilium-eks/staging"])
+def test_stack_given_wins_is_passed_as_given_and_pulumi_is_not_asked(tmp_path, given):
+    lines = make_n(tmp_path, ["check", "up"], SELECTED, STACK=given)
+    assert stacks(lines) == {given}
+    # named by the user: `make up` may create it (the preflight is told nothing was selected)
+    assert preflight_env(lines) == [f"STACK={given} SELECTED_STACK="]
+    assert stacks(make_n(tmp_path, ["verify", f"STACK={given}"], SELECTED)) == {given}
     assert asked(tmp_path) == []
+
+
+def test_a_selected_stack_in_the_environment_is_not_believed(tmp_path):
+    # only the Makefile's own question says what is selected
+    lines = make_n(tmp_path, ["up"], SELECTED, STACK="staging", SELECTED_STACK="staging")
+    assert preflight_env(lines) == ["STACK=staging SELECTED_STACK="]
 
 
 def test_targets_without_a_stack_never_ask_pulumi(tmp_path):

@@ -111,7 +111,10 @@ class FakeCluster:
     def __call__(self, env, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         self.calls.append(args)
         out: Any = ""
-        if "configmap" in args:
+        if args[:2] == ("pulumi", "stack") and "--show-name" in args:
+            # the CLI: the selected stack's bare name, org/project/stack with -Q
+            out = "acme/cilium-eks/prod" if "--fully-qualify-stack-names" in args else "prod"
+        elif "configmap" in args:
             out = {"data": CONFIG}
         elif "daemonset" in args:
             out = {"spec": {"template": {"spec": {"containers": [{"image": self.cilium_image}]}}}}
@@ -169,6 +172,24 @@ def test_a_run_writes_a_report_with_the_datapath_settings_beside_the_numbers(clu
     }  # fmt: skip
     assert "same-node" in out and "19/22/33" in out and "9146 Mbit/s" in out
     assert out.rstrip().endswith(f"report: {path}")
+
+
+def test_without_stack_it_measures_the_selected_stack_by_its_qualified_name(
+    cluster, monkeypatch, tmp_path
+):
+    reached = []
+
+    def kubeconfig(env, stack):
+        reached.append(stack)
+        return contextlib.nullcontext(env)
+
+    monkeypatch.setattr(day2, "kubeconfig", kubeconfig)
+    code, _, err = run_perf("run", "--duration", "3")
+    assert code == 0, err
+    assert reached == ["acme/cilium-eks/prod"]  # not `prod`, which may be another org's
+    (path,) = (tmp_path / "reports").glob("*.json")
+    assert path.name.startswith("prod-veth-")  # the stack's name, no org/project folders
+    assert json.loads(path.read_text())["stack"] == "acme/cilium-eks/prod"
 
 
 def test_the_pods_run_cilium_s_image_by_digest_on_the_chosen_nodes(cluster):

@@ -263,7 +263,14 @@ if tool == "pulumi":
         if world.get("select_error"):
             sys.stderr.write(world["select_error"])
             sys.exit(255)
-        if world.get("stack", True) or "--create" in args:
+        # Pulumi Cloud's resolution of a name (pkg/backend/httpstate/backend.go
+        # ParseStackReference): the org, where not named, is the user's default (here `me`);
+        # the project, where not named, the current one
+        name = args[-1]
+        org, _, rest = name.rpartition("/") if name.count("/") < 2 else (name, "", "")
+        full = name if not rest else (org or "me") + "/cilium-eks/" + rest
+        exists = full in world["stacks"] if "stacks" in world else world.get("stack", True)
+        if exists or "--create" in args:
             sys.exit(0)
         sys.stderr.write(f"error: no stack named '{{args[-1]}}' found")
         sys.exit(255)
@@ -469,6 +476,76 @@ def test_a_preview_never_creates_a_stack(tools):
         proc.stderr
     )
     assert "Pulumi says:\nerror: no stack named 'dev' found" in proc.stderr  # Pulumi's words
+
+
+# The Makefile hands over the stack Pulumi has selected fully qualified, and says it is the
+# selected one (SELECTED_STACK); here it is in org acme, the user's default org is `me`.
+QUALIFIED = "acme/cilium-eks/prod"
+IN_ACME = {"caller": ROLE_SESSION, **AS_ADMIN, "stacks": [QUALIFIED],
+           "config": stack_file_config({"clusterName": None})}  # fmt: skip
+
+
+def pulumi_calls(tools: Path) -> list[list[str]]:
+    calls = (tools.parent / "calls.log").read_text().splitlines()
+    return [line.split()[1:] for line in calls if line.startswith("pulumi ")]
+
+
+def stacks_named(calls: list[list[str]]) -> list[str]:
+    """The stack each Pulumi call works on: --stack's, or the one `stack select` names."""
+    named = [c[c.index("--stack") + 1] for c in calls if "--stack" in c]
+    return named + [c[-1] for c in calls if c[:2] == ["stack", "select"]]
+
+
+@pytest.mark.parametrize("action", ["up", "preview", "destroy"])
+def test_the_selected_stack_is_worked_on_by_its_qualified_name_and_never_created(tools, action):
+    proc = preflight_as(tools, IN_ACME, STACK=QUALIFIED, SELECTED_STACK=QUALIFIED, ACTION=action)
+    assert proc.returncode == 0, proc.stderr
+    calls = pulumi_calls(tools)
+    assert ["stack", "select", QUALIFIED] in calls  # selected, not `--create`d
+    assert not any("--create" in call for call in calls)
+    assert ["stack", "export", "--stack", QUALIFIED] in calls
+    assert ["config", "--json", "--open", "--stack", QUALIFIED] in calls
+    assert set(stacks_named(calls)) == {QUALIFIED}
+    # the default cluster name, like the stack file, comes from the last segment
+    aws = (tools.parent / "calls.log").read_text()
+    assert "describe-cluster --name cilium-eks-prod " in aws
+
+
+def test_a_selected_stack_named_bare_is_not_made_anew_in_the_default_org(tools):
+    # What a bare `pulumi stack --show-name` gave: `prod` is me/cilium-eks/prod, which does
+    # not exist. `--create` would make it, and `make up` a second cluster; selecting fails.
+    proc = preflight_as(tools, IN_ACME, STACK="prod", SELECTED_STACK="prod", ACTION="up")
+    assert proc.returncode == 1
+    assert pulumi_calls(tools)[-1] == ["stack", "select", "prod"]
+    assert proc.stderr.endswith(
+        "stack prod could not be selected on https://api.pulumi.com; Pulumi says:\n"
+        "error: no stack named 'prod' found\n"
+    )
+
+
+@pytest.mark.parametrize("given", ["prod", "acme/prod", QUALIFIED])
+def test_a_stack_named_with_stack_is_created_by_up_as_named(tools, given):
+    # STACK= given: the Makefile says nothing was selected; the name is passed as typed
+    world = {**IN_ACME, "stacks": []}
+    proc = preflight_as(tools, world, STACK=given, SELECTED_STACK="", ACTION="up")
+    assert proc.returncode == 0, proc.stderr
+    calls = pulumi_calls(tools)
+    assert ["stack", "select", "--create", given] in calls
+    assert set(stacks_named(calls)) == {given}
+
+
+def test_a_stack_named_with_stack_beside_another_selected_one_is_created_by_up(tools):
+    proc = preflight_as(tools, IN_ACME, STACK=QUALIFIED, SELECTED_STACK="acme/cilium-eks/dev")
+    assert proc.returncode == 0, proc.stderr
+    assert ["stack", "select", "--create", QUALIFIED] in pulumi_calls(tools)
+
+
+def test_dev_where_none_is_selected_is_created_by_up(tools):
+    proc = preflight_as(tools, {"caller": ROLE_SESSION, **AS_ADMIN}, SELECTED_STACK="")
+    assert proc.returncode == 0, proc.stderr
+    calls = pulumi_calls(tools)
+    assert ["stack", "select", "--create", "dev"] in calls
+    assert set(stacks_named(calls)) == {"dev"}
 
 
 def test_any_other_pulumi_error_is_shown_as_pulumi_printed_it(tools):
