@@ -195,4 +195,9 @@ def test_every_pulumi_config_set_and_make_target_work_on_the_same_stack(page):
 def test_the_docs_name_the_stack_make_chooses(page):
     text = " ".join((ROOT / page).read_text().split())
     assert not re.search(r"STACK=[^.]*\(default `?dev`?\)", text)
-    assert "the stack Pulumi has selected (`pulumi stack --show-name`), else `dev`" in text
+    assert (
+        "the stack Pulumi has selected (`pulumi stack --show-name -Q`, fully qualified), else `dev`"
+        in text
+    )
+    # and that the selected stack is never created (it exists): only one STACK= names
+    assert "`make up` creates a stack only where `STACK=` names it, or `dev` where" in text
