@@ -53,15 +53,6 @@ def ca_fingerprint(cert_pem: str) -> str:
 MESH_CA_LABEL = "cilium-eks.io/mesh-ca"
 MESH_MTU = 8500
 
-# The datapath tuning (helm_values; docs/performance.md has each setting's source,
-# requirement and off switch).
-# Share of node memory for the conntrack, NAT and neighbour maps: the value of the Tuning
-# Guide's recommended profile, which pairs it with the distributed LRU (each CPU's LRU list
-# then holds only its share of the entries). The chart's 0.0025 is 10 MiB on the default
-# 4 GiB t3.medium, less than the default-sized conntrack maps alone, so the agent clamps
-# them to its floor (128Ki TCP entries; pkg/maps mapsize getDynamicSizeCalculator). 0.08 is
-# ~330 MiB of kernel memory there, ~1.3 GiB on 16 GiB nodes (docs/performance.md).
-MAP_DYNAMIC_SIZE_RATIO = 0.08
 
 
 def helm_values(
@@ -149,8 +140,17 @@ def helm_values(
             "hostLegacyRouting": not kpr,
             # Per-CPU LRU lists for the conntrack and NAT maps: no lock shared by all CPUs
             # on every new flow. The chart recommends larger maps with it (the ratio below).
-            "distributedLRU": {"enabled": True},
-            "mapDynamicSizeRatio": MAP_DYNAMIC_SIZE_RATIO,
+            # (cilium.distributedLru)
+            "distributedLRU": {"enabled": config.distributed_lru},
+            # Share of node memory for the conntrack, NAT and neighbour maps
+            # (cilium.mapDynamicSizeRatio): 0.08 by default, the value of the Tuning Guide's
+            # recommended profile, which pairs it with the distributed LRU (each CPU's LRU
+            # list then holds only its share of the entries). The chart's 0.0025 is 10 MiB
+            # on the default 4 GiB t3.medium, less than the default-sized conntrack maps
+            # alone, so the agent clamps them to its floor (128Ki TCP entries; pkg/maps
+            # mapsize getDynamicSizeCalculator). 0.08 is ~330 MiB of kernel memory there,
+            # ~1.3 GiB on 16 GiB nodes (docs/performance.md).
+            "mapDynamicSizeRatio": config.map_dynamic_size_ratio,
             # Pod devices: veth, or netkit (kernel 6.8+: AL2023 on Kubernetes 1.33+), which
             # needs eBPF host routing. bpf.tproxy stays unset (off): the chart refuses it
             # with netkit (validate.yaml), and the agent too (cilium/cilium #44048).
@@ -160,12 +160,14 @@ def helm_values(
         # without IPv6, pkg/option Populate): stated, since iptables masquerading of any
         # family would turn host routing legacy.
         "enableIPv6Masquerade": False,
-        # Bandwidth manager with BBR for pods: EDT pacing and fq qdiscs on the node's
-        # devices, BBR congestion control for pod sockets. BBR needs kernel 5.18+ (AL2023
-        # has 6.12 on Kubernetes 1.34-1.35, 6.18 on 1.36) and eBPF host routing: with
-        # legacy routing the agent refuses to start ("BBR setup requires BPF host routing",
-        # pkg/datapath/linux/bandwidth probe), so both follow kube-proxy replacement.
-        "bandwidthManager": {"enabled": kpr, "bbr": kpr},
+        # Bandwidth manager with BBR for pods (cilium.bandwidthManager, cilium.bbr): EDT
+        # pacing and fq qdiscs on the node's devices, BBR congestion control for pod
+        # sockets. BBR needs kernel 5.18+ (AL2023 has 6.12 on Kubernetes 1.34-1.35, 6.18 on
+        # 1.36) and eBPF host routing: with legacy routing the agent refuses to start ("BBR
+        # setup requires BPF host routing", pkg/datapath/linux/bandwidth probe), so the
+        # config refuses it without kube-proxy replacement, and turns both off there unless
+        # asked (components/config/cilium.py).
+        "bandwidthManager": {"enabled": config.bandwidth_manager, "bbr": config.bbr},
         # Off, and stated (docs/performance.md says why): BIG TCP needs no encryption and
         # mlx4/mlx5/ice NICs (ENA is not among them); XDP acceleration needs ENA's MTU at
         # 3498 or less and leaves north-south traffic unencrypted with WireGuard.
@@ -174,10 +176,11 @@ def helm_values(
         "loadBalancer": {"acceleration": "disabled"},
     }
     if kpr:
-        # Service backends by Maglev consistent hashing (the agent's own service load
-        # balancer exists only with kube-proxy replacement): the same backend for a flow on
-        # every node. SNAT, not DSR: DSR needs the ENIs' source/destination check off.
-        values["loadBalancer"] |= {"algorithm": "maglev", "mode": "snat"}
+        # Service backends by Maglev consistent hashing, or random (cilium.
+        # loadBalancerAlgorithm; the agent's own service load balancer exists only with
+        # kube-proxy replacement): with Maglev the same backend for a flow on every node.
+        # SNAT, not DSR: DSR needs the ENIs' source/destination check off.
+        values["loadBalancer"] |= {"algorithm": config.load_balancer_algorithm, "mode": "snat"}
     if config.upgrade_compatibility:
         # The minor first installed: the chart keeps its defaults across minor upgrades
         # (e.g. 1.20 would switch the L7 proxy to envoy-xds-mode ads). Unset on a fresh

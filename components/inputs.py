@@ -84,6 +84,13 @@ class CiliumDatapathMode(Enum):
     NETKIT = "netkit"
 
 
+class CiliumLoadBalancerAlgorithm(Enum):
+    """How Cilium picks a Service's backend (chart loadBalancer.algorithm): maglev (consistent hashing: a flow keeps its backend on every node; a table per Service, more memory), or random. Only with kubeProxyReplacement: without it Cilium balances no Service."""
+
+    MAGLEV = "maglev"
+    RANDOM = "random"
+
+
 class HubbleConfig(TypedDict):
     """Hubble, Cilium's flow observability: its relay and UI (components/cilium_values.py)."""
 
@@ -114,6 +121,21 @@ class CiliumConfig(TypedDict):
 
     datapathMode: NotRequired[CiliumDatapathMode]
     """Pods' network devices: veth pairs, or netkit (faster with eBPF host routing; kernel 6.8+, which AL2023 has on every version offered; Cilium's own EKS netkit CI jobs are quarantined, cilium/cilium #46621). Needs kubeProxyReplacement. On a live cluster only pods created afterwards switch: roll the nodes, then `make verify` (docs/performance.md). Default: `veth`."""
+
+    bandwidthManager: NotRequired[bool]
+    """Cilium's bandwidth manager: EDT pacing and fq qdiscs on the nodes' devices, and pods' kubernetes.io/egress-bandwidth honoured (chart bandwidthManager.enabled). Unset with kubeProxyReplacement: false, it is off (legacy routing: Cilium warns of latency). Default: `true`."""
+
+    bbr: NotRequired[bool]
+    """BBR congestion control for pods' TCP (chart bandwidthManager.bbr; kernel 5.18+, which AL2023 has). Needs bandwidthManager and eBPF host routing, i.e. kubeProxyReplacement: true (Cilium refuses to start BBR on legacy routing); unset, it is off without them. Applies to sockets opened afterwards. Default: `true`."""
+
+    loadBalancerAlgorithm: NotRequired[CiliumLoadBalancerAlgorithm]
+    """How Cilium picks a Service's backend (chart loadBalancer.algorithm): maglev (consistent hashing: a flow keeps its backend on every node; a table per Service, more memory), or random. Only with kubeProxyReplacement: without it Cilium balances no Service. Default: `maglev`."""
+
+    distributedLru: NotRequired[bool]
+    """Per-CPU LRU lists for the conntrack and NAT maps: no lock shared by all CPUs on each new flow (chart bpf.distributedLRU.enabled). Switching it on a live cluster recreates those maps at the agents' restart. Default: `true`."""
+
+    mapDynamicSizeRatio: NotRequired[float]
+    """Share of node memory for the conntrack, NAT and neighbour maps, more than 0 and at most 1 (chart bpf.mapDynamicSizeRatio; the chart's own is 0.0025). 0.08 is about 330 MiB on a 4 GiB node; a change resizes the maps at the agents' restart. Default: `0.08`."""
 
     hubble: NotRequired[HubbleConfig]
     """Hubble, Cilium's flow observability: its relay and UI (components/cilium_values.py). Default: each key at its default."""

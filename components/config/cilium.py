@@ -7,7 +7,7 @@ Imports only the config package's own field types (never a component).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -22,6 +22,12 @@ DEFAULT_CILIUM_VERSION = "1.19.6"
 MIN_CILIUM_VERSION = (1, 19, 0)
 SEMVER_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 MINOR_RE = re.compile(r"^(\d+)\.(\d+)$")
+# cilium.mapDynamicSizeRatio: the tuned share of node memory for the conntrack, NAT and
+# neighbour maps (docs/performance.md says why 0.08), and the range the agent accepts:
+# (0.0, 1.0] (pkg/maps/mapsize calculateBPFMapSizes, "must be > 0.0 and <= 1.0"; the
+# chart's configmap says the same). 0 is no way out either: the chart reads it as unset
+# and writes its own 0.0025 (cilium-configmap.yaml, bpf-map-dynamic-size-ratio).
+DEFAULT_MAP_DYNAMIC_SIZE_RATIO = 0.08
 
 
 class HubbleConfig(Section):
@@ -77,7 +83,85 @@ class CiliumConfig(Section):
         "On a live cluster only pods created afterwards switch: roll the nodes, then `make "
         "verify` (docs/performance.md).",
     )
+    # The datapath tuning (docs/performance.md: each setting's source, cost and off switch).
+    bandwidth_manager: Flag = Field(
+        default=True,
+        description="Cilium's bandwidth manager: EDT pacing and fq qdiscs on the nodes' "
+        "devices, and pods' kubernetes.io/egress-bandwidth honoured (chart "
+        "bandwidthManager.enabled). Unset with kubeProxyReplacement: false, it is off "
+        "(legacy routing: Cilium warns of latency).",
+    )
+    bbr: Flag = Field(
+        default=True,
+        description="BBR congestion control for pods' TCP (chart bandwidthManager.bbr; "
+        "kernel 5.18+, which AL2023 has). Needs bandwidthManager and eBPF host routing, "
+        "i.e. kubeProxyReplacement: true (Cilium refuses to start BBR on legacy routing); "
+        "unset, it is off without them. Applies to sockets opened afterwards.",
+    )
+    load_balancer_algorithm: Literal["maglev", "random"] = Field(
+        default="maglev",
+        description="How Cilium picks a Service's backend (chart loadBalancer.algorithm): "
+        "maglev (consistent hashing: a flow keeps its backend on every node; a table per "
+        "Service, more memory), or random. Only with kubeProxyReplacement: without it "
+        "Cilium balances no Service.",
+    )
+    distributed_lru: Flag = Field(
+        default=True,
+        description="Per-CPU LRU lists for the conntrack and NAT maps: no lock shared by "
+        "all CPUs on each new flow (chart bpf.distributedLRU.enabled). Switching it on a "
+        "live cluster recreates those maps at the agents' restart.",
+    )
+    map_dynamic_size_ratio: float = Field(
+        default=DEFAULT_MAP_DYNAMIC_SIZE_RATIO,
+        description="Share of node memory for the conntrack, NAT and neighbour maps, more "
+        "than 0 and at most 1 (chart bpf.mapDynamicSizeRatio; the chart's own is 0.0025). "
+        "0.08 is about 330 MiB on a 4 GiB node; a change resizes the maps at the agents' "
+        "restart.",
+    )
     hubble: HubbleConfig = Field(default_factory=HubbleConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bandwidth_manager_off_on_legacy_routing(cls, data: Any) -> Any:
+        # With kubeProxyReplacement: false Cilium routes the legacy way (see below), where
+        # BBR stops the agent and the bandwidth manager adds latency (Cilium's bandwidth
+        # manager guide): there, unset, both are off rather than refused, so a stack file
+        # that only says kubeProxyReplacement: false keeps working.
+        if isinstance(data, dict) and data.get("kubeProxyReplacement") is False:
+            data = {"bandwidthManager": False, "bbr": False, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _bbr_needs_the_bandwidth_manager(self) -> CiliumConfig:
+        # The chart writes enable-bbr only inside `if .Values.bandwidthManager.enabled`
+        # (cilium-configmap.yaml, 1.19.6 and 1.20.0; values.yaml: the bandwidth manager is
+        # the "prerequirement for BBR"): BBR without it would be dropped without a word.
+        if self.bbr and not self.bandwidth_manager:
+            raise refuse(
+                "bbr: true needs bandwidthManager: true (BBR runs on the bandwidth "
+                "manager; the chart drops it without); set cilium.bbr: false, or "
+                "cilium.bandwidthManager: true"
+            )
+        # The agent refuses to start BBR on legacy routing ("BPF bandwidth manager's BBR
+        # setup requires BPF host routing.", pkg/datapath/linux/bandwidth probe).
+        if self.bbr and not self.kube_proxy_replacement:
+            raise refuse(
+                "bbr: true needs eBPF host routing, which needs kubeProxyReplacement: true "
+                "(Cilium refuses to start BBR on legacy routing); set cilium.bbr: false, or "
+                "cilium.kubeProxyReplacement: true on a new stack"
+            )
+        return self
+
+    @field_validator("map_dynamic_size_ratio", mode="before")
+    @classmethod
+    def _a_share_of_memory(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+            shown = getattr(value, "text", repr(value))
+            raise refuse(
+                f"{shown} is not allowed; use a number more than 0 and at most 1 (Cilium's "
+                f"range), e.g. {DEFAULT_MAP_DYNAMIC_SIZE_RATIO}, or the chart's 0.0025"
+            )
+        return value
 
     @model_validator(mode="after")
     def _netkit_needs_host_routing(self) -> CiliumConfig:
