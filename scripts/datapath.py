@@ -137,6 +137,8 @@ def expectations(config: Mapping[str, str], wireguard_peers: int) -> list[Expect
         )
     else:
         expected.append(Expected("encryption", "Encryption", "Disabled", "Disabled"))
+    # cilium.loadBalancerAlgorithm: FormatStatusResponse prints the API model's Maglev (with
+    # its table size) or Random
     if kpr == "True" and config.get("bpf-lb-algorithm") == "maglev":
         expected.append(
             Expected(
@@ -145,6 +147,14 @@ def expectations(config: Mapping[str, str], wireguard_peers: int) -> list[Expect
                 r"Maglev \(Table Size: \d+\)",
                 "Maglev (Table Size: N)",
             )
+        )
+    elif kpr == "True" and config.get("bpf-lb-algorithm") == "random":
+        expected.append(Expected("random", f"{DETAILS}/Backend Selection", "Random", "Random"))
+    # cilium.mapDynamicSizeRatio, as FormatStatusResponse prints it (Go's %f)
+    if "bpf-map-dynamic-size-ratio" in config:
+        ratio = f"on (ratio: {float(config['bpf-map-dynamic-size-ratio']):f})"
+        expected.append(
+            Expected("map sizing", "BPF Maps", re.escape(f"dynamic sizing: {ratio}"), ratio)
         )
     if not _on(config, "enable-ipv4-big-tcp"):
         expected.append(Expected("BIG TCP off", "IPv4 BIG TCP", "Disabled", "Disabled"))

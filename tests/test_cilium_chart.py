@@ -14,6 +14,7 @@ import functools
 import json
 import re
 import shlex
+import tarfile
 from pathlib import Path
 from typing import Any, get_args
 
@@ -503,3 +504,87 @@ def test_the_program_renders_netkit_when_the_config_asks(reference, version):
     config = find(rendered(reference, version, netkit), "ConfigMap", "cilium-config")["data"]
     assert config["datapath-mode"] == "netkit"
     assert {k: config.get(k) for k in TUNED} == TUNED
+
+
+# Each tuning off (its cilium.* key, docs/performance.md): the cilium-config the chart
+# writes when the program leaves the chart value out, i.e. the chart's own default. The
+# load balancing algorithm has none in the chart (it writes bpf-lb-algorithm only when
+# set); random is the agent's default (values.yaml: "e.g. random or maglev").
+TUNING_OFF = {
+    # config keys: (the chart value the program would leave out, cilium-config keys)
+    "bandwidthManager": (("bandwidthManager",), ("enable-bandwidth-manager", "enable-bbr")),
+    "bbr": (("bandwidthManager", "bbr"), ("enable-bandwidth-manager", "enable-bbr")),
+    "distributedLru": (("bpf", "distributedLRU"), ("bpf-distributed-lru",)),
+    "mapDynamicSizeRatio": (("bpf", "mapDynamicSizeRatio"), ("bpf-map-dynamic-size-ratio",)),
+}
+TUNING_OFF_CONFIG = {
+    "bandwidthManager": {"bandwidthManager": False, "bbr": False},
+    "bbr": {"bbr": False},
+    "distributedLru": {"distributedLru": False},
+    "mapDynamicSizeRatio": {"mapDynamicSizeRatio": 0.0025},  # the chart's, documented
+}
+
+
+def left_out(values: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    result = json.loads(json.dumps(values))
+    node = result
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return result
+
+
+@pytest.mark.parametrize("key", sorted(TUNING_OFF))
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_each_tuning_off_renders_the_chart_s_own_default(reference, version, key):
+    path, written = TUNING_OFF[key]
+    off = chart_values("veth", TUNING_OFF_CONFIG[key])
+    schema = json.loads((chart_dir(reference, version) / "values.schema.json").read_text())
+    assert not list(jsonschema.validators.validator_for(schema)(schema).iter_errors(off))
+    config = cilium_config(reference, version, off)
+    chart_default = cilium_config(reference, version, left_out(chart_values("veth"), path))
+    assert {k: config.get(k) for k in written} == {k: chart_default.get(k) for k in written}
+    # and the tuned value differs from it: the key does switch something
+    tuned = cilium_config(reference, version, chart_values("veth"))
+    assert {k: tuned.get(k) for k in written} != {k: config.get(k) for k in written}
+    # the rest of the tuning stays
+    rest = {k: v for k, v in TUNED.items() if k not in written}
+    if key == "bbr":  # BBR off keeps the bandwidth manager, with CUBIC
+        assert config["enable-bandwidth-manager"] == "true" and config["enable-bbr"] == "false"
+    assert {k: config.get(k) for k in rest} == rest
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_random_load_balancing_is_the_agent_s_default(reference, version):
+    config = cilium_config(
+        reference, version, chart_values("veth", {"loadBalancerAlgorithm": "random"})
+    )
+    assert config["bpf-lb-algorithm"] == "random"
+    # the chart has no default of its own: left out, it writes nothing, and the agent's
+    # default applies (values.yaml, loadBalancer.algorithm: "e.g. random or maglev")
+    values = chart_values("veth")
+    del values["loadBalancer"]["algorithm"]
+    assert "bpf-lb-algorithm" not in cilium_config(reference, version, values)
+    assert "# algorithm: random" in (chart_dir(reference, version) / "values.yaml").read_text()
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_the_charts_refuse_no_tuning_combination_but_drop_bbr_without_the_manager(
+    reference, version
+):
+    # No `fail` of either chart reads these keys (templates/validate.yaml); the chart writes
+    # enable-bbr only with the bandwidth manager, so the config refuses that pair itself
+    # (tests/test_config.py): here is what the chart would do with it.
+    values = chart_values("veth", {"bandwidthManager": False, "bbr": False})
+    values["bandwidthManager"]["bbr"] = True
+    config = cilium_config(reference, version, values)
+    assert "enable-bbr" not in config and "enable-bandwidth-manager" not in config
+    with tarfile.open(chart_dir(reference, version) / f"cilium-{version}.tgz") as chart:
+        fails = [
+            line for member in chart.getmembers() if "/templates/" in member.name
+            and member.isfile() for line in chart.extractfile(member).read().decode().splitlines()
+            if "fail " in line
+        ]  # fmt: skip
+    assert len(fails) > 10  # the templates were read: validate.yaml alone has more
+    for word in ("bandwidthManager", "bbr", "distributedLRU", "mapDynamicSizeRatio", "algorithm"):
+        assert not [line for line in fails if word in line], word

@@ -132,6 +132,8 @@ def test_cilium_refuses_to_fall_back_to_the_ambient_kubeconfig(dev):
     [
         ({"cilium": {"version": "1.18.12"}}, "cilium.version: '1.18.12' is too old"),
         ({"cilium": {"datapathMode": "netkit", "kubeProxyReplacement": False}}, "netkit"),
+        ({"cilium": {"bandwidthManager": False, "bbr": True}}, "bbr: true needs bandwidthManager"),
+        ({"cilium": {"mapDynamicSizeRatio": 2.0}}, "cilium.mapDynamicSizeRatio: 2.0 is not"),
         # the provider SDK's own refusal of a value its enum does not have
         ({"cilium": {"encryption": "ipsec"}}, "('cilium.encryption', \"Invalid value ipsec"),
         ({"operatorReplicas": 3.0}, "operatorReplicas: 3.0 is not allowed"),
@@ -190,3 +192,35 @@ def test_the_stack_refuses_bad_inputs_before_declaring_itself():
     inputs = {**stack_inputs(), "nodes": {"minSize": 1.5}}
     graph = construct(STACK, "cilium-eks", inputs, kubernetes=False)
     assert graph.error and "nodes.minSize: 1.5 is not allowed" in graph.error["message"]
+
+
+# The datapath tuning, each key off (docs/performance.md), as another language sends it
+TUNING_OFF = {
+    "bandwidthManager": False,
+    "bbr": False,
+    "loadBalancerAlgorithm": "random",
+    "distributedLru": False,
+    "mapDynamicSizeRatio": 0.0025,
+}
+
+
+def test_cilium_takes_the_tuning_from_its_cilium_input(dev):
+    inputs = dev_cluster(dev)
+    graph = construct(CILIUM, "cilium", {**inputs, "cilium": {**inputs["cilium"], **TUNING_OFF}})
+    assert graph.error is None, graph.error["traceback"]
+    values = graph.one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert values["bandwidthManager"] == {"enabled": False, "bbr": False}
+    assert values["loadBalancer"]["algorithm"] == "random"
+    assert values["bpf"]["distributedLRU"] == {"enabled": False}
+    assert values["bpf"]["mapDynamicSizeRatio"] == 0.0025
+
+
+def test_the_stack_takes_the_tuning_as_the_program_does():
+    program = run_ok({f"cilium.{key}": value for key, value in TUNING_OFF.items()})
+    inputs = stack_inputs()
+    inputs["cilium"] = {**inputs["cilium"], **TUNING_OFF}
+    graph = construct(STACK, "cilium-eks", inputs, kubernetes=False)
+    assert graph.error is None, graph.error["traceback"]
+    assert declared(graph) == declared(program)
+    values = graph.one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert values["bandwidthManager"] == {"enabled": False, "bbr": False}

@@ -678,3 +678,86 @@ def test_anything_else_as_a_boundary_is_refused_naming_the_key_and_the_way_out(a
     # its ACCOUNT_ID placeholders left in
     assert "docs/iam/boundary-policy.json with the account filled in" in message
     assert "file://" not in message
+
+
+# --- the datapath tuning (docs/performance.md): each a key, each refusal Cilium's --------------
+
+TUNING_REFUSED = [
+    # the chart writes enable-bbr only with the bandwidth manager (cilium-configmap.yaml)
+    (
+        {"cilium.bandwidthManager": False},  # bbr left at its default, true
+        [
+            "cilium: bbr: true needs bandwidthManager: true",
+            "set cilium.bbr: false, or cilium.bandwidthManager: true",
+        ],
+    ),
+    (
+        {"cilium.bandwidthManager": False, "cilium.bbr": True},
+        ["cilium: bbr: true needs bandwidthManager: true"],
+    ),
+    # the agent refuses BBR on legacy routing (pkg/datapath/linux/bandwidth probe)
+    (
+        {"cilium.kubeProxyReplacement": False, "cilium.bbr": True},
+        ["cilium: bbr: true needs eBPF host routing", "kubeProxyReplacement: true"],
+    ),
+    (
+        {"cilium.kubeProxyReplacement": False, "cilium.bandwidthManager": True, "cilium.bbr": True},
+        ["cilium: bbr: true needs eBPF host routing"],
+    ),
+    ({"cilium.bbr": "on"}, ["cilium.bbr: 'on' is not allowed; use true or false"]),
+    (
+        {"cilium.loadBalancerAlgorithm": "roundRobin"},
+        ["cilium.loadBalancerAlgorithm: 'roundRobin'", "allowed: maglev, random"],
+    ),
+    ({"cilium.distributedLru": 1}, ["cilium.distributedLru: 1 is not allowed; use true or false"]),
+    # the agent's range: (0.0, 1.0] (pkg/maps/mapsize calculateBPFMapSizes)
+    (
+        {"cilium.mapDynamicSizeRatio": 0},
+        ["cilium.mapDynamicSizeRatio: 0 is not allowed", "more than 0 and at most 1"],
+    ),  # fmt: skip
+    ({"cilium.mapDynamicSizeRatio": 1.5}, ["cilium.mapDynamicSizeRatio: 1.5 is not allowed"]),
+    ({"cilium.mapDynamicSizeRatio": -0.1}, ["cilium.mapDynamicSizeRatio: -0.1 is not allowed"]),
+    ({"cilium.mapDynamicSizeRatio": "0.08"}, ["cilium.mapDynamicSizeRatio: '0.08' is not allowed"]),
+    ({"cilium.mapDynamicSizeRatio": True}, ["cilium.mapDynamicSizeRatio: True is not allowed"]),
+]
+
+
+@pytest.mark.parametrize(("overrides", "fragments"), TUNING_REFUSED, ids=lambda v: repr(v)[:60])
+def test_a_tuning_cilium_or_its_chart_would_refuse_is_refused(overrides, fragments):
+    message = error_of(overrides)
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_the_tuning_is_on_by_default():
+    c = parse({"aws:region": "eu-west-1"}, stack="dev").cilium
+    assert (c.bandwidth_manager, c.bbr, c.distributed_lru) == (True, True, True)
+    assert c.load_balancer_algorithm == "maglev" and c.map_dynamic_size_ratio == 0.08
+
+
+def test_each_tuning_turns_off():
+    c = parse(
+        raw({
+            "cilium.bandwidthManager": False, "cilium.bbr": False,
+            "cilium.loadBalancerAlgorithm": "random", "cilium.distributedLru": False,
+            "cilium.mapDynamicSizeRatio": 0.0025,
+        }),
+        stack="dev",
+    ).cilium  # fmt: skip
+    assert (c.bandwidth_manager, c.bbr, c.distributed_lru) == (False, False, False)
+    assert c.load_balancer_algorithm == "random" and c.map_dynamic_size_ratio == 0.0025
+    # BBR off alone keeps the bandwidth manager (CUBIC); a whole number is a ratio too
+    c = parse(raw({"cilium.bbr": False, "cilium.mapDynamicSizeRatio": 1}), stack="dev").cilium
+    assert (c.bandwidth_manager, c.bbr, c.map_dynamic_size_ratio) == (True, False, 1.0)
+
+
+def test_without_kube_proxy_replacement_the_bandwidth_manager_and_bbr_default_off():
+    # a stack file that says only kubeProxyReplacement: false still parses, as it did
+    # before these keys: legacy routing, where Cilium refuses BBR
+    c = parse(raw({"cilium.kubeProxyReplacement": False}), stack="dev").cilium
+    assert (c.bandwidth_manager, c.bbr) == (False, False)
+    # the bandwidth manager alone may be asked for there (CUBIC)
+    c = parse(
+        raw({"cilium.kubeProxyReplacement": False, "cilium.bandwidthManager": True}), stack="dev"
+    ).cilium
+    assert (c.bandwidth_manager, c.bbr) == (True, False)

@@ -269,16 +269,18 @@ def test_a_captured_eks_wireguard_line_is_read_whole():
 
 
 def as_captured(config: dict[str, str]) -> dict[str, str]:
-    """The rendered netkit config with the three settings the captured cluster chose
-    otherwise: BPF masquerading, no encryption, random backend selection (it shows
-    `Masquerading: BPF`, `Encryption: Disabled` and, without --verbose, no Maglev line)."""
-    return {
+    """The rendered netkit config with the settings the captured cluster chose otherwise:
+    BPF masquerading, no encryption (it shows `Masquerading: BPF`, `Encryption: Disabled`);
+    and without what plain `cilium status` (no --verbose) does not print, so that nothing
+    can be held against it: the backend selection and the map sizing."""
+    config = {
         **config,
         "enable-ipv4-masquerade": "true",
         "enable-bpf-masquerade": "true",
         "enable-wireguard": "false",
-        "bpf-lb-algorithm": "random",
     }
+    del config["bpf-lb-algorithm"], config["bpf-map-dynamic-size-ratio"]
+    return config
 
 
 def test_a_captured_node_passes_against_the_config_it_ran(configs):
@@ -288,7 +290,9 @@ def test_a_captured_node_passes_against_the_config_it_ran(configs):
 
 def test_a_captured_node_fails_against_this_stack_s_config_on_each_line(configs):
     found = datapath.differences(sample(CAPTURED_NETKIT), configs["netkit"], 3)
-    assert [line.split(":")[0] for line in found] == ["masquerading", "WireGuard", "Maglev"]
+    # and, without --verbose, the lines it does not print: Maglev's, the map sizing
+    expected = ["masquerading", "WireGuard", "Maglev", "map sizing"]
+    assert [line.split(":")[0] for line in found] == expected
     assert found[0] == (
         "masquerading: `Masquerading: BPF [eth0] 10.100.0.0/16 [IPv4: Enabled, IPv6: Disabled]`"
         ", expected Disabled"
@@ -312,6 +316,7 @@ def test_a_captured_node_is_named_where_it_differs(configs):
         "masquerading",
         "WireGuard",
         "Maglev",
+        "map sizing",
     ]
 
 
@@ -325,3 +330,60 @@ def test_the_captured_eks_wireguard_peers_count_against_the_agents(configs, agen
     else:
         assert len(checked) == 1 and checked[0].startswith("WireGuard: `Encryption: Wireguard [")
         assert f"Peers: {agents - 1})" in checked[0]
+
+
+# --- the tuning keys, each off: what `make verify` then expects ---------------------------------
+
+TUNED_STATUS = "1.19.6-veth-tuned.txt"
+BANDWIDTH_LINE = "BandwidthManager:       EDT with BPF [BBR] [ens5, ens6]"
+
+
+@pytest.fixture(scope="module")
+def off(reference) -> dict[str, dict[str, str]]:
+    """cilium-config as chart 1.19.6 renders the program's values with a tuning key off."""
+    keys = {
+        "bandwidthManager": {"bandwidthManager": False, "bbr": False},
+        "bbr": {"bbr": False},
+        "loadBalancerAlgorithm": {"loadBalancerAlgorithm": "random"},
+        "mapDynamicSizeRatio": {"mapDynamicSizeRatio": 0.0025},
+    }
+    return {k: cilium_config(reference, "1.19.6", chart_values("veth", v)) for k, v in keys.items()}
+
+
+@pytest.mark.parametrize(
+    ("key", "line", "as_asked", "expected"),
+    [
+        # pkg/client FormatStatusResponse: "Disabled" without the bandwidth manager, else
+        # "EDT with BPF [<congestion control, upper case>] [<devices>]"
+        ("bandwidthManager", BANDWIDTH_LINE, "BandwidthManager:       Disabled",
+         "bandwidth manager: `BandwidthManager: EDT with BPF [BBR] [ens5, ens6]`, expected Disabled"),
+        ("bbr", BANDWIDTH_LINE, "BandwidthManager:       EDT with BPF [CUBIC] [ens5, ens6]",
+         "bandwidth manager: `BandwidthManager: EDT with BPF [BBR] [ens5, ens6]`, expected "
+         "EDT with BPF [CUBIC] [devices]"),
+        # the API model's Random (Maglev alone carries its table size)
+        ("loadBalancerAlgorithm", "Maglev (Table Size: 16381)", "Random",
+         "random: `KubeProxyReplacement Details/Backend Selection: Maglev (Table Size: 16381)`, "
+         "expected Random"),
+        # "on (ratio: %f)"
+        ("mapDynamicSizeRatio", "ratio: 0.080000", "ratio: 0.002500",
+         "map sizing: `BPF Maps: dynamic sizing: on (ratio: 0.080000)`, expected on (ratio: "
+         "0.002500)"),
+    ],
+)  # fmt: skip
+def test_a_tuning_turned_off_is_expected_off_on_every_node(off, key, line, as_asked, expected):
+    tuned = sample(TUNED_STATUS)
+    assert line in tuned
+    # a node still tuned differs from the config, on that line alone
+    assert datapath.differences(tuned, off[key], 2) == [expected]
+    # a node as asked passes
+    assert datapath.differences(tuned.replace(line, as_asked, 1), off[key], 2) == []
+
+
+def test_the_tuned_config_expects_the_map_ratio_it_asks_for(configs):
+    # the default's 0.08, as every sample shows it; another ratio on a node is named
+    text = sample(TUNED_STATUS)
+    assert datapath.differences(text, configs["veth"], 2) == []
+    found = datapath.differences(
+        text.replace("ratio: 0.080000", "ratio: 0.002500"), configs["veth"], 2
+    )
+    assert [f.split(":")[0] for f in found] == ["map sizing"]

@@ -133,6 +133,14 @@ class CiliumConfig(Section):
 
     @model_validator(mode="after")
     def _bbr_needs_the_bandwidth_manager(self) -> CiliumConfig:
+        # The agent refuses to start BBR on legacy routing ("BPF bandwidth manager's BBR
+        # setup requires BPF host routing.", pkg/datapath/linux/bandwidth probe).
+        if self.bbr and not self.kube_proxy_replacement:
+            raise refuse(
+                "bbr: true needs eBPF host routing, which needs kubeProxyReplacement: true "
+                "(Cilium refuses to start BBR on legacy routing); set cilium.bbr: false, or "
+                "cilium.kubeProxyReplacement: true on a new stack"
+            )
         # The chart writes enable-bbr only inside `if .Values.bandwidthManager.enabled`
         # (cilium-configmap.yaml, 1.19.6 and 1.20.0; values.yaml: the bandwidth manager is
         # the "prerequirement for BBR"): BBR without it would be dropped without a word.
@@ -141,14 +149,6 @@ class CiliumConfig(Section):
                 "bbr: true needs bandwidthManager: true (BBR runs on the bandwidth "
                 "manager; the chart drops it without); set cilium.bbr: false, or "
                 "cilium.bandwidthManager: true"
-            )
-        # The agent refuses to start BBR on legacy routing ("BPF bandwidth manager's BBR
-        # setup requires BPF host routing.", pkg/datapath/linux/bandwidth probe).
-        if self.bbr and not self.kube_proxy_replacement:
-            raise refuse(
-                "bbr: true needs eBPF host routing, which needs kubeProxyReplacement: true "
-                "(Cilium refuses to start BBR on legacy routing); set cilium.bbr: false, or "
-                "cilium.kubeProxyReplacement: true on a new stack"
             )
         return self
 
