@@ -54,7 +54,6 @@ MESH_CA_LABEL = "cilium-eks.io/mesh-ca"
 MESH_MTU = 8500
 
 
-
 def helm_values(
     *,
     cluster_name: pulumi.Input[str],

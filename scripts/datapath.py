@@ -5,7 +5,7 @@ kube-proxy replacement, or with iptables masquerading, it routes the legacy way
 (pkg/kpr/initializer FinishKubeProxyReplacementInit); a kernel too old for BBR stops it.
 So the proof is each agent's own `cilium-dbg status --verbose`, compared line by line with
 what the stack asked for: the cilium-config ConfigMap the chart rendered from the
-program's values (components/cilium.py helm_values), not a copy typed here. A line that
+program's values (components/cilium_values.py helm_values), not a copy typed here. A line that
 differs fails the check, naming the node.
 
 The status text is Cilium's: pkg/client/client.go FormatStatusResponse writes each line as

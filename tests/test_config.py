@@ -714,7 +714,7 @@ TUNING_REFUSED = [
     (
         {"cilium.mapDynamicSizeRatio": 0},
         ["cilium.mapDynamicSizeRatio: 0 is not allowed", "more than 0 and at most 1"],
-    ),  # fmt: skip
+    ),
     ({"cilium.mapDynamicSizeRatio": 1.5}, ["cilium.mapDynamicSizeRatio: 1.5 is not allowed"]),
     ({"cilium.mapDynamicSizeRatio": -0.1}, ["cilium.mapDynamicSizeRatio: -0.1 is not allowed"]),
     ({"cilium.mapDynamicSizeRatio": "0.08"}, ["cilium.mapDynamicSizeRatio: '0.08' is not allowed"]),

@@ -355,21 +355,38 @@ def off(reference) -> dict[str, dict[str, str]]:
     [
         # pkg/client FormatStatusResponse: "Disabled" without the bandwidth manager, else
         # "EDT with BPF [<congestion control, upper case>] [<devices>]"
-        ("bandwidthManager", BANDWIDTH_LINE, "BandwidthManager:       Disabled",
-         "bandwidth manager: `BandwidthManager: EDT with BPF [BBR] [ens5, ens6]`, expected Disabled"),
-        ("bbr", BANDWIDTH_LINE, "BandwidthManager:       EDT with BPF [CUBIC] [ens5, ens6]",
-         "bandwidth manager: `BandwidthManager: EDT with BPF [BBR] [ens5, ens6]`, expected "
-         "EDT with BPF [CUBIC] [devices]"),
+        (
+            "bandwidthManager",
+            BANDWIDTH_LINE,
+            "BandwidthManager:       Disabled",
+            "bandwidth manager: `BandwidthManager: EDT with BPF [BBR] [ens5, ens6]`, expected "
+            "Disabled",
+        ),
+        (
+            "bbr",
+            BANDWIDTH_LINE,
+            "BandwidthManager:       EDT with BPF [CUBIC] [ens5, ens6]",
+            "bandwidth manager: `BandwidthManager: EDT with BPF [BBR] [ens5, ens6]`, expected "
+            "EDT with BPF [CUBIC] [devices]",
+        ),
         # the API model's Random (Maglev alone carries its table size)
-        ("loadBalancerAlgorithm", "Maglev (Table Size: 16381)", "Random",
-         "random: `KubeProxyReplacement Details/Backend Selection: Maglev (Table Size: 16381)`, "
-         "expected Random"),
+        (
+            "loadBalancerAlgorithm",
+            "Maglev (Table Size: 16381)",
+            "Random",
+            "random: `KubeProxyReplacement Details/Backend Selection: Maglev (Table Size: "
+            "16381)`, expected Random",
+        ),
         # "on (ratio: %f)"
-        ("mapDynamicSizeRatio", "ratio: 0.080000", "ratio: 0.002500",
-         "map sizing: `BPF Maps: dynamic sizing: on (ratio: 0.080000)`, expected on (ratio: "
-         "0.002500)"),
+        (
+            "mapDynamicSizeRatio",
+            "ratio: 0.080000",
+            "ratio: 0.002500",
+            "map sizing: `BPF Maps: dynamic sizing: on (ratio: 0.080000)`, expected on (ratio: "
+            "0.002500)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_tuning_turned_off_is_expected_off_on_every_node(off, key, line, as_asked, expected):
     tuned = sample(TUNED_STATUS)
     assert line in tuned
