@@ -19,7 +19,11 @@ const vpc = new awsx.ec2.Vpc("vpc", {
 // EKS without the AWS VPC CNI and without kube-proxy: pulumi-eks installs neither as an
 // add-on; EKS bootstraps both as plain DaemonSets, which the Cilium component switches off
 // before any node exists. No node group here: the nodes come after Cilium, below.
+// A fixed name: it is also Cilium's cluster.name (at most 32 of a-z, 0-9, '-'), which the
+// Cilium component refuses otherwise; left unset, pulumi-eks auto-names the cluster
+// `cluster-eksCluster-0123abcd` (its `name` input's doc), which Cilium would not take.
 const cluster = new eks.Cluster("cluster", {
+    name: "cilium-eks-ts",
     vpcId: vpc.vpcId,
     publicSubnetIds: vpc.publicSubnetIds,
     privateSubnetIds: vpc.privateSubnetIds,
