@@ -157,3 +157,71 @@ def test_every_module_says_what_it_owns_and_what_it_imports():
         if not doc or (needs_imports and not re.search(r"^Imports\b", doc, re.M)):
             missing.append(path.relative_to(ROOT).as_posix())
     assert missing == []
+
+
+# A file of the project as the docs write it, and a name with its file: `name()` (path),
+# `name()` in `path`, `path` (`name`), path:name.
+DOC_PATH = r"(?:components|scripts|policy|tests)/[\w/.-]*\w\.(?:py|sh|json|ya?ml)"
+NAME_IN_PATH = [
+    re.compile(rf"`(?P<name>\w+)\(\)`,?\s+(?:\(|in\s+|of\s+)`?(?P<path>{DOC_PATH})"),
+    re.compile(rf"`?(?P<path>{DOC_PATH})`?\s+\(`(?P<name>\w+)(?:\(\))?`"),
+    re.compile(rf"(?P<path>{DOC_PATH}):(?P<name>[A-Za-z_]\w*)"),
+]
+DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# docs/testing.md's record of earlier mutation samples names the tool they were made with,
+# since deleted.
+GONE = {"scripts/mutate.py"}
+
+
+def doc_text(page: Path) -> str:
+    """A page's text with a path broken over two lines (`scripts/` + `account.py`) joined."""
+    return re.sub(r"/\s*\n\s*(?=\w+\.)", "/", page.read_text())
+
+
+def defined_names(path: Path) -> set[str]:
+    """The functions and classes a module defines (methods too), and its module constants."""
+    tree = ast.parse(path.read_text())
+    names = {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+    }
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def stale_references(page: Path) -> list[str]:
+    text, stale = doc_text(page), []
+    for match in re.finditer(rf"(?<![\w/.-])({DOC_PATH})", text):
+        if match.group(1) not in GONE and not (ROOT / match.group(1)).is_file():
+            stale.append(f"{match.group(1)}: no such file")
+    for pattern in NAME_IN_PATH:
+        for match in pattern.finditer(text):
+            path, name = ROOT / match["path"], match["name"]
+            if path.suffix == ".py" and path.is_file() and name not in defined_names(path):
+                stale.append(f"{match['path']} defines no {name}")
+    return stale
+
+
+@pytest.mark.parametrize("page", DOC_PAGES, ids=lambda p: p.name)
+def test_every_module_and_name_the_docs_point_to_is_there(page):
+    """A doc that sends the reader to a file, or to a function in one, is not stale."""
+    assert stale_references(page) == []
+    assert not [p for p in GONE if (ROOT / p).exists()]  # gone indeed
+
+
+def test_the_docs_reference_check_sees_each_spelling(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "Set in `helm_values()` (components/cilium.py), `parse()` in `scripts/\n"
+        "preflight.py`, `components/stack.py` (`Stack`), components/mesh.py:nothing_here,\n"
+        "and components/gone.py. Not a name: `make` (`scripts/preflight.py`).\n"
+    )
+    assert stale_references(page) == [
+        "components/gone.py: no such file",
+        "components/cilium.py defines no helm_values",
+        "scripts/preflight.py defines no parse",
+        "components/mesh.py defines no nothing_here",
+    ]
