@@ -16,6 +16,9 @@ run before or without the program; but for the package's schema generator
 the policy pack (policy/) imports nothing of the program at all, so that it judges the
 program independently.
 
+The docs keep up with the layout: docs/design.md's map names every module, and every file
+(or function in a file) README.md and docs/ point to is there.
+
 The two lower layers declare no resources: no module-level import of a Pulumi SDK that
 declares resources and no ComponentResource; an SDK imported inside a function (an invoke,
 as config's EC2 lookup) is allowed.
@@ -225,3 +228,50 @@ def test_the_docs_reference_check_sees_each_spelling(tmp_path):
         "scripts/preflight.py defines no parse",
         "components/mesh.py defines no nothing_here",
     ]
+
+
+def design_map_blocks() -> list[str]:
+    """docs/design.md's "Where things are": its table rows and paragraphs, one block each."""
+    text = (ROOT / "docs" / "design.md").read_text()
+    section = text[text.index("## Where things are") :]
+    section = section[: section.index("\n## ", 1)]
+    blocks = re.split(r"\n\s*\n|\n(?=\|)", section)
+    return [" ".join(block.split()) for block in blocks]
+
+
+def unmapped(blocks: list[str]) -> list[str]:
+    """The modules of components/, scripts/ and policy/ no block names: by its path
+    (`components/aws_api.py`), or by its name in a block that names its folder
+    (`components/config/` ... `fields`)."""
+    missing = []
+    for path in MODULES:
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] == "__main__.py" or rel.name == "__init__.py":
+            continue
+        folder = f"`{rel.parent.as_posix()}/`"
+        if not any(
+            f"`{rel.as_posix()}`" in block or (folder in block and f"`{rel.stem}`" in block)
+            for block in blocks
+        ):
+            missing.append(rel.as_posix())
+    return missing
+
+
+def test_the_design_map_names_every_module():
+    """docs/design.md's map is where a newcomer looks a module up: none is left out."""
+    assert unmapped(design_map_blocks()) == []
+
+
+@pytest.mark.parametrize(
+    ("dropped", "module"),
+    [
+        ("`stack_file`", "components/config/stack_file.py"),
+        # `stack` is still in the components row: that names components/stack.py
+        ("`stack`", "components/config/stack.py"),
+    ],
+)
+def test_the_design_map_check_reads_a_name_with_its_own_folder(dropped, module):
+    blocks = design_map_blocks()
+    config_row = next(b for b in blocks if b.startswith("| config |"))
+    without = [b.replace(dropped, "") if b == config_row else b for b in blocks]
+    assert unmapped(without) == [module]
