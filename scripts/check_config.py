@@ -14,6 +14,9 @@ A stack file that imports a Pulumi ESC environment (`environment:`) gets the res
 config from there, which only the CLI can resolve: what the file holds is checked, a key
 it must have but leaves to the environment (aws:region) is named as expected from it, and
 the preflight of `make preview|up` checks the config as `pulumi config --open` resolves it.
+
+Imports the config package and its YAML reader (components/config/stack_file.py, which
+the program never loads), nothing of the program's components: it runs without them.
 """
 
 from __future__ import annotations

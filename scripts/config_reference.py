@@ -5,6 +5,9 @@
 
 One source for every key's type, default and meaning: the pydantic models' fields and
 their descriptions. tests/test_stack_file.py fails when the document's table is stale.
+
+Imports the config's models and the bounds its messages read from them
+(components/config/messages.py), nothing of the program's components.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ one space: `Routing:  Network: Native   Host: BPF` is "Network: Native Host: BPF
 read here are formatted alike by 1.19 and 1.20; 1.20 adds the configured mode to
 `Device Mode` only when it differs from the one in use, i.e. with `auto`, which this stack
 never sets (cilium/cilium #43062). tests/test_datapath.py reads sample status text.
+
+Imports nothing of the program: what the stack asked for is read from the cluster (the
+ConfigMap the chart rendered), not from the program's values.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ all at once; then, as each ends, its PASS/FAIL/SKIP lines, and the Job is delete
 
 hubble: Hubble UI on http://localhost:12000 until Ctrl-C (a port-forward to the
 hubble-ui Service; the UI reaches the relay over TLS itself).
+
+Imports scripts/pulumi_session.py and scripts/datapath.py, nothing of the program's
+components: it reaches the stack through the Pulumi CLI and its outputs.
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ and not mutmut: docs/testing.md. This script adds what the configuration cannot 
   mutant: the mock runs (tests/harness.py) turn bytecode back on for their own processes.
 Each mutant prints KILLED, SURVIVED, TIMEOUT (counted apart, with the killed) or ERROR (the
 mutation could not be applied); the end gives the score and each survivor's diff.
+
+Imports cosmic-ray, nothing of the program: the mutants are made in a copy of the
+checkout, and the suite there imports the program.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ settings (the cilium-config ConfigMap) and the nodes beside the numbers.
 
 compare: two reports side by side (before and after a change, veth and netkit), each
 number's change in per cent, and the settings that differ.
+
+Imports scripts/day2.py (the stack's kubeconfig, kubectl, the tools) and, for the image
+import, the AWS API helper (components/aws_api.py); nothing of the program's components.
 """
 
 from __future__ import annotations

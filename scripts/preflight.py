@@ -23,6 +23,9 @@ never by outputs a failed first run did not write:
   - Cilium moves one minor at a time, with cilium.upgradeCompatibility set (upgrade guide);
   - mesh peers exist, have their own cluster ID and a VPC CIDR that does not overlap.
 Exits 1 with every finding, each naming the config key and the way out; 0 otherwise.
+
+Imports the config package, scripts/account.py and scripts/pulumi_session.py; nothing of
+the program's components: it runs before the program.
 """
 
 from __future__ import annotations

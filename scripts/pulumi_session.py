@@ -4,6 +4,8 @@ Shared by the preflight (`make preview|up|destroy`) and scripts/day2.py (`make v
 hubble`), so that a new shell missing PULUMI_CONFIG_PASSPHRASE or PULUMI_BACKEND_URL is
 told so by either, the same way, instead of a later Pulumi call failing for a reason
 that reads like something else.
+
+Imports nothing of the program.
 """
 
 from __future__ import annotations

@@ -152,14 +152,24 @@ def test_no_module_is_longer_than_one_sitting():
 
 
 def test_every_module_says_what_it_owns_and_what_it_imports():
-    """A docstring first; in the program and the policy pack, a paragraph on its imports."""
+    """A docstring first, with a paragraph on its imports: in the program, the scripts and
+    the policy pack alike."""
     missing = []
     for path in MODULES:
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-        needs_imports = layer_of(path) not in ("scripts",)
-        if not doc or (needs_imports and not re.search(r"^Imports\b", doc, re.M)):
+        if not re.search(r"^Imports\b", doc, re.M):
             missing.append(path.relative_to(ROOT).as_posix())
     assert missing == []
+
+
+def test_a_module_that_says_it_imports_nothing_of_the_program_does_not():
+    imports = {}
+    for path in MODULES:
+        tree = ast.parse(path.read_text())
+        if re.search(r"^Imports nothing of the program\b", ast.get_docstring(tree) or "", re.M):
+            imports[path.relative_to(ROOT).as_posix()] = program_imports(tree)
+    assert {"components/aws_api.py", "scripts/pulumi_session.py"} <= imports.keys()
+    assert {module: names for module, names in imports.items() if names} == {}
 
 
 # A file of the project as the docs write it, and a name with its file: `name()` (path),
