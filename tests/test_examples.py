@@ -25,6 +25,7 @@ import yaml
 from components.cilium import cilium_cluster_name
 from components.config import ConfigError, from_stack_inputs, parse, parse_cilium
 from components.nodes import CILIUM_AGENT_NOT_READY_TAINT
+from scripts import account
 from tests.harness import ROOT, construct
 
 EXAMPLES = ROOT / "examples"
@@ -268,3 +269,20 @@ def test_the_typescript_program_links_the_generated_sdk():
     package = json.loads((TYPESCRIPT / "package.json").read_text())
     assert package["dependencies"]["@pulumi/cilium-eks"] == "file:sdks/cilium-eks"
     assert "/sdks/" in (TYPESCRIPT / ".gitignore").read_text()  # generated, never committed
+
+
+def test_the_package_doc_names_each_check_of_the_preflight_a_consumer_runs_instead():
+    """A Stack's consumer runs no preflight: docs/package.md names each of its refusals by
+    the key its message names (the messages' own words, read from the scripts), with the
+    Spot role's commands."""
+    doc = (ROOT / "docs" / "package.md").read_text()
+    start = doc.index("### What the preflight checks and a Stack does not")
+    section = doc[start : doc.index("\n## ", start)]
+    keys = set()
+    for script in ("preflight", "account"):
+        source = (ROOT / "scripts" / f"{script}.py").read_text()
+        keys |= set(re.findall(r'\bf?"([a-z]+\.[a-zA-Z]+): ', source))
+    assert {"karpenter.capacityTypes", "cilium.kubeProxyReplacement"} <= keys  # read right
+    assert sorted(k for k in keys if f"`{k}`" not in section) == []
+    assert f"aws iam get-role --role-name {account.SPOT_ROLE}" in " ".join(section.split())
+    assert f"--aws-service-name {account.SPOT_SERVICE}" in section
