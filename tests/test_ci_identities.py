@@ -14,7 +14,7 @@ from moto.iam.aws_managed_policies import aws_managed_policies_data
 
 from components.nodes import NODE_POLICIES
 from components.teardown import eni_gc_tags
-from tests.harness import ROOT, run_ok
+from tests.harness import ROOT, Graph, run_ok
 from tests.iam import (
     ACCOUNT,
     BOUNDARY_ARN,
@@ -25,6 +25,7 @@ from tests.iam import (
     program_policies,
 )
 from tests.iam import document as filled_document
+from tests.test_iam_calls import CALLS, REGION, Made
 
 IAM = ROOT / "docs" / "iam"
 SUB = "token.actions.githubusercontent.com:sub"
@@ -108,17 +109,47 @@ EVERYTHING = {
     "cilium.kubeProxyReplacement": False,  # the kube-proxy add-on's version look-up
 }
 LIVE = {"eksCluster": {"name": "cilium-eks-dev", "vpcId": "vpc-id", "subnetIds": ["s-1", "s-2"]}}
+# ... and what the program adopts when it exists: the control plane's retained log group
+# (components/cluster.py sets `import_` on it), which a preview reads.
+ADOPTED = {**LIVE, "logGroups": ["/aws/eks/cilium-eks-dev/cluster"]}
+READ_VERBS = ("Describe", "List", "Get")
+LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/eks/cilium-eks-dev/cluster"
+
+
+def import_reads(graph: Graph) -> set[tuple[str, str]]:
+    """(action, resource) of every read a preview of an import makes: the engine reads each
+    resource with an import ID through its provider's Read, i.e. the read calls of the
+    type's Terraform resource (tests/test_iam_calls.py CALLS, each with its source; for a
+    log group, internal/service/logs/group.go resourceGroupRead's DescribeLogGroups, then,
+    its @Tags(identifierAttribute="arn"), tags_gen.go listTags' ListTagsForResource on
+    the group's ARN)."""
+    reads = set()
+    for resource in graph.resources:
+        if not resource.import_id:
+            continue
+        assert resource.type in CALLS, f"no calls known for an import of {resource.type}"
+        made = Made(resource.type, resource.name, resource.inputs, None)
+        for action, on, _ in CALLS[resource.type][1]:
+            if action.split(":")[1].startswith(READ_VERBS):
+                assert on in ("self", "none"), (resource.type, action, on)
+                reads.add((action, made.arn if on == "self" else "*"))
+    return reads
 
 
 @pytest.fixture(scope="module")
-def preview_calls() -> set[str]:
+def preview_graphs() -> list[Graph]:
+    return [run_ok({}, world=LIVE), run_ok(EVERYTHING, world=ADOPTED)]
+
+
+@pytest.fixture(scope="module")
+def preview_calls(preview_graphs) -> set[str]:
     calls = set()
-    for overrides in ({}, EVERYTHING):
-        graph = run_ok(overrides, world=LIVE)
+    for graph in preview_graphs:
         for invoke in graph.invokes:
             if invoke["token"].startswith("aws:"):
                 assert invoke["token"] in INVOKE_ACTIONS, f"unknown look-up {invoke['token']}"
                 calls.add(INVOKE_ACTIONS[invoke["token"]])
+        calls |= {action for action, _ in import_reads(graph)}
     return {c for c in calls if c} | set(PREFLIGHT_ACTIONS)
 
 
@@ -127,6 +158,16 @@ def test_the_preview_role_may_read_exactly_what_a_preview_looks_up(preview_calls
         a for s in statements("preview-policy.json") for a in actions(s) if a.split(":")[0] != "s3"
     }
     assert allowed == preview_calls
+
+
+def test_the_preview_role_may_read_what_the_program_adopts(preview_graphs):
+    reads = import_reads(preview_graphs[1])
+    assert ("logs:ListTagsForResource", LOG_GROUP_ARN) in reads  # the model sees the import
+    preview = filled_document("preview-policy.json")
+    assert [(a, r) for a, r in sorted(reads) if not allows(preview, a, r, {})] == []
+    # another log group's tags stay out of reach
+    other = LOG_GROUP_ARN.replace("/aws/eks/", "/aws/lambda/")
+    assert not allows(preview, "logs:ListTagsForResource", other, {})
 
 
 def test_the_preview_role_may_make_each_preflight_call_on_what_it_reads():
