@@ -74,6 +74,16 @@ def helm_values(
         # ENI garbage collection tags and Hubble's flows carry this name; it is the EKS
         # cluster's, so ENIs are traceable to it in the EC2 console.
         "cluster": {"name": cluster_name},
+        # Each of Cilium's workloads restarts when the chart changes its ConfigMap: the
+        # agents, the operator, cilium-envoy and Hubble Relay read theirs only at start, so
+        # a change of config (a tuning, the encryption, datapathMode, a mesh) would reach a
+        # node only when its agent happened to restart, and `make verify` would fail there
+        # meanwhile. The chart then hashes the ConfigMap into the pod template
+        # (templates/cilium-agent/daemonset.yaml, cilium-operator/deployment.yaml,
+        # cilium-envoy/daemonset.yaml, hubble-relay/deployment.yaml; off by default); the
+        # agents roll two nodes at a time (the DaemonSet's maxUnavailable: 2).
+        "rollOutCiliumPods": True,
+        "envoy": {"rollOutPods": True},
         "eni": {
             # IPs for pods come from ENIs that cilium-operator attaches to the nodes.
             "enabled": True,
@@ -107,7 +117,7 @@ def helm_values(
         "enableIPv4Masquerade": False,
         # Cilium's eBPF service handling instead of kube-proxy's iptables, or not.
         "kubeProxyReplacement": config.kube_proxy_replacement,
-        "operator": {"replicas": operator_replicas},
+        "operator": {"replicas": operator_replicas, "rollOutPods": True},
         # Pod traffic between nodes encrypted with WireGuard (UDP 51871, allowed between
         # the nodes by components/cluster.py), or not; stated either way.
         "encryption": (
@@ -119,6 +129,7 @@ def helm_values(
             "enabled": True,
             "relay": {
                 "enabled": config.hubble.relay,
+                "rollOutPods": True,  # with its ConfigMap, as the agents (above)
                 # Relay serves its gRPC API over TLS (certificate *.hubble-relay.cilium.io
                 # from the same CronJob); the UI gets a client certificate from it too.
                 "tls": {"server": {"enabled": config.hubble.relay}},

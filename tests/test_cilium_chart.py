@@ -588,3 +588,43 @@ def test_the_charts_refuse_no_tuning_combination_but_drop_bbr_without_the_manage
     assert len(fails) > 10  # the templates were read: validate.yaml alone has more
     for word in ("bandwidthManager", "bbr", "distributedLRU", "mapDynamicSizeRatio", "algorithm"):
         assert not [line for line in fails if word in line], word
+
+
+# The pod templates a change of config must roll (rollOutCiliumPods, operator.rollOutPods):
+# the agents and the operator read cilium-config only at start.
+READERS_OF_CILIUM_CONFIG = (("DaemonSet", "cilium"), ("Deployment", "cilium-operator"))
+
+
+@pytest.mark.parametrize("version", ACCEPTED)
+def test_a_change_of_config_rolls_the_agents_and_the_operator_and_no_change_rolls_nothing(
+    reference, version
+):
+    def templates(cilium: dict[str, Any] | None, *, fresh: bool = False) -> dict:
+        values = json.dumps(chart_values("veth", cilium))
+        files = (render_all.__wrapped__ if fresh else render_all)(reference, version, values)
+        objects = [
+            doc
+            for template, text in files.items()
+            if template.endswith(".yaml")
+            for doc in yaml.safe_load_all(text)
+            if doc
+        ]
+        return {key: find(objects, *key)["spec"]["template"] for key in READERS_OF_CILIUM_CONFIG}
+
+    tuned = templates(None)
+    # rendered again from scratch: the same config, the same templates (an up that changes
+    # nothing restarts nothing)
+    assert templates(None, fresh=True) == tuned
+    # changes that touch only cilium-config: without the checksum the pods kept the old
+    # config until they happened to restart, and `make verify` failed on every node
+    for change in ({"bbr": False}, {"distributedLru": False}, {"mapDynamicSizeRatio": 0.04}):
+        changed = templates(change)
+        for key in READERS_OF_CILIUM_CONFIG:
+            assert changed[key] != tuned[key], (change, key)
+    # cilium-envoy and Hubble Relay roll with their own ConfigMaps
+    objects = render(reference, version, json.dumps(chart_values("veth")))
+    for kind, name, annotation in (
+        ("DaemonSet", "cilium-envoy", "cilium.io/cilium-envoy-configmap-checksum"),
+        ("Deployment", "hubble-relay", "cilium.io/hubble-relay-configmap-checksum"),
+    ):
+        assert annotation in find(objects, kind, name)["spec"]["template"]["metadata"]["annotations"]
