@@ -27,7 +27,9 @@ if get_monitor() is None:
     host()
 else:
     # Every key the CLI hands over, typos included: the Stack refuses what `make check` does.
-    stack = Stack("cilium-eks", stack_inputs(handed()))  # type: ignore[arg-type]
+    # This program's stacks keep the URNs they had before the package (components/stack.py).
+    inputs = stack_inputs(handed())
+    stack = Stack("cilium-eks", inputs, adopt_program_urns=True)  # type: ignore[arg-type]
     if stack.mesh is not None:
         pulumi.export("mesh", stack.mesh)  # what the mesh's other stacks read
         pulumi.export("meshCa", stack.mesh_ca)  # secret: the CA they read

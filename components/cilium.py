@@ -192,8 +192,9 @@ def mesh_ca_secret(mesh: ClusterMesh, parent: pulumi.Resource) -> k8s.core.v1.Se
 # of the same name (its `aws.Provider("aws")`) would be claimed or refused as duplicates
 # (pulumi/pulumi pkg/resource/deploy/step_generator.go collapseAliasToUrn, which takes
 # the alias's project when it names one, and getOldResource). The config's namespace
-# fixes the project's name (components/config/fields.py PROJECT); a consumer's project
-# of the same name is the one case where these aliases apply there too.
+# fixes the project's name (components/config/fields.py PROJECT). A consumer's project
+# may have that name too (a mesh peer's must), so only this repository's program asks for
+# the aliases (`adopt_program_urns`, through its Stack; not in the package's schema).
 WAS_AT_THE_ROOT = pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE, project=PROJECT)
 
 
@@ -265,8 +266,15 @@ class Cilium(pulumi.ComponentResource):
     """The Cilium chart version installed."""
 
     def __init__(
-        self, name: str, args: CiliumArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        args: CiliumArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        adopt_program_urns: bool = False,
     ) -> None:
+        """`adopt_program_urns`: this repository's program only, through its Stack; the
+        URNs its stacks had before the package are aliased (WAS_AT_THE_ROOT)."""
         # Refused before anything is declared: settings the stack config would refuse, and
         # a missing Kubernetes provider (which would put Cilium on whatever cluster the
         # ambient kubeconfig names).
@@ -281,6 +289,7 @@ class Cilium(pulumi.ComponentResource):
             )
         super().__init__("cilium-eks:index:Cilium", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        was = [WAS_AT_THE_ROOT] if adopt_program_urns else []
         cluster_name = pulumi.Output.from_input(args["cluster_name"]).apply(cilium_cluster_name)
         provider_arn = pulumi.Output.from_input(args["oidc_provider_arn"])
 
@@ -292,12 +301,12 @@ class Cilium(pulumi.ComponentResource):
                 cluster_name=cluster_name,
                 subnet_ids=args["pod_subnet_ids"],
             ),
-            opts=pulumi.ResourceOptions(parent=self, aliases=[WAS_AT_THE_ROOT]),
+            opts=pulumi.ResourceOptions(parent=self, aliases=was),
         )
         bootstrap = AwsNodeOff(
             "aws-node-off",
             AwsNodeOffArgs(kube_proxy=config.kube_proxy_replacement),
-            opts=pulumi.ResourceOptions(parent=self, aliases=[WAS_AT_THE_ROOT]),
+            opts=pulumi.ResourceOptions(parent=self, aliases=was),
         )
         operator_role = aws.iam.Role(
             "operator",

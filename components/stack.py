@@ -50,10 +50,12 @@ from components.starwars import (
 # at the stack's root. Under the Stack an alias to that place (WAS_AT_THE_ROOT, the root
 # of this project's stack) keeps each one's identity, and its children's, which the
 # engine derives from their parent's (pulumi/pulumi pkg/resource/deploy/step_generator.go
-# generateAliases): a live stack updates in place rather than replacing its cluster. In a
-# consumer's program the alias names a project whose URNs its state does not hold: it
-# matches nothing, so no child inherits one either. tests/test_identity.py holds every
-# old URN, and a consumer's stack.
+# generateAliases): a live stack updates in place rather than replacing its cluster. Only
+# this repository's program asks for them (`adopt_program_urns`, which the package's
+# schema does not show): a consumer's program whose project is named cilium-eks too (as
+# mesh peers' must be) holds its own resources at that root, e.g. its aws.Provider("aws"),
+# which an alias would claim, or the engine refuse as a duplicate. tests/test_identity.py
+# holds every old URN, and a consumer's stack in either project.
 
 
 class Stack(pulumi.ComponentResource):
@@ -99,13 +101,21 @@ class Stack(pulumi.ComponentResource):
     """With `mesh`: the mesh's CA, cert and key (secret), which peers read; export as `meshCa`."""
 
     def __init__(
-        self, name: str, args: StackArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        args: StackArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        adopt_program_urns: bool = False,
     ) -> None:
+        """`adopt_program_urns`: this repository's program only (__main__.py); its stacks'
+        URNs from before the package are aliased (above)."""
         # The same validation as `make check`, before anything is declared: a bad key
         # raises here, naming it and what is allowed.
         cfg = parse(from_stack_inputs(args), stack=pulumi.get_stack())
         super().__init__("cilium-eks:index:Stack", name, None, opts)
-        at_root = pulumi.ResourceOptions(parent=self, aliases=[WAS_AT_THE_ROOT])
+        was = [WAS_AT_THE_ROOT] if adopt_program_urns else []
+        at_root = pulumi.ResourceOptions(parent=self, aliases=was)
         tags = stack_tags(cfg, pulumi.get_stack())
         # ClusterMesh peers' facts (their stack outputs) and the mesh's CA, first of all.
         mesh = Mesh("mesh", MeshArgs(
@@ -120,9 +130,7 @@ class Stack(pulumi.ComponentResource):
             cfg, pulumi.get_stack(), after=mesh.checked if mesh else None, opts=at_root
         )
         cfg = with_instance_facts(cfg, provider)  # EC2's facts (read-only): raises on a bad type
-        on_aws = pulumi.ResourceOptions(
-            parent=self, providers=[provider], aliases=[WAS_AT_THE_ROOT]
-        )
+        on_aws = pulumi.ResourceOptions(parent=self, providers=[provider], aliases=was)
         network = Network("network", NetworkArgs(
             config=cfg.network, name_prefix=cfg.cluster_name, region=cfg.region,
             private_subnet_tags={DISCOVERY_TAG: cfg.cluster_name} if cfg.karpenter.enabled else {},
@@ -160,8 +168,8 @@ class Stack(pulumi.ComponentResource):
         if cfg.access.permissions_boundary_arn:
             cilium_args["permissions_boundary_arn"] = cfg.access.permissions_boundary_arn
         cilium = Cilium("cilium", cilium_args, opts=pulumi.ResourceOptions(
-            parent=self, providers=[provider, cluster.provider], aliases=[WAS_AT_THE_ROOT]
-        ))  # fmt: skip
+            parent=self, providers=[provider, cluster.provider], aliases=was
+        ), adopt_program_urns=adopt_program_urns)  # fmt: skip
         # Everything that runs on nodes waits for the Cilium component, i.e. for all of its
         # children (the Python SDK expands a component into its children: runtime/rpc.py
         # _add_dependency): the release, aws-node off, and the ENI sweeper, so that destroy

@@ -627,4 +627,5 @@ def test_a_change_of_config_rolls_the_agents_and_the_operator_and_no_change_roll
         ("DaemonSet", "cilium-envoy", "cilium.io/cilium-envoy-configmap-checksum"),
         ("Deployment", "hubble-relay", "cilium.io/hubble-relay-configmap-checksum"),
     ):
-        assert annotation in find(objects, kind, name)["spec"]["template"]["metadata"]["annotations"]
+        template = find(objects, kind, name)["spec"]["template"]
+        assert annotation in template["metadata"]["annotations"]

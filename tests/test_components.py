@@ -150,7 +150,14 @@ def test_a_cluster_name_cilium_cannot_take_fails_the_run(dev):
     assert graph.error and "'My_Cluster' is not a valid Cilium cluster name" in str(graph.error)
 
 
+# components/cilium.py WAS_AT_THE_ROOT, as the mocks record it: the program's alias to the
+# URNs its stacks had before the package, which a consumer's construct does not make
+# (tests/test_identity.py tells why).
+PROGRAMS_ALIAS = {"project": "cilium-eks", "noParent": True}
+
+
 def declared(graph: Graph) -> dict[str, Any]:
+    """What a graph declares, but the program's own aliases to its stacks' old URNs."""
     return {
         r.urn: (
             r.parent,
@@ -158,10 +165,20 @@ def declared(graph: Graph) -> dict[str, Any]:
             sorted(r.dependencies),
             {k: sorted(v) for k, v in r.property_dependencies.items()},
             r.inputs,
-            r.aliases,
+            [a for a in r.aliases if a != PROGRAMS_ALIAS],
         )
         for r in graph.resources
     }
+
+
+def test_only_the_program_aliases_its_stacks_old_urns(dev):
+    # the program's Stack aliases its components to the root they had (every one that sat
+    # there); the package's, constructed for a consumer, none
+    program = {r.name for r in dev.resources if PROGRAMS_ALIAS in r.aliases}
+    assert {"network", "cluster", "cilium", "nodes", "starwars", "aws"} <= program
+    graph = construct(STACK, "cilium-eks", stack_inputs(), kubernetes=False)
+    assert graph.error is None, graph.error["traceback"]
+    assert not [r.urn for r in graph.resources if PROGRAMS_ALIAS in r.aliases]
 
 
 def test_the_stack_from_camel_case_inputs_declares_the_programs_graph(dev):

@@ -23,7 +23,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from tests.harness import ROOT, Resource, construct, on_the_wire, run_ok, stack_inputs
+from tests.harness import ROOT, Graph, Resource, construct, on_the_wire, run_ok, stack_inputs
 
 OLD = ROOT / "tests" / "stack_urns.txt"
 NOW = ROOT / "tests" / "stack_urns_now.txt"
@@ -158,6 +158,33 @@ def test_the_rules_find_a_moved_child_only_through_its_parents_alias(dev):
     lost = olds - old_resources_found(without, olds).keys()
     was = "urn:pulumi:dev::cilium-eks::cilium-eks:index:Network"
     assert {f"{was}::network", f"{was}$aws:ec2/vpc:Vpc::vpc"} <= lost
+
+
+def consumers_stack() -> Graph:
+    """A consumer's Stack, every feature on, as the package's provider constructs it."""
+    inputs = stack_inputs()
+    inputs |= on_the_wire({
+        "network": {**inputs["network"], "vpcEndpoints": True},
+        "karpenter": {"enabled": True}, "mesh": {"clusterId": 1},
+    })  # fmt: skip
+    graph = construct("cilium-eks:index:Stack", "cilium-eks", inputs, kubernetes=False,
+                      project=PROJECT)  # fmt: skip
+    assert graph.error is None, graph.error["traceback"]
+    return graph
+
+
+def test_a_consumer_named_like_this_project_claims_none_of_its_resources():
+    # A consumer's project named cilium-eks, as a mesh peer's must be (config/mesh.py
+    # PEER_STACK_RE), whose state holds at its root a resource under every name the
+    # program's 0.1.0 stacks had there, its own aws.Provider("aws") above all: the aliases
+    # to this project's root would name exactly those, so the package's Stack makes none
+    # (only the program asks, __main__.py adopt_program_urns). The root stack resource is
+    # the deployment's own, found by its URN.
+    graph = consumers_stack()
+    olds = old_state()
+    assert f"urn:pulumi:{STACK}::{PROJECT}::pulumi:providers:aws::aws" in olds
+    found = old_resources_found(graph.resources, olds)
+    assert set(found) == {f"urn:pulumi:{STACK}::{PROJECT}::{ROOT_STACK}::{PROJECT}-{STACK}"}
 
 
 def test_a_stack_in_another_project_claims_none_of_its_resources():
