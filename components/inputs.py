@@ -85,7 +85,7 @@ class CiliumDatapathMode(Enum):
 
 
 class CiliumLoadBalancerAlgorithm(Enum):
-    """How Cilium picks a Service's backend (chart loadBalancer.algorithm): maglev (consistent hashing: a flow keeps its backend on every node; a table per Service, more memory), or random. Only with kubeProxyReplacement: without it Cilium balances no Service."""
+    """How Cilium picks a Service's backend (chart loadBalancer.algorithm): maglev (consistent hashing: a flow keeps its backend on every node; a table per Service, more memory), or random. Needs kubeProxyReplacement: without it kube-proxy balances Services, not Cilium, so leave it unset there."""
 
     MAGLEV = "maglev"
     RANDOM = "random"
@@ -126,16 +126,16 @@ class CiliumConfig(TypedDict):
     """Cilium's bandwidth manager: EDT pacing and fq qdiscs on the nodes' devices, and pods' kubernetes.io/egress-bandwidth honoured (chart bandwidthManager.enabled). Unset with kubeProxyReplacement: false, it is off (legacy routing: Cilium warns of latency). Default: `true`."""
 
     bbr: NotRequired[bool]
-    """BBR congestion control for pods' TCP (chart bandwidthManager.bbr; kernel 5.18+, which AL2023 has). Needs bandwidthManager and eBPF host routing, i.e. kubeProxyReplacement: true (Cilium refuses to start BBR on legacy routing); unset, it is off without them. Applies to sockets opened afterwards. Default: `true`."""
+    """BBR congestion control for pods' TCP (chart bandwidthManager.bbr; kernel 5.18+, which AL2023 has). Needs bandwidthManager and eBPF host routing, i.e. kubeProxyReplacement: true (Cilium refuses to start BBR on legacy routing); unset, it is off without either. Applies to sockets opened afterwards. Default: `true`."""
 
     loadBalancerAlgorithm: NotRequired[CiliumLoadBalancerAlgorithm]
-    """How Cilium picks a Service's backend (chart loadBalancer.algorithm): maglev (consistent hashing: a flow keeps its backend on every node; a table per Service, more memory), or random. Only with kubeProxyReplacement: without it Cilium balances no Service. Default: `maglev`."""
+    """How Cilium picks a Service's backend (chart loadBalancer.algorithm): maglev (consistent hashing: a flow keeps its backend on every node; a table per Service, more memory), or random. Needs kubeProxyReplacement: without it kube-proxy balances Services, not Cilium, so leave it unset there. Default: `maglev`."""
 
     distributedLru: NotRequired[bool]
     """Per-CPU LRU lists for the conntrack and NAT maps: no lock shared by all CPUs on each new flow (chart bpf.distributedLRU.enabled). Switching it on a live cluster recreates those maps at the agents' restart. Default: `true`."""
 
     mapDynamicSizeRatio: NotRequired[float]
-    """Share of node memory for the conntrack, NAT and neighbour maps, more than 0 and at most 1 (chart bpf.mapDynamicSizeRatio; the chart's own is 0.0025). 0.08 is about 330 MiB on a 4 GiB node; a change resizes the maps at the agents' restart. Default: `0.08`."""
+    """Share of node memory for the conntrack, NAT and neighbour maps, more than 0 and at most 1 (chart bpf.mapDynamicSizeRatio; the chart's own is 0.0025). 0.08 is about 330 MiB on a 4 GiB node; a change resizes the maps at the agents' restart. The text `pulumi config set --path` writes (e.g. "0.04") is taken as the number. Default: `0.08`."""
 
     hubble: NotRequired[HubbleConfig]
     """Hubble, Cilium's flow observability: its relay and UI (components/cilium_values.py). Default: each key at its default."""

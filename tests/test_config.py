@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import yaml
 
-from components.config import ConfigError, InstanceType, parse, stack_config_keys
+from components.config import (
+    ConfigError,
+    InstanceType,
+    from_stack_inputs,
+    parse,
+    parse_cilium,
+    stack_config_keys,
+)
 from components.config.stack_file import StackFileLoader
 from scripts.check_config import check
-from tests.harness import STACK_FIXTURE, dev_config, run_program, with_overrides
+from tests.harness import (
+    STACK_FIXTURE,
+    dev_config,
+    on_the_wire,
+    run_program,
+    stack_inputs,
+    with_overrides,
+)
 
 STACK_COMPONENT = "cilium-eks:index:Stack"
 
@@ -682,18 +697,31 @@ def test_anything_else_as_a_boundary_is_refused_naming_the_key_and_the_way_out(a
 
 # --- the datapath tuning (docs/performance.md): each a key, each refusal Cilium's --------------
 
+# Text that is no ratio: out of range, or no plain decimal (the last with an Arabic-Indic
+# zero, a digit to Python's float() but not to Cilium's)
+RATIO_TEXTS_REFUSED = [
+    "1.5",
+    "0",
+    "-0.1",
+    "nan",
+    "inf",
+    "1e-2",
+    "true",
+    "0.08 ",
+    "",
+    "0,08",
+    "\u0660.5",
+]
+
 TUNING_REFUSED = [
-    # the chart writes enable-bbr only with the bandwidth manager (cilium-configmap.yaml)
+    # the chart writes enable-bbr only with the bandwidth manager (cilium-configmap.yaml):
+    # BBR asked for without it is refused (unset, it is off: below)
     (
-        {"cilium.bandwidthManager": False},  # bbr left at its default, true
+        {"cilium.bandwidthManager": False, "cilium.bbr": True},
         [
             "cilium: bbr: true needs bandwidthManager: true",
             "set cilium.bbr: false, or cilium.bandwidthManager: true",
         ],
-    ),
-    (
-        {"cilium.bandwidthManager": False, "cilium.bbr": True},
-        ["cilium: bbr: true needs bandwidthManager: true"],
     ),
     # the agent refuses BBR on legacy routing (pkg/datapath/linux/bandwidth probe)
     (
@@ -705,6 +733,19 @@ TUNING_REFUSED = [
         ["cilium: bbr: true needs eBPF host routing"],
     ),
     ({"cilium.bbr": "on"}, ["cilium.bbr: 'on' is not allowed; use true or false"]),
+    # without kube-proxy replacement kube-proxy balances Services and the program passes
+    # no algorithm to the chart (components/cilium_values.py): one asked for is refused
+    (
+        {"cilium.kubeProxyReplacement": False, "cilium.loadBalancerAlgorithm": "random"},
+        [
+            "cilium: loadBalancerAlgorithm: random needs kubeProxyReplacement: true",
+            "remove cilium.loadBalancerAlgorithm, or set cilium.kubeProxyReplacement: true",
+        ],
+    ),
+    (
+        {"cilium.kubeProxyReplacement": False, "cilium.loadBalancerAlgorithm": "maglev"},
+        ["cilium: loadBalancerAlgorithm: maglev needs kubeProxyReplacement: true"],
+    ),
     (
         {"cilium.loadBalancerAlgorithm": "roundRobin"},
         ["cilium.loadBalancerAlgorithm: 'roundRobin'", "allowed: maglev, random"],
@@ -717,8 +758,12 @@ TUNING_REFUSED = [
     ),
     ({"cilium.mapDynamicSizeRatio": 1.5}, ["cilium.mapDynamicSizeRatio: 1.5 is not allowed"]),
     ({"cilium.mapDynamicSizeRatio": -0.1}, ["cilium.mapDynamicSizeRatio: -0.1 is not allowed"]),
-    ({"cilium.mapDynamicSizeRatio": "0.08"}, ["cilium.mapDynamicSizeRatio: '0.08' is not allowed"]),
     ({"cilium.mapDynamicSizeRatio": True}, ["cilium.mapDynamicSizeRatio: True is not allowed"]),
+    # text is taken for its number only when it is a plain decimal (below); shown as written
+    *[
+        ({"cilium.mapDynamicSizeRatio": text}, [f"cilium.mapDynamicSizeRatio: {text!r} is not"])
+        for text in RATIO_TEXTS_REFUSED
+    ],
 ]
 
 
@@ -761,3 +806,75 @@ def test_without_kube_proxy_replacement_the_bandwidth_manager_and_bbr_default_of
         raw({"cilium.kubeProxyReplacement": False, "cilium.bandwidthManager": True}), stack="dev"
     ).cilium
     assert (c.bandwidth_manager, c.bbr) == (True, False)
+    # and the algorithm, unset, is no ask: the default stays, the chart is not given it
+    assert c.load_balancer_algorithm == "maglev"
+
+
+# `cilium` with only bandwidthManager: false, as each way in hands it to the model: the
+# stack file (parse), the same as the CLI hands it to the program (an object as JSON), a
+# Stack's inputs from another language (numbers as doubles), the Cilium component's input.
+MANAGER_OFF = {"bandwidthManager": False}
+CILIUM_PATHS = {
+    "stack file": lambda cilium: parse(raw({"cilium": cilium}), stack="dev").cilium,
+    "cli": lambda cilium: (
+        parse(
+            stack_config_keys({"aws:region": "eu-west-1", "cilium-eks:cilium": json.dumps(cilium)}),
+            stack="dev",
+        ).cilium
+    ),
+    "stack inputs": lambda cilium: (
+        parse(
+            from_stack_inputs({**stack_inputs(), "cilium": on_the_wire(cilium)}), stack="dev"
+        ).cilium
+    ),
+    "cilium input": lambda cilium: parse_cilium(on_the_wire(cilium)),
+}
+
+
+@pytest.mark.parametrize("path", sorted(CILIUM_PATHS))
+def test_with_the_bandwidth_manager_off_bbr_unset_is_off(path):
+    # the description's word: "unset, it is off without either"
+    c = CILIUM_PATHS[path](MANAGER_OFF)
+    assert (c.bandwidth_manager, c.bbr, c.kube_proxy_replacement) == (False, False, True)
+    # asked for, it is refused, naming both keys
+    with pytest.raises(ConfigError, match="bbr: true needs bandwidthManager: true"):
+        CILIUM_PATHS[path]({**MANAGER_OFF, "bbr": True})
+
+
+@pytest.mark.parametrize("path", sorted(CILIUM_PATHS))
+def test_a_snake_case_key_never_reaches_the_tuning_defaults(path):
+    # The defaults above read the camelCase keys; the model validates by alias only, so a
+    # Python caller's bandwidth_manager is refused as unknown, not taken without them.
+    with pytest.raises(ConfigError) as err:
+        CILIUM_PATHS[path]({"bandwidth_manager": False})
+    assert "unknown key 'bandwidth_manager'; did you mean bandwidthManager?" in str(err.value)
+
+
+# What `pulumi config set --path cilium.mapDynamicSizeRatio 0.04` leaves in the stack file:
+# the CLI makes a number only of true/false and base-10 digits (pulumi/pulumi sdk/go/common/
+# resource/config/object.go `coerce`), so 0.04 is stored, and written back, as text.
+RATIO_SET_BY_THE_CLI = (
+    'config:\n  aws:region: eu-west-1\n  cilium-eks:cilium:\n    mapDynamicSizeRatio: "0.04"\n'
+)
+
+
+@pytest.mark.parametrize("path", sorted(CILIUM_PATHS))
+def test_a_ratio_written_as_text_is_taken_as_its_number(path):
+    for text, number in [("0.04", 0.04), (".5", 0.5), ("1", 1.0), ("1.0", 1.0), ("0.0025", 0.0025)]:
+        assert CILIUM_PATHS[path]({"mapDynamicSizeRatio": text}).map_dynamic_size_ratio == number
+
+
+def test_make_check_takes_the_ratio_pulumi_config_set_left(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text("name: cilium-eks\nruntime: python\n")
+    (tmp_path / "Pulumi.staging.yaml").write_text(RATIO_SET_BY_THE_CLI)
+    assert yaml.safe_load(RATIO_SET_BY_THE_CLI)["config"]["cilium-eks:cilium"] == {
+        "mapDynamicSizeRatio": "0.04"
+    }
+    assert check("staging", root=tmp_path) == []
+
+
+def test_the_program_passes_a_ratio_set_by_the_cli_to_the_chart_as_a_number():
+    graph = run_program({"cilium.mapDynamicSizeRatio": "0.04"})
+    assert graph.error is None, graph.error["traceback"]
+    values = graph.one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert values["bpf"]["mapDynamicSizeRatio"] == 0.04

@@ -28,6 +28,9 @@ MINOR_RE = re.compile(r"^(\d+)\.(\d+)$")
 # chart's configmap says the same). 0 is no way out either: the chart reads it as unset
 # and writes its own 0.0025 (cilium-configmap.yaml, bpf-map-dynamic-size-ratio).
 DEFAULT_MAP_DYNAMIC_SIZE_RATIO = 0.08
+# A decimal as text, the way `pulumi config set --path` leaves one (0.04, .04, 1): digits
+# only, so neither nan, inf, 1e-2 nor true passes for a number.
+DECIMAL_RE = re.compile(r"^-?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
 
 
 class HubbleConfig(Section):
@@ -96,14 +99,14 @@ class CiliumConfig(Section):
         description="BBR congestion control for pods' TCP (chart bandwidthManager.bbr; "
         "kernel 5.18+, which AL2023 has). Needs bandwidthManager and eBPF host routing, "
         "i.e. kubeProxyReplacement: true (Cilium refuses to start BBR on legacy routing); "
-        "unset, it is off without them. Applies to sockets opened afterwards.",
+        "unset, it is off without either. Applies to sockets opened afterwards.",
     )
     load_balancer_algorithm: Literal["maglev", "random"] = Field(
         default="maglev",
         description="How Cilium picks a Service's backend (chart loadBalancer.algorithm): "
         "maglev (consistent hashing: a flow keeps its backend on every node; a table per "
-        "Service, more memory), or random. Only with kubeProxyReplacement: without it "
-        "Cilium balances no Service.",
+        "Service, more memory), or random. Needs kubeProxyReplacement: without it kube-proxy "
+        "balances Services, not Cilium, so leave it unset there.",
     )
     distributed_lru: Flag = Field(
         default=True,
@@ -116,7 +119,8 @@ class CiliumConfig(Section):
         description="Share of node memory for the conntrack, NAT and neighbour maps, more "
         "than 0 and at most 1 (chart bpf.mapDynamicSizeRatio; the chart's own is 0.0025). "
         "0.08 is about 330 MiB on a 4 GiB node; a change resizes the maps at the agents' "
-        "restart.",
+        'restart. The text `pulumi config set --path` writes (e.g. "0.04") is taken as the '
+        "number.",
     )
     hubble: HubbleConfig = Field(default_factory=HubbleConfig)
 
@@ -126,9 +130,14 @@ class CiliumConfig(Section):
         # With kubeProxyReplacement: false Cilium routes the legacy way (see below), where
         # BBR stops the agent and the bandwidth manager adds latency (Cilium's bandwidth
         # manager guide): there, unset, both are off rather than refused, so a stack file
-        # that only says kubeProxyReplacement: false keeps working.
+        # that only says kubeProxyReplacement: false keeps working. Likewise BBR, unset, is
+        # off with bandwidthManager: false, which it runs on. The keys are the aliases: the
+        # model validates by alias only (no validate_by_name), so a snake_case key never
+        # gets here; it is refused as unknown (tests/test_config.py).
         if isinstance(data, dict) and data.get("kubeProxyReplacement") is False:
             data = {"bandwidthManager": False, "bbr": False, **data}
+        if isinstance(data, dict) and data.get("bandwidthManager") is False:
+            data = {"bbr": False, **data}
         return data
 
     @model_validator(mode="after")
@@ -152,16 +161,36 @@ class CiliumConfig(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _an_algorithm_needs_kube_proxy_replacement(self) -> CiliumConfig:
+        # Without kube-proxy replacement kube-proxy balances Services, not Cilium, and the
+        # program passes no algorithm to the chart (components/cilium_values.py): one
+        # asked for would be dropped without a word. Left unset, the default is no ask.
+        if "load_balancer_algorithm" in self.model_fields_set and not self.kube_proxy_replacement:
+            raise refuse(
+                f"loadBalancerAlgorithm: {self.load_balancer_algorithm} needs "
+                "kubeProxyReplacement: true (without it kube-proxy balances Services, not "
+                "Cilium, and the algorithm would be ignored); remove cilium."
+                "loadBalancerAlgorithm, or set cilium.kubeProxyReplacement: true on a new stack"
+            )
+        return self
+
     @field_validator("map_dynamic_size_ratio", mode="before")
     @classmethod
     def _a_share_of_memory(cls, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        # `pulumi config set --path cilium.mapDynamicSizeRatio 0.04` stores the text "0.04":
+        # the CLI makes a number only of base-10 digits (pulumi/pulumi sdk/go/common/
+        # resource/config/object.go `coerce`, used by value.go `coerceObject` for a value
+        # set without --type), so a decimal written as text is taken as its number. The
+        # config's whole numbers never arrive as text that way (the CLI types them).
+        number = float(value) if isinstance(value, str) and DECIMAL_RE.match(value) else value
+        if isinstance(number, bool) or not isinstance(number, int | float) or not 0 < number <= 1:
             shown = getattr(value, "text", repr(value))
             raise refuse(
                 f"{shown} is not allowed; use a number more than 0 and at most 1 (Cilium's "
                 f"range), e.g. {DEFAULT_MAP_DYNAMIC_SIZE_RATIO}, or the chart's 0.0025"
             )
-        return value
+        return number
 
     @model_validator(mode="after")
     def _netkit_needs_host_routing(self) -> CiliumConfig:
