@@ -10,22 +10,30 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 # The stack: STACK=<name> (or <org>/<name>, <org>/<project>/<name>), else the one Pulumi has
 # selected (`pulumi stack select`, `pulumi stack init` and `make up` select one), as a bare
-# `pulumi config set` or `pulumi up` uses; else dev (no stack selected, or no Pulumi CLI
-# yet). Asked once, and only by the targets that work on a stack; stdout is not a
-# terminal, so the CLI never prompts. Asked fully qualified (--fully-qualify-stack-names,
-# pulumi/pulumi #15857, #16453): on Pulumi Cloud a bare name means that name in the user's
-# default org, which need not be the selected stack's. A DIY backend prints
-# organization/<project>/<stack>; a legacy DIY one (no projects) the bare name, which is
-# unambiguous there. SELECTED_STACK tells the preflight that the stack exists: it selects
-# it and never creates one.
+# `pulumi config set` or `pulumi up` uses; else dev. Asked once, and only by the targets
+# that work on a stack, fully qualified (scripts/pulumi_session.py selected_stack: on
+# Pulumi Cloud a bare name means that name in the user's default org). A DIY backend
+# prints organization/<project>/<stack>; a legacy DIY one (no projects) the bare name,
+# which is unambiguous there. SELECTED_STACK tells the preflight that the stack exists: it
+# selects it and never creates one.
+# Where make falls back to dev, STACK_LOOKUP says why: `none` (Pulumi says no stack is
+# selected, or there is no CLI yet), or `failed <what Pulumi said>` (not logged in, a
+# Pulumi Cloud error, a network blip: a stack may well be selected). `make check` reads
+# Pulumi.dev.yaml either way, offline; the preflight asks Pulumi again after its login and
+# creates dev only where none is selected; verify, hubble and perf stop on `failed`.
 STACK_TARGETS := check preview up destroy verify hubble perf
 SELECTED_STACK :=
+STACK_LOOKUP :=
 ifeq ($(origin STACK),undefined)
 ifneq ($(filter $(STACK_TARGETS),$(MAKECMDGOALS)),)
-SELECTED_STACK := $(shell pulumi stack --show-name --fully-qualify-stack-names --non-interactive 2>/dev/null)
+LOOKUP := $(shell $(BOOT_PYTHON) scripts/pulumi_session.py)
+SELECTED_STACK := $(if $(filter selected,$(firstword $(LOOKUP))),$(word 2,$(LOOKUP)))
 STACK := $(or $(SELECTED_STACK),dev)
+STACK_LOOKUP := $(if $(SELECTED_STACK),,$(or $(LOOKUP),failed scripts/pulumi_session.py gave no answer))
 endif
 endif
+# In the environment, not on a command line: Pulumi's words may hold quotes and backticks.
+export STACK_LOOKUP
 # Extra flags for pulumi, e.g. make up PULUMI_FLAGS=--yes
 PULUMI_FLAGS ?=
 # uv installs into ./venv (the virtualenv Pulumi.yaml names), and `pulumi` finds this uv

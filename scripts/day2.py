@@ -89,7 +89,17 @@ def missing(env: Mapping[str, str]) -> list[str]:
 
 @contextlib.contextmanager
 def kubeconfig(env: Mapping[str, str], stack: str | None) -> Iterator[dict[str, str]]:
-    """The environment with KUBECONFIG naming the stack's kubeconfig, for the duration."""
+    """The environment with KUBECONFIG naming the stack's kubeconfig, for the duration.
+
+    Not where make's question for the selected stack failed (STACK_LOOKUP): its fallback,
+    dev, may be another stack than the one selected (on Pulumi Cloud, dev in the user's
+    default org), and its cluster would be taken for the user's."""
+    if said := pulumi_session.lookup_failure(env):
+        raise Day2Error(
+            f"could not tell which stack Pulumi has selected, so {stack} (make's choice where "
+            "none is) is not read: run the command again, or name the stack (make ... "
+            f"STACK=<name>). Pulumi said:\n{said}"
+        )
     which = ["--stack", stack] if stack else []
     proc = run(env, "pulumi", "stack", "output", "kubeconfig", "--show-secrets", *which,
                check=False)  # fmt: skip

@@ -17,7 +17,8 @@ settings (the cilium-config ConfigMap) and the nodes beside the numbers.
 compare: two reports side by side (before and after a change, veth and netkit), each
 number's change in per cent, and the settings that differ.
 
-Imports scripts/day2.py (the stack's kubeconfig, kubectl, the tools) and, for the image
+Imports scripts/day2.py (the stack's kubeconfig, kubectl, the tools),
+scripts/pulumi_session.py (how the selected stack is asked) and, for the image
 import, the AWS API helper (components/aws_api.py); nothing of the program's components.
 """
 
@@ -36,7 +37,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from scripts import day2  # noqa: E402  (the stack's kubeconfig, kubectl, the tools)
+from scripts import day2, pulumi_session  # noqa: E402  (the stack's kubeconfig, kubectl, the tools)
 
 PREFIX = "perf:"
 REPORTS = ROOT / "reports"
@@ -334,9 +335,11 @@ def main(argv: list[str], env: Mapping[str, str]) -> int:
             for problem in problems:
                 print(f"  - {problem}", file=sys.stderr)
             return 1
-        # fully qualified, as the Makefile asks it (a bare name may resolve to another org's)
-        selected = ("stack", "--show-name", "--fully-qualify-stack-names")
-        stack = args.stack or day2.run(env, "pulumi", *selected).stdout.strip()
+        # asked as the Makefile asks it: fully qualified (a bare name may resolve to another
+        # org's), its name the last line printed; a failure is Pulumi's message (Day2Error)
+        stack = args.stack or pulumi_session.stack_name(
+            day2.run(env, "pulumi", *pulumi_session.SHOW_SELECTED).stdout
+        )
         with day2.kubeconfig(env, stack) as cluster:
             report = measure(cluster, stack, args.duration)
         REPORTS.mkdir(exist_ok=True)

@@ -7,6 +7,10 @@ Environment:
                              (created by `up` when missing; default dev)
   SELECTED_STACK             the stack Pulumi has selected, as `make` found it: when STACK
                              is this stack, it exists and is selected, never created
+  STACK_LOOKUP               set by `make` where STACK is its fallback, dev: `none` (no
+                             stack selected) or `failed <what Pulumi said>`. Pulumi is
+                             asked again after the login: dev is created only where no
+                             stack is selected (scripts/pulumi_session.py)
   ACTION                     preview | up | destroy (default up)
   PULUMI_BACKEND_URL         where state lives; unset and not logged in: local files
   PULUMI_CONFIG_PASSPHRASE   encrypts secrets (the kubeconfig) in a self-managed backend
@@ -389,6 +393,34 @@ def pulumi_failure(env: Mapping[str, str], *args: str) -> str | None:
     return proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}"
 
 
+def fallback_refused(env: Mapping[str, str], stack: str, action: str) -> str | None:
+    """Where STACK is make's fallback (STACK_LOOKUP set), why it may not be used, or None.
+
+    make's question may have failed for a reason of its own (not logged in yet, which the
+    login above mends; a Pulumi Cloud error, an expired token) while a stack is selected:
+    dev, on Pulumi Cloud in the user's default org, would then be a wrong stack, and `up`
+    would create it. So Pulumi is asked again, now: only where it says no stack is
+    selected does the fallback stand."""
+    if not env.get("STACK_LOOKUP"):
+        return None  # STACK= given (or run by hand, or by CI): the name is the user's
+    now = pulumi_session.selected_stack(env)
+    again = f"run `make {action}` again, or name the stack: make {action} STACK=<name>"
+    if now.failure:
+        return (
+            f"could not tell which stack Pulumi has selected, so {stack} (make's choice where "
+            f"none is) is neither selected nor created; {again}. Pulumi says:\n{now.failure}"
+        )
+    if now.name is not None and now.name != stack:
+        earlier = pulumi_session.lookup_failure(env)
+        return (
+            f"Pulumi has stack {now.name} selected, but make chose {stack}"
+            + (f" when its question failed ({earlier})" if earlier else "")
+            + f": run `make {action}` again to work on {now.name}, or name the one you mean: "
+            f"make {action} STACK={now.name} (or STACK={stack})"
+        )
+    return None
+
+
 def main(env: Mapping[str, str]) -> int:
     stack = env.get("STACK") or "dev"
     action = env.get("ACTION") or "up"
@@ -410,6 +442,9 @@ def main(env: Mapping[str, str]) -> int:
             warn(f"`pulumi login --local` failed:\n{said}")
             return 1
     backend = backend or "local state (~/.pulumi)"
+    if refused := fallback_refused(env, stack, action):
+        warn(refused)
+        return 1
     # A stack named by STACK= (or dev, where none is selected) is created by `up`. The one
     # Pulumi has selected exists: selecting it creates nothing, so that a name resolving
     # elsewhere (a bare one, on Pulumi Cloud: in the user's default org) fails, not makes

@@ -5,15 +5,21 @@ hubble`), so that a new shell missing PULUMI_CONFIG_PASSPHRASE or PULUMI_BACKEND
 told so by either, the same way, instead of a later Pulumi call failing for a reason
 that reads like something else.
 
+It also answers which stack Pulumi has selected (`selected_stack`), for the Makefile
+(run as `python3 scripts/pulumi_session.py`, before any venv exists: it imports only the
+standard library), the preflight and scripts/perf.py alike.
+
 Imports nothing of the program.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 from collections.abc import Mapping
+from typing import NamedTuple
 
 PULUMI_INSTALL = "https://www.pulumi.com/docs/install/ (curl -fsSL https://get.pulumi.com | sh)"
 # Adopting an existing control-plane log group whose settings differ from the declared ones
@@ -24,6 +30,17 @@ MIN_PULUMI = (3, 174, 0)
 # (Pulumi Cloud keeps them itself).
 SELF_MANAGED_BACKENDS = ("file://", "s3://", "gs://", "azblob://", "postgres://")
 LOCAL_STATE = "local state (~/.pulumi, what `make up` logs in to by default)"
+# Asked fully qualified (pulumi/pulumi #15857, #16453): on Pulumi Cloud a bare name means
+# that name in the user's default org, which need not be the selected stack's. Stdout is
+# not a terminal, and --non-interactive says so again: the CLI never prompts.
+SHOW_SELECTED = ("stack", "--show-name", "--fully-qualify-stack-names", "--non-interactive")
+# How the CLI says no stack is selected, non-interactively (pulumi/pulumi
+# pkg/cmd/pulumi/stack/io.go ChooseStack: "no stack selected; please use `pulumi stack
+# select` or `pulumi stack init` to choose one"; pkg/backend/backenderr/backenderr.go
+# NoStackSelectedError: "no stack selected; specify a stack name with --stack"). Any
+# other failure (not logged in, a Pulumi Cloud 5xx, an expired token) says nothing about
+# which stack is selected.
+NO_STACK_SELECTED = "no stack selected"
 
 
 def run(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -80,3 +97,53 @@ def logged_in_backend(env: Mapping[str, str]) -> str | None:
         return None
     found = re.search(r"^Backend URL:\s*(\S+)", proc.stdout, re.M)
     return found.group(1) if found else None
+
+
+class Selected(NamedTuple):
+    """The answer to "which stack has Pulumi selected?": its fully qualified name, or
+    None with `failure` None (no stack selected, or no CLI), or what Pulumi said when it
+    could not tell."""
+
+    name: str | None
+    failure: str | None = None
+
+
+def selected_stack(env: Mapping[str, str]) -> Selected:
+    """The stack Pulumi has selected, as a bare `pulumi up` would use it."""
+    if shutil.which("pulumi", path=env.get("PATH")) is None:
+        return Selected(None)
+    proc = run(env, "pulumi", *SHOW_SELECTED)
+    if proc.returncode == 0 and (name := stack_name(proc.stdout)):
+        return Selected(name)
+    said = proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}"
+    return Selected(None, None if NO_STACK_SELECTED in proc.stderr else said)
+
+
+def stack_name(stdout: str) -> str:
+    """The name `pulumi stack --show-name` printed: its last non-empty line (a line before
+    it, such as an update warning, is not part of it)."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def for_make(selected: Selected) -> str:
+    """One line the Makefile splits into words: `selected <name>`, `none` (no stack
+    selected, or no CLI), or `failed <what Pulumi said>` (make's $(shell) turns its
+    newlines into spaces anyway)."""
+    if selected.name:
+        return f"selected {selected.name}"
+    return f"failed {' '.join(selected.failure.split())}" if selected.failure else "none"
+
+
+def lookup_failure(env: Mapping[str, str]) -> str | None:
+    """What Pulumi said when make could not tell which stack is selected (STACK_LOOKUP,
+    `failed <message>`), so that make fell back to dev; None otherwise (a STACK= given, a
+    stack found, or none selected)."""
+    kind, _, said = env.get("STACK_LOOKUP", "").partition(" ")
+    if kind != "failed":
+        return None
+    return said or "no answer"
+
+
+if __name__ == "__main__":
+    print(for_make(selected_stack(os.environ)))

@@ -1,17 +1,21 @@
 """Which stack the make targets work on: STACK=, else the one Pulumi has selected, as a bare
-`pulumi config set` or `pulumi up` would, else dev. `make -n` prints what each target
-would run, with a stub `pulumi` on a PATH of its own (nothing else on it: a real CLI on
-this machine must not answer)."""
+`pulumi config set` or `pulumi up` would, else dev: only where Pulumi says none is
+selected (or there is no CLI), never because the question failed. `make -n` prints what
+each target would run, with a stub `pulumi` on a PATH of its own (nothing else on it but
+python3, which asks it: a real CLI on this machine must not answer); where a failed
+question matters, the targets run for real against stubs."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import shlex
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,17 +45,34 @@ NONE_SELECTED = (
     'echo "error: no stack selected; please use \\`pulumi stack select\\` or '
     '\\`pulumi stack init\\` to choose one" >&2; exit 255'
 )
+# Any other failure says nothing of which stack is selected: Pulumi Cloud's 5xx (its
+# client's error for a non-2xx answer, pkg/backend/httpstate/client/api.go), with quotes
+# and a `$` that must reach the scripts as printed.
+UNAVAILABLE = 'error: [503] Service Unavailable: `pulumi` could not reach "$PULUMI_URL" (retry)'
+LOOKUP_FAILS = f"echo '{UNAVAILABLE}' >&2; exit 255"
+# The CLI may print a line before the name (an update warning): the name is the last line.
+WARNED = "echo 'warning: A new version of Pulumi is available.'; " + SELECTED
 STACK_TARGETS = ("check", "preview", "up", "destroy", "verify", "hubble", "perf")
 
 
-def make_n(tmp_path: Path, targets: list[str], answer: str | None, **env: str) -> list[str]:
-    """The commands `make -n TARGETS` prints; the stub's calls go to tmp_path/pulumi.log."""
+def stub_path(tmp_path: Path, answer: str | None) -> Path:
+    """A PATH folder with python3 (which the Makefile asks Pulumi with) and, unless
+    answer is None, a `pulumi` whose calls go to tmp_path/pulumi.log."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
+    python = bin_dir / "python3"
+    if not python.exists():
+        os.symlink(os.path.realpath(sys.executable), python)
     if answer is not None:
         stub = bin_dir / "pulumi"
         stub.write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path}/pulumi.log"\n{answer}\n')
         stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    return bin_dir
+
+
+def make_n(tmp_path: Path, targets: list[str], answer: str | None, **env: str) -> list[str]:
+    """The commands `make -n TARGETS` prints; the stub's calls go to tmp_path/pulumi.log."""
+    bin_dir = stub_path(tmp_path, answer)
     assert MAKE is not None
     proc = subprocess.run(
         [MAKE, "-n", "--no-print-directory", *targets],
@@ -128,6 +149,69 @@ def test_dev_where_no_stack_is_selected_or_there_is_no_cli(tmp_path, answer):
     assert "venv/bin/python scripts/check_config.py dev" in lines
     # no stack was selected: `make up` may create dev (the quick start's first run)
     assert preflight_env(lines) == ["STACK=dev SELECTED_STACK="]
+
+
+def test_a_line_before_the_name_is_not_part_of_it(tmp_path):
+    lines = make_n(tmp_path, ["check", "up"], WARNED)
+    assert stacks(lines) == {QUALIFIED}
+    assert preflight_env(lines) == [f"STACK={QUALIFIED} SELECTED_STACK={QUALIFIED}"]
+
+
+def test_make_check_reads_dev_offline_when_the_question_fails(tmp_path):
+    # a machine that cannot reach Pulumi Cloud still checks a stack file
+    assert "venv/bin/python scripts/check_config.py dev" in make_n(
+        tmp_path, ["check"], LOOKUP_FAILS
+    )
+
+
+# The targets run for real (their venv and `make check` taken as done), against a Pulumi
+# Cloud whose `pulumi stack --show-name` answers LOOKUP: logged in, the CLI's version new
+# enough, and an AWS CLI and kubectl that answer anything.
+def cloud_pulumi(lookup: str) -> str:
+    return (
+        'case "$1 $2" in "version "*) echo v3.200.0;;'
+        ' "whoami "*) echo "Backend URL: https://api.pulumi.com";;'
+        f' "stack --show-name") {lookup};; esac'
+    )
+
+
+def make_run(tmp_path: Path, target: str, lookup: str) -> subprocess.CompletedProcess[str]:
+    bin_dir = stub_path(tmp_path, cloud_pulumi(lookup))
+    for tool, answer in (
+        (
+            "aws",
+            'case "$1" in --version) echo aws-cli/2.31.0;; *) echo arn:aws:iam::1:user/x;; esac',
+        ),
+        ("kubectl", ""),
+    ):
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{answer}\n")
+        (bin_dir / tool).chmod(0o755)
+    assert MAKE is not None
+    return subprocess.run(
+        [MAKE, "--no-print-directory", "-o", "runtime", "-o", "check", target],
+        cwd=ROOT, env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("target", ["up", "preview", "destroy", "verify", "hubble", "perf"])
+def test_a_failed_question_never_acts_on_dev_and_shows_what_pulumi_said(tmp_path, target):
+    # Pulumi Cloud answering 503 is not "no stack selected": make falls back to dev, and
+    # every target that would touch or read it stops with Pulumi's words, as printed
+    proc = make_run(tmp_path, target, LOOKUP_FAILS)
+    assert proc.returncode != 0
+    assert UNAVAILABLE in proc.stderr
+    assert "STACK=<name>" in proc.stderr  # the way out
+    calls = asked(tmp_path)
+    assert not any("--create" in call for call in calls)
+    # neither selected, nor deployed, nor read
+    assert not any(call.startswith(("stack select", "up", "preview", "destroy", "stack output"))
+                   for call in calls), calls  # fmt: skip
+
+
+def test_dev_is_created_by_up_where_pulumi_says_none_is_selected(tmp_path):
+    make_run(tmp_path, "up", NONE_SELECTED)
+    assert "stack select --create dev" in asked(tmp_path)
 
 
 @pytest.mark.parametrize("given", ["staging", "acme/staging", "acme/cilium-eks/staging"])

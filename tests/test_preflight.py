@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from components.config import parse
-from scripts import account
+from scripts import account, pulumi_session
 from scripts import preflight as preflight_module
 from tests.harness import ROOT, dev_config, with_overrides
 from tests.iam import PREFLIGHT_ACTIONS
@@ -214,6 +214,7 @@ def test_an_explicit_backend_is_respected(tools):
 # from FAKE_WORLD, and every call is logged.
 FAKE_CLOUD = """#!{python} -S
 import json, os, sys
+NONE_SELECTED = {none_selected!r}
 world = json.loads(os.environ["FAKE_WORLD"])
 tool, args = os.path.basename(sys.argv[0]), sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as log:
@@ -259,6 +260,18 @@ if tool == "pulumi":
         answer("v3.200.0")
     if args[0] == "whoami":
         answer("Backend URL: https://api.pulumi.com")
+    if args[:2] == ["stack", "--show-name"]:
+        # the selected stack (world["selected"], fully qualified with -Q), after what the
+        # CLI may print first (world["before"]); or why it could not tell (world["lookup"]);
+        # else no stack selected, in the CLI's words (pkg/cmd/pulumi/stack/io.go ChooseStack)
+        if world.get("lookup"):
+            sys.stderr.write(world["lookup"] + "\\n")
+            sys.exit(255)
+        if world.get("selected"):
+            print(world.get("before", ""))
+            answer(world["selected"])
+        sys.stderr.write(NONE_SELECTED + "\\n")
+        sys.exit(255)
     if args[:2] == ["stack", "select"]:
         if world.get("select_error"):
             sys.stderr.write(world["select_error"])
@@ -310,7 +323,7 @@ def preflight_as(tools: Path, world: dict, **env: str) -> Result:
     is most of a run's cost; tests above run it as a command); calls go to calls.log."""
     for name in ("aws", "pulumi"):
         path = tools / name
-        path.write_text(FAKE_CLOUD.format(python=sys.executable))
+        path.write_text(FAKE_CLOUD.format(python=sys.executable, none_selected=NONE_SELECTED))
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
     world = {"config": stack_file_config(), **world}
     environment = {
@@ -485,6 +498,18 @@ IN_ACME = {"caller": ROLE_SESSION, **AS_ADMIN, "stacks": [QUALIFIED],
            "config": stack_file_config({"clusterName": None})}  # fmt: skip
 
 
+# How the CLI says no stack is selected, non-interactively (pulumi/pulumi
+# pkg/cmd/pulumi/stack/io.go ChooseStack, for `pulumi stack`, which offers a new one).
+NONE_SELECTED = (
+    "error: no stack selected; please use `pulumi stack select` or `pulumi stack init` to "
+    "choose one"
+)
+# Any other failure says nothing of which stack is selected: Pulumi Cloud's 5xx.
+UNAVAILABLE = "error: [503] Service Unavailable: please try again"
+WHERE_NONE_SELECTED = {"STACK": "dev", "SELECTED_STACK": "", "STACK_LOOKUP": "none"}
+AFTER_A_FAILED_LOOKUP = {**WHERE_NONE_SELECTED, "STACK_LOOKUP": f"failed {UNAVAILABLE}"}
+
+
 def pulumi_calls(tools: Path) -> list[list[str]]:
     calls = (tools.parent / "calls.log").read_text().splitlines()
     return [line.split()[1:] for line in calls if line.startswith("pulumi ")]
@@ -546,6 +571,94 @@ def test_dev_where_none_is_selected_is_created_by_up(tools):
     calls = pulumi_calls(tools)
     assert ["stack", "select", "--create", "dev"] in calls
     assert set(stacks_named(calls)) == {"dev"}
+
+
+# --- make's fallback, dev: Pulumi is asked again after the login -----------------------------
+
+ASK = ["stack", "--show-name", "--fully-qualify-stack-names", "--non-interactive"]
+
+
+@pytest.mark.parametrize("action", ["up", "preview", "destroy"])
+@pytest.mark.parametrize("make_saw", [WHERE_NONE_SELECTED, AFTER_A_FAILED_LOOKUP],
+                         ids=["none-selected", "failed"])  # fmt: skip
+def test_a_question_that_fails_again_stops_with_pulumis_words(tools, action, make_saw):
+    proc = preflight_as(tools, {"caller": ROLE_SESSION, **AS_ADMIN, "lookup": UNAVAILABLE},
+                        ACTION=action, **make_saw)  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.endswith(f"STACK=<name>. Pulumi says:\n{UNAVAILABLE}\n")
+    assert "dev (make's choice where none is) is neither selected nor created" in proc.stderr
+    calls = pulumi_calls(tools)
+    assert calls[-1] == ASK  # nothing after: no `stack select`, let alone `--create`
+    assert not any("--create" in call for call in calls)
+
+
+@pytest.mark.parametrize("make_saw", [WHERE_NONE_SELECTED, AFTER_A_FAILED_LOOKUP],
+                         ids=["none-selected", "failed"])  # fmt: skip
+def test_a_stack_selected_by_now_is_named_beside_dev_and_nothing_is_created(tools, make_saw):
+    world = {**IN_ACME, "selected": QUALIFIED, "before": "warning: A new version of Pulumi"}
+    proc = preflight_as(tools, world, ACTION="up", **make_saw)
+    assert proc.returncode == 1
+    # both stacks named, and the ways out: again (the selected one), or STACK=
+    assert f"Pulumi has stack {QUALIFIED} selected, but make chose dev" in proc.stderr
+    assert f"run `make up` again to work on {QUALIFIED}" in proc.stderr
+    assert f"make up STACK={QUALIFIED} (or STACK=dev)" in proc.stderr
+    # what make was told, where its question failed
+    assert (f"when its question failed ({UNAVAILABLE})" in proc.stderr) == (
+        make_saw is AFTER_A_FAILED_LOOKUP
+    )
+    assert pulumi_calls(tools)[-1] == ASK
+
+
+def test_dev_is_created_only_where_pulumi_says_again_that_none_is_selected(tools):
+    # make's question failed (a blip); asked again, Pulumi says none is selected: dev
+    proc = preflight_as(tools, {"caller": ROLE_SESSION, **AS_ADMIN}, **AFTER_A_FAILED_LOOKUP)
+    assert proc.returncode == 0, proc.stderr
+    calls = pulumi_calls(tools)
+    assert calls.index(ASK) < calls.index(["stack", "select", "--create", "dev"])
+
+
+def test_a_fallback_asked_before_the_login_is_asked_again_after_it(tools):
+    # a new user, no backend: make's question failed for want of a login; the preflight
+    # logs in to local state, asks again, and only then creates dev
+    fake(tools, "aws", GOOD_AWS)
+    said = "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions"
+    fake(tools, "pulumi", LOGGED_OUT_PULUMI.replace(
+        ' stack) [ "$2" = export ]',
+        ' stack) [ "$2" = --show-name ] && { [ -f "$HOME/in" ] && echo "' + NONE_SELECTED
+        + '" >&2 || echo "' + said + '" >&2; exit 255; }; [ "$2" = export ]'))  # fmt: skip
+    proc = preflight(tools, PULUMI_CONFIG_PASSPHRASE="", STACK="dev",
+                     STACK_LOOKUP=f"failed {said}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    log = (tools.parent / "pulumi.log").read_text().splitlines()
+    assert log.index("login --local") < log.index(" ".join(ASK))
+    assert log.index(" ".join(ASK)) < log.index("stack select --create dev")
+
+
+def test_a_stack_given_is_not_asked_about(tools):
+    # STACK= given (make sets no STACK_LOOKUP), or the preflight run by CI with its STACK
+    proc = preflight_as(tools, {**IN_ACME, "stacks": [], "selected": QUALIFIED},
+                        STACK="dev", SELECTED_STACK="")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert ASK not in pulumi_calls(tools)
+    assert ["stack", "select", "--create", "dev"] in pulumi_calls(tools)
+
+
+@pytest.mark.parametrize(
+    ("stub", "selected"),
+    [
+        ("echo 'warning: A new version of Pulumi is available.'; echo acme/cilium-eks/prod",
+         pulumi_session.Selected("acme/cilium-eks/prod")),
+        (f"echo '{NONE_SELECTED}' >&2; exit 255", pulumi_session.Selected(None)),
+        (f"echo '{UNAVAILABLE}' >&2; exit 255", pulumi_session.Selected(None, UNAVAILABLE)),
+        (None, pulumi_session.Selected(None)),  # no CLI yet: make check, on a fresh machine
+    ],
+    ids=["line-before-the-name", "none-selected", "failed", "no-cli"],
+)  # fmt: skip
+def test_what_pulumi_says_is_read_as_selected_none_or_failed(tools, stub, selected):
+    if stub is not None:
+        fake(tools, "pulumi", stub)
+    env = {"PATH": str(tools), "HOME": str(tools.parent)}
+    assert pulumi_session.selected_stack(env) == selected
 
 
 def test_any_other_pulumi_error_is_shown_as_pulumi_printed_it(tools):
