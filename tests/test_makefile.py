@@ -285,3 +285,6 @@ def test_the_docs_name_the_stack_make_chooses(page):
     )
     # and that the selected stack is never created (it exists): only one STACK= names
     assert "`make up` creates a stack only where `STACK=` names it, or `dev` where" in text
+    # and that `dev` is never the answer to a question that failed
+    assert "Where Pulumi cannot say (not logged in, a Pulumi Cloud error" in text
+    assert "the other targets stop with Pulumi's words" in text
