@@ -10,7 +10,6 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
 from moto import mock_aws
 from pulumi.dynamic.dynamic import serialize_provider
 
@@ -25,7 +24,7 @@ from components.image_cache import (
     upstream_path,
 )
 from tests.harness import Graph, load_provider_in_fresh_process, run_ok
-from tests.test_cilium_chart import ACCEPTED, RELEASE, chart_dir, render
+from tests.test_cilium_chart import ACCEPTED, RELEASE, chart_defaults, chart_dir, render
 
 RULE = "aws:ecr/pullThroughCacheRule:PullThroughCacheRule"
 WARMUP = "pulumi-python:dynamic:CacheWarmup"
@@ -132,7 +131,7 @@ def test_every_image_the_chart_runs_comes_through_the_cache_by_digest(reference,
 
 @pytest.mark.parametrize("version", ACCEPTED)
 def test_the_repositories_replaced_are_the_charts_own(reference, version):
-    defaults = yaml.safe_load((chart_dir(reference, version) / "values.yaml").read_text())
+    defaults = chart_defaults(reference, version)
     for path, upstream in CHART_IMAGES.items():
         node: Any = defaults
         for key in path:
