@@ -520,6 +520,8 @@ def provider_calls() -> list[Call]:
             env.setenv(key, "testing")
         env.setenv("AWS_DEFAULT_REGION", "eu-west-1")  # neither side's region
         env.delenv("AWS_PROFILE", raising=False)
+        # no instance runs here: moto's stock AMIs (0.25 s per region's EC2) are not loaded
+        env.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
         env.setattr(image_cache, "fetch_chart", lambda _version: tiny_chart())
         with mock_aws():
             setup = boto3.Session()  # not recorded: what already exists

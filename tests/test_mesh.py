@@ -842,6 +842,8 @@ def aws():
             env.setenv(key, "testing")
         env.setenv("AWS_DEFAULT_REGION", "eu-west-1")  # neither side's region
         env.delenv("AWS_PROFILE", raising=False)
+        # no instance runs here: moto's stock AMIs (0.25 s per region's EC2) are not loaded
+        env.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
         with mock_aws():
             yield boto3.Session()
 
