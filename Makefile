@@ -26,7 +26,8 @@ SELECTED_STACK :=
 STACK_LOOKUP :=
 ifeq ($(origin STACK),undefined)
 ifneq ($(filter $(STACK_TARGETS),$(MAKECMDGOALS)),)
-LOOKUP := $(shell $(BOOT_PYTHON) scripts/pulumi_session.py)
+LOOKUP := $(if $(BOOT_PYTHON),$(shell $(BOOT_PYTHON) scripts/pulumi_session.py),failed \
+  no python3 on PATH, which make asks Pulumi through)
 SELECTED_STACK := $(if $(filter selected,$(firstword $(LOOKUP))),$(word 2,$(LOOKUP)))
 STACK := $(or $(SELECTED_STACK),dev)
 STACK_LOOKUP := $(if $(SELECTED_STACK),,$(or $(LOOKUP),failed scripts/pulumi_session.py gave no answer))

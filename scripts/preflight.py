@@ -410,7 +410,14 @@ def fallback_refused(env: Mapping[str, str], stack: str, action: str) -> str | N
             f"could not tell which stack Pulumi has selected, so {stack} (make's choice where "
             f"none is) is neither selected nor created; {again}. Pulumi says:\n{now.failure}"
         )
-    if now.name is not None and now.name != stack:
+    # dev itself, as a self-managed backend qualifies it (pulumi/pulumi pkg/backend/diy:
+    # the organization is always "organization"): the same stack, not another one
+    diy_same = (
+        now.name is not None
+        and now.name.startswith("organization/")
+        and (now.name.rsplit("/", 1)[-1] == stack)
+    )
+    if now.name is not None and now.name != stack and not diy_same:
         earlier = pulumi_session.lookup_failure(env)
         return (
             f"Pulumi has stack {now.name} selected, but make chose {stack}"
@@ -435,7 +442,15 @@ def main(env: Mapping[str, str]) -> int:
         return 1
     assert caller is not None
 
-    backend = env.get("PULUMI_BACKEND_URL") or pulumi_session.logged_in_backend(env)
+    login = (
+        pulumi_session.Login(env["PULUMI_BACKEND_URL"])
+        if env.get("PULUMI_BACKEND_URL")
+        else pulumi_session.whoami(env)
+    )
+    if login.failure:  # asked again: a failure is never taken for "logged in nowhere"
+        warn(f"`pulumi whoami` failed, so the backend is unknown; Pulumi says:\n{login.failure}")
+        return 1
+    backend = login.backend
     if backend is None:
         say("no Pulumi backend configured; using local state (pulumi login --local)")
         if said := pulumi_failure(env, "login", "--local"):

@@ -41,6 +41,12 @@ SHOW_SELECTED = ("stack", "--show-name", "--fully-qualify-stack-names", "--non-i
 # other failure (not logged in, a Pulumi Cloud 5xx, an expired token) says nothing about
 # which stack is selected.
 NO_STACK_SELECTED = "no stack selected"
+# How the CLI says it is logged in nowhere, non-interactively: with no stored login it logs
+# in to Pulumi Cloud, which needs a token (pulumi/pulumi pkg/backend/httpstate/login.go:
+# "%s must be set for login during non-interactive CLI sessions", AccessTokenEnvVar). Any
+# other failure of `pulumi whoami` (a Pulumi Cloud 5xx, an expired token) is not "logged in
+# nowhere": logging in to local state then would put a new stack beside the user's own.
+NOT_LOGGED_IN = "PULUMI_ACCESS_TOKEN must be set for login"
 
 
 def run(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -69,8 +75,15 @@ def problems(env: Mapping[str, str], *, first_run: bool) -> list[str]:
                 f"Pulumi CLI {version} is too old; {'.'.join(map(str, MIN_PULUMI))} or newer is "
                 f"needed (it adopts an existing control-plane log group): see {PULUMI_INSTALL}"
             )
-    backend = env.get("PULUMI_BACKEND_URL") or (logged_in_backend(env) if installed else None)
-    if backend is None and installed and not first_run:
+    login = Login(None) if not installed or env.get("PULUMI_BACKEND_URL") else whoami(env)
+    backend = env.get("PULUMI_BACKEND_URL") or login.backend
+    if login.failure:
+        found.append(
+            "`pulumi whoami` failed, so the backend is unknown (neither logged in nor logged "
+            "out: `make up` logs in to local state only where you are logged in nowhere); "
+            f"run it again, or set PULUMI_BACKEND_URL. Pulumi says:\n{login.failure}"
+        )
+    elif backend is None and installed and not first_run:
         found.append(
             "no Pulumi backend: PULUMI_BACKEND_URL is not set and `pulumi whoami` says you "
             "are not logged in; set PULUMI_BACKEND_URL as when you deployed (e.g. "
@@ -90,13 +103,22 @@ def problems(env: Mapping[str, str], *, first_run: bool) -> list[str]:
     return found
 
 
-def logged_in_backend(env: Mapping[str, str]) -> str | None:
-    """The backend `pulumi login` chose, or None when not logged in."""
+class Login(NamedTuple):
+    """What `pulumi whoami` says: the backend `pulumi login` chose; or None with `failure`
+    None (logged in nowhere), or what Pulumi said when it could not tell."""
+
+    backend: str | None
+    failure: str | None = None
+
+
+def whoami(env: Mapping[str, str]) -> Login:
+    """Where the CLI is logged in, as `pulumi whoami --verbose` says."""
     proc = run(env, "pulumi", "whoami", "--verbose")
     if proc.returncode != 0:
-        return None
+        said = proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}"
+        return Login(None, None if NOT_LOGGED_IN in said else said)
     found = re.search(r"^Backend URL:\s*(\S+)", proc.stdout, re.M)
-    return found.group(1) if found else None
+    return Login(found.group(1) if found else None)
 
 
 class Selected(NamedTuple):

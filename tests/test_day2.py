@@ -54,7 +54,11 @@ FAKE_PULUMI = """#!/bin/sh
 echo "$@" >> "$HOME/pulumi.log"
 case "$1" in
   version) echo v3.200.0; exit 0;;
-  whoami) [ -n "$LOGGED_OUT" ] && exit 255; echo "User: me"; echo "Backend URL: file://~"; exit 0;;
+  whoami)
+    # logged in nowhere, in the CLI's words (pulumi/pulumi pkg/backend/httpstate/login.go)
+    [ -n "$LOGGED_OUT" ] && {{ echo "error: PULUMI_ACCESS_TOKEN must be set for login \
+during non-interactive CLI sessions" >&2; exit 255; }}
+    echo "User: me"; echo "Backend URL: file://~"; exit 0;;
 esac
 if [ -n "$PULUMI_SAYS" ]; then echo "$PULUMI_SAYS" >&2; exit 255; fi
 echo '{{"apiVersion": "v1", "clusters": []}}'

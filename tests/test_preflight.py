@@ -69,9 +69,14 @@ GOOD_AWS = (
     " *) echo arn:aws:iam::1:user/x;; esac"
 )
 PULUMI_VERSION = 'case "$1" in version) echo v3.200.0; exit 0;; esac\n'
-LOGGED_OUT_PULUMI = (
+# What `pulumi whoami` says, logged in nowhere (pulumi/pulumi pkg/backend/httpstate/login.go)
+NOT_LOGGED_IN = (
+    "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions"
+)
+LOGGED_OUT_PULUMI = f'NOT_LOGGED_IN="{NOT_LOGGED_IN}"\n' + (
     PULUMI_VERSION + 'echo "$@" >> "$HOME/pulumi.log"\n'
-    'case "$1" in whoami) [ -f "$HOME/in" ] || exit 1; echo "Backend URL: file://~";;'
+    'case "$1" in whoami) [ -f "$HOME/in" ] || { echo "$NOT_LOGGED_IN" >&2; exit 255; };'
+    ' echo "Backend URL: file://~";;'
     ' login) : > "$HOME/in";; config) echo \'{"aws:region": {"value": "eu-west-1"}}\';;'
     " stack) [ \"$2\" = export ] && echo '{}'; true;; esac"
 )
@@ -181,6 +186,27 @@ def test_an_old_pulumi_cli_is_named(tools):
     fake(tools, "aws", GOOD_AWS)
     proc = preflight(tools, PULUMI_CONFIG_PASSPHRASE="x")
     assert proc.returncode == 1 and "Pulumi CLI v3.150.2 is too old; 3.174.0" in proc.stderr
+
+
+@pytest.mark.parametrize("lookup", ["", "failed error: [503] Service Unavailable"])
+def test_a_failing_whoami_is_not_taken_for_logged_in_nowhere(tools, lookup):
+    # Pulumi Cloud down, or a token expired: the user is logged in somewhere, so logging in
+    # to local state would put a new dev stack (and cluster) beside theirs. Pulumi's words
+    # are shown, and nothing is logged in to, selected or created.
+    fake(tools, "aws", GOOD_AWS)
+    fake(
+        tools,
+        "pulumi",
+        PULUMI_VERSION + 'echo "$@" >> "$HOME/pulumi.log"\n'
+        'echo "error: [503] Service Unavailable" >&2; exit 255',
+    )
+    env = {"PULUMI_CONFIG_PASSPHRASE": "x", "STACK_LOOKUP": lookup} if lookup else {}
+    proc = preflight(tools, **env)
+    assert proc.returncode == 1
+    assert "`pulumi whoami` failed" in proc.stderr
+    assert "error: [503] Service Unavailable" in proc.stderr
+    log = (tools.parent / "pulumi.log").read_text()
+    assert "login" not in log and "stack select" not in log
 
 
 def test_local_state_is_the_fallback_and_asks_for_the_passphrase(tools):
@@ -607,6 +633,19 @@ def test_a_stack_selected_by_now_is_named_beside_dev_and_nothing_is_created(tool
         make_saw is AFTER_A_FAILED_LOOKUP
     )
     assert pulumi_calls(tools)[-1] == ASK
+
+
+def test_dev_selected_by_now_on_a_self_managed_backend_is_dev(tools):
+    # make asked before the login; after it, the local backend has dev selected, which it
+    # names organization/cilium-eks/dev: the same stack, worked on without a second run
+    world = {"caller": ROLE_SESSION, **AS_ADMIN, "selected": "organization/cilium-eks/dev"}
+    proc = preflight_as(tools, world, **AFTER_A_FAILED_LOOKUP)
+    assert proc.returncode == 0, proc.stderr
+    assert ["stack", "select", "--create", "dev"] in pulumi_calls(tools)
+    # another stack of the backend is not dev
+    world["selected"] = "organization/cilium-eks/prod"
+    proc = preflight_as(tools, world, **AFTER_A_FAILED_LOOKUP)
+    assert proc.returncode == 1 and "make chose dev" in proc.stderr
 
 
 def test_dev_is_created_only_where_pulumi_says_again_that_none_is_selected(tools):
