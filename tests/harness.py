@@ -161,6 +161,23 @@ class Graph:
     def output(self, key: str) -> Any:
         return self.outputs[key]["value"]
 
+    def declared(self, *, but_aliases: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+        """What the run declared, by URN, in a form two runs can be compared by: parent,
+        provider, edges, inputs and aliases (but those given). Registration order and the
+        order of dependency sets vary with asyncio's scheduling; names, inputs and edges
+        may not."""
+        return {
+            r.urn: (
+                r.parent,
+                r.provider,
+                sorted(r.dependencies),
+                {k: sorted(v) for k, v in r.property_dependencies.items()},
+                r.inputs,
+                [a for a in r.aliases if a not in but_aliases],
+            )
+            for r in self.resources
+        }
+
     def subnet_ids(self, role: str) -> list[str]:
         """Sorted ids (as the mocks make them) of the `public` or `private` subnets, told
         apart by their load-balancer role tag, not by their names."""

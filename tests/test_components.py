@@ -158,17 +158,7 @@ PROGRAMS_ALIAS = {"project": "cilium-eks", "noParent": True}
 
 def declared(graph: Graph) -> dict[str, Any]:
     """What a graph declares, but the program's own aliases to its stacks' old URNs."""
-    return {
-        r.urn: (
-            r.parent,
-            r.provider,
-            sorted(r.dependencies),
-            {k: sorted(v) for k, v in r.property_dependencies.items()},
-            r.inputs,
-            [a for a in r.aliases if a != PROGRAMS_ALIAS],
-        )
-        for r in graph.resources
-    }
+    return graph.declared(but_aliases=(PROGRAMS_ALIAS,))
 
 
 def test_only_the_program_aliases_its_stacks_old_urns(dev):

@@ -180,15 +180,20 @@ class FakeKubectl:
         return subprocess.CompletedProcess(args, 0, out, "")
 
 
+def failed_check(kubectl: FakeKubectl) -> list[str]:
+    """The lines `make verify`'s datapath check prints, on nodes where it must fail."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert datapath.check_nodes({}, kubectl) is False
+    return out.getvalue().splitlines()
+
+
 def test_every_node_is_read_and_the_one_that_differs_is_named(configs):
     kubectl = FakeKubectl(configs["veth"], {
         "ip-10-0-17-42.ap-northeast-2.compute.internal": sample("1.19.6-veth-tuned.txt"),
         "ip-10-0-33-9.ap-northeast-2.compute.internal": sample("1.19.6-legacy-fallback.txt"),
     })  # fmt: skip
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert datapath.check_nodes({}, kubectl) is False
-    lines = out.getvalue().splitlines()
+    lines = failed_check(kubectl)
     assert lines[0].startswith("datapath: PASS node ip-10-0-17-42.ap-northeast-2")
     failing = "ip-10-0-33-9.ap-northeast-2.compute.internal"
     assert lines[1] == f"datapath: FAIL node {failing} (cilium-1):"
@@ -225,11 +230,9 @@ def test_make_verify_passes_when_every_node_is_as_configured(configs, monkeypatc
 
 def test_an_agent_that_does_not_answer_fails_naming_its_node(configs):
     kubectl = FakeKubectl(configs["veth"], {"node-a": ""})
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert datapath.check_nodes({}, kubectl) is False
-    assert "datapath: FAIL node node-a: `cilium-dbg status --verbose` in cilium-0 failed" in (
-        out.getvalue()
+    (line,) = failed_check(kubectl)
+    assert line.startswith(
+        "datapath: FAIL node node-a: `cilium-dbg status --verbose` in cilium-0 failed"
     )
 
 
@@ -305,10 +308,7 @@ def test_a_captured_node_is_named_where_it_differs(configs):
         "talos-captured": sample(CAPTURED_NETKIT),
         "ip-10-0-49-7.ap-northeast-2.compute.internal": sample("1.20.0-netkit-tuned.txt"),
     })  # fmt: skip
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert datapath.check_nodes({}, kubectl) is False
-    lines = out.getvalue().splitlines()
+    lines = failed_check(kubectl)
     assert lines[0].startswith("datapath: PASS node ip-10-0-17-42.ap-northeast-2")
     assert lines[1].startswith("datapath: PASS node ip-10-0-49-7.ap-northeast-2")
     assert lines[2] == "datapath: FAIL node talos-captured (cilium-1):"

@@ -160,15 +160,16 @@ def test_the_rules_find_a_moved_child_only_through_its_parents_alias(dev):
     assert {f"{was}::network", f"{was}$aws:ec2/vpc:Vpc::vpc"} <= lost
 
 
-def consumers_stack() -> Graph:
-    """A consumer's Stack, every feature on, as the package's provider constructs it."""
+def consumers_stack(project: str) -> Graph:
+    """A consumer's Stack, every feature on, as the package's provider constructs it in a
+    deployment of `project`."""
     inputs = stack_inputs()
     inputs |= on_the_wire({
         "network": {**inputs["network"], "vpcEndpoints": True},
         "karpenter": {"enabled": True}, "mesh": {"clusterId": 1},
     })  # fmt: skip
     graph = construct("cilium-eks:index:Stack", "cilium-eks", inputs, kubernetes=False,
-                      project=PROJECT)  # fmt: skip
+                      project=project)  # fmt: skip
     assert graph.error is None, graph.error["traceback"]
     return graph
 
@@ -180,7 +181,7 @@ def test_a_consumer_named_like_this_project_claims_none_of_its_resources():
     # to this project's root would name exactly those, so the package's Stack makes none
     # (only the program asks, __main__.py adopt_program_urns). The root stack resource is
     # the deployment's own, found by its URN.
-    graph = consumers_stack()
+    graph = consumers_stack(PROJECT)
     olds = old_state()
     assert f"urn:pulumi:{STACK}::{PROJECT}::pulumi:providers:aws::aws" in olds
     found = old_resources_found(graph.resources, olds)
@@ -193,14 +194,7 @@ def test_a_stack_in_another_project_claims_none_of_its_resources():
     # there: its own `aws.Provider("aws")` above all, the common case. An alias to the
     # root that names no project is the consumer's root: the Stack's provider would take
     # over the consumer's (or the engine refuse both, step_generator.go getOldResource).
-    inputs = stack_inputs()
-    inputs |= on_the_wire({
-        "network": {**inputs["network"], "vpcEndpoints": True},
-        "karpenter": {"enabled": True}, "mesh": {"clusterId": 1},
-    })  # fmt: skip
-    graph = construct("cilium-eks:index:Stack", "cilium-eks", inputs, kubernetes=False,
-                      project=CONSUMER)  # fmt: skip
-    assert graph.error is None, graph.error["traceback"]
+    graph = consumers_stack(CONSUMER)
     assert all(f"::{CONSUMER}::" in urn for urn in engine_urns(graph.resources, CONSUMER).values())
     consumers = {urn.replace(f"::{PROJECT}::", f"::{CONSUMER}::") for urn in old_state()}
     assert f"urn:pulumi:{STACK}::{CONSUMER}::pulumi:providers:aws::aws" in consumers
